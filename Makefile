@@ -1,0 +1,37 @@
+# visgen — the two commands of the README are `make tour` and `make test`.
+# Both create the virtual environment from nothing (and reuse it when present).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: venv test test-lib test-booking tour lint assignments slides clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,notebooks,diffusers]"
+	touch $(STAMP)
+
+test: test-lib test-booking
+
+test-lib: venv
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
+
+test-booking:
+	$(MAKE) -C exam/slot-booking-service test
+
+tour: venv
+	$(PY) -m visgen tour --out runs/tour
+
+lint: venv
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
