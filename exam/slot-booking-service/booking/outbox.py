@@ -1,0 +1,79 @@
+"""Transactional outbox: emails are rows written in the same transaction as the change they
+report, and go out only after that transaction commits (``transaction.on_commit``). A crash or
+an SMTP failure leaves the row pending; ``manage.py send_outbox`` retries it later.
+"""
+
+import datetime as dt
+import logging
+
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import OutboxEmail
+
+log = logging.getLogger(__name__)
+STALE_CLAIM = dt.timedelta(minutes=10)
+
+
+def queue(*, key: str, to: str, subject: str, body: str, ics: str = "") -> None:
+    """Record an email inside the current transaction; send it once the transaction commits.
+
+    ``key`` deduplicates: queueing the same key twice sends one email.
+    """
+    email, created = OutboxEmail.objects.get_or_create(
+        dedupe_key=key, defaults={"to_email": to, "subject": subject, "body": body, "ics": ics}
+    )
+    if created:
+        transaction.on_commit(lambda: deliver([email.pk]))
+
+
+def _send(email: OutboxEmail) -> None:
+    message = EmailMessage(email.subject, email.body, to=[email.to_email])
+    if email.ics:
+        method = "CANCEL" if "METHOD:CANCEL" in email.ics else "REQUEST"
+        message.attach("exam.ics", email.ics, f"text/calendar; charset=utf-8; method={method}")
+    message.send()
+
+
+def deliver(pks: list[int] | None = None) -> int:
+    """Send pending emails (all, or the given ones); return how many were sent.
+
+    Each row is claimed with a compare-and-swap UPDATE, so two workers never send it twice.
+    Failures are recorded on the row, never raised: the change they report is committed.
+    """
+    pending = OutboxEmail.objects.filter(status=OutboxEmail.PENDING)
+    if pks is not None:
+        pending = pending.filter(pk__in=pks)
+    sent = 0
+    for email in pending.order_by("pk"):
+        now = timezone.now()
+        claimed = OutboxEmail.objects.filter(pk=email.pk, status=OutboxEmail.PENDING).update(
+            status=OutboxEmail.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        )
+        if not claimed:
+            continue
+        try:
+            _send(email)
+        except Exception as exc:  # any backend error: keep the row and retry later
+            log.warning("outbox email %s failed: %s", email.pk, exc)
+            final = email.attempts + 1 >= OutboxEmail.MAX_ATTEMPTS
+            OutboxEmail.objects.filter(pk=email.pk).update(
+                status=OutboxEmail.FAILED if final else OutboxEmail.PENDING,
+                last_error=f"{type(exc).__name__}: {exc}",
+            )
+        else:
+            OutboxEmail.objects.filter(pk=email.pk).update(
+                status=OutboxEmail.SENT, sent_at=timezone.now(), last_error=""
+            )
+            sent += 1
+    return sent
+
+
+def release_stale_claims() -> int:
+    """Put back rows whose sender died between claiming and finishing (e.g. a killed worker)."""
+    cutoff = timezone.now() - STALE_CLAIM
+    return OutboxEmail.objects.filter(status=OutboxEmail.SENDING, claimed_at__lt=cutoff).update(
+        status=OutboxEmail.PENDING
+    )

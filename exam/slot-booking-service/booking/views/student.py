@@ -1,0 +1,143 @@
+"""Student pages: my exams, an exam's slots with live free seats, book / move / cancel, .ics."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from .. import services, timeutil
+from ..access import enrollment_for
+from ..ics import booking_ics
+from ..models import Booking, Enrollment
+
+
+def _slot_id(request) -> int:
+    try:
+        return int(request.POST.get("slot", ""))
+    except ValueError:
+        raise Http404("Choose a slot.") from None
+
+
+def _state(enrollment: Enrollment, now) -> dict:
+    exam = enrollment.exam
+    booking = services.active_booking(enrollment)
+    window_open = exam.booking_opens_at <= now < exam.booking_closes_at
+    return {
+        "exam": exam,
+        "booking": booking,
+        "window_open": window_open,
+        "not_yet_open": now < exam.booking_opens_at,
+        "can_cancel": booking is not None
+        and now < exam.cancellation_deadline
+        and booking.slot.starts_at > now,
+        "days": _by_day(exam.slots.filter(is_published=True).select_related("examiner"), exam),
+        "now": now,
+    }
+
+
+def _by_day(slots, exam) -> list[tuple[str, list]]:
+    """Slots grouped by their day in the exam's time zone, in order."""
+    days: dict[str, list] = {}
+    for slot in slots:
+        day = f"{timeutil.local(slot.starts_at, exam.tz):%A %d %B %Y}"
+        days.setdefault(day, []).append(slot)
+    return list(days.items())
+
+
+@login_required
+def exams(request):
+    enrollments = Enrollment.objects.filter(student=request.user).select_related("exam")
+    rows = [
+        (
+            e,
+            Booking.objects.filter(enrollment=e, status=Booking.ACTIVE)
+            .select_related("slot")
+            .first(),
+        )
+        for e in enrollments
+    ]
+    if len(rows) == 1 and not request.user.is_staff:
+        return redirect("student-exam", rows[0][0].exam_id)
+    return render(request, "booking/student_exams.html", {"rows": rows})
+
+
+@login_required
+def exam(request, exam_id):
+    enrollment = enrollment_for(request.user, exam_id)
+    return render(request, "booking/student_exam.html", _state(enrollment, timezone.now()))
+
+
+@login_required
+def seats(request, exam_id):
+    """Polled every few seconds by htmx: out-of-band updates of the free-seat cells only, so the
+    buttons a student is about to click are never replaced under the pointer."""
+    enrollment = enrollment_for(request.user, exam_id)
+    slots = enrollment.exam.slots.filter(is_published=True)
+    return render(request, "booking/partials/seats.html", {"slots": slots})
+
+
+def _act(request, exam_id, action):
+    enrollment = enrollment_for(request.user, exam_id)
+    try:
+        message = action(enrollment)
+    except services.BookingError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, message)
+    return redirect("student-exam", exam_id)
+
+
+def _when(booking: Booking) -> str:
+    return timeutil.describe(booking.slot.starts_at, booking.slot.exam.tz)
+
+
+@login_required
+@require_POST
+def book(request, exam_id):
+    slot_id = _slot_id(request)
+
+    def action(enrollment):
+        result = services.book(enrollment, slot_id, actor=request.user)
+        verb = "You are booked" if result.created else "You were already booked"
+        return f"{verb} for {_when(result.booking)}. A confirmation email is on its way."
+
+    return _act(request, exam_id, action)
+
+
+@login_required
+@require_POST
+def move(request, exam_id):
+    slot_id = _slot_id(request)
+
+    def action(enrollment):
+        result = services.move(enrollment, slot_id, actor=request.user)
+        return f"Your slot is now {_when(result.booking)}."
+
+    return _act(request, exam_id, action)
+
+
+@login_required
+def cancel(request, exam_id):
+    """GET asks for confirmation; POST cancels."""
+    enrollment = enrollment_for(request.user, exam_id)
+    if request.method != "POST":
+        return render(request, "booking/student_cancel.html", _state(enrollment, timezone.now()))
+
+    def action(enrollment):
+        booking = services.cancel(enrollment, actor=request.user)
+        return "Your booking is cancelled." if booking else "You had no booking to cancel."
+
+    return _act(request, exam_id, action)
+
+
+@login_required
+def booking_calendar(request, exam_id):
+    enrollment = enrollment_for(request.user, exam_id)
+    booking = services.active_booking(enrollment)
+    if booking is None:
+        raise Http404("You have no booking in this exam.")
+    response = HttpResponse(booking_ics(booking), content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="exam-{exam_id}.ics"'
+    return response

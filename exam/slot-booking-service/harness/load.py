@@ -1,0 +1,52 @@
+"""A small concurrent HTTP client: many requests, a fixed number in flight, each timed."""
+
+import dataclasses
+import http.client
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+
+@dataclasses.dataclass
+class Response:
+    status: int | None  # None: no HTTP response (connection refused or reset)
+    seconds: float
+    body: bytes = b""
+    error: str = ""
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def request(
+    base_url: str, method: str, path: str, *, headers=None, body=None, timeout: float = 60
+) -> Response:
+    parts = urlsplit(base_url)
+    payload = json.dumps(body).encode() if body is not None else None
+    headers = {**(headers or {}), **({"Content-Type": "application/json"} if payload else {})}
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=payload, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        return Response(response.status, time.perf_counter() - started, data)
+    except (OSError, http.client.HTTPException) as exc:
+        return Response(None, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.close()
+
+
+def run_all(calls, concurrency: int) -> list:
+    """Run zero-argument callables with ``concurrency`` in flight; results in input order."""
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]

@@ -1,0 +1,40 @@
+"""Seed a database for a server run: ``python -m harness.seed '<json spec>'`` prints JSON.
+
+Spec keys: slots (count), capacity, students (count), auth ("token" or "session"),
+instructor_password (optional; creates teacher@example.org).
+"""
+
+import json
+import os
+import sys
+
+
+def seed(spec: dict) -> dict:
+    from harness import factories
+
+    instructor = factories.make_instructor(password=spec.get("instructor_password"))
+    exam = factories.make_exam(instructor, **spec.get("exam", {}))
+    slots = factories.make_slots(exam, spec.get("slots", 1), capacity=spec.get("capacity", 3))
+    enrollments = factories.make_students(exam, spec.get("students", 0))
+    users = [e.student for e in enrollments]
+    credentials = (
+        factories.session_cookies(users)
+        if spec.get("auth") == "session"
+        else factories.api_tokens(users)
+    )
+    return {
+        "exam": exam.pk,
+        "slots": [s.pk for s in slots],
+        "students": [
+            {"enrollment": e.pk, "email": e.student.email, "credential": c}
+            for e, c in zip(enrollments, credentials, strict=True)
+        ],
+    }
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    json.dump(seed(json.loads(sys.argv[1])), sys.stdout)

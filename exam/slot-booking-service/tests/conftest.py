@@ -1,0 +1,118 @@
+"""Shared fixtures. In-process tests use pytest-django (SQLite in memory); the multi-process,
+HTTP, crash and browser tests use real databases (a SQLite file, and a throwaway PostgreSQL
+cluster) through ``harness``."""
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from harness import factories
+from harness.databases import PostgresDatabases, SqliteDatabases, manage
+from harness.pg import PostgresMissing
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+# --- in-process (pytest-django) -------------------------------------------------------------
+
+
+@pytest.fixture
+def now():
+    return timezone.now()
+
+
+@pytest.fixture
+def instructor(db):
+    return factories.make_instructor()
+
+
+@pytest.fixture
+def exam(instructor, now):
+    return factories.make_exam(instructor, now=now)
+
+
+@pytest.fixture
+def slots(exam):
+    return factories.make_slots(exam, 3, capacity=2)
+
+
+@pytest.fixture
+def students(exam):
+    return factories.make_students(exam, 4)
+
+
+@pytest.fixture
+def enrollment(students):
+    return students[0]
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def student_client(enrollment):
+    return client_for(enrollment.student)
+
+
+@pytest.fixture
+def staff_client(instructor):
+    return client_for(instructor)
+
+
+@pytest.fixture
+def in_days():
+    def at(days: float, hour: int = 9) -> dt.datetime:
+        return (timezone.now() + dt.timedelta(days=days)).replace(
+            hour=hour, minute=0, second=0, microsecond=0
+        )
+
+    return at
+
+
+# --- real databases for other processes -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_databases():
+    databases = SqliteDatabases()
+    yield databases
+    databases.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases():
+    if os.environ.get("SKIP_POSTGRES") == "1":
+        pytest.skip("SKIP_POSTGRES=1 was set explicitly")
+    try:
+        databases = PostgresDatabases()
+    except PostgresMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield databases
+    databases.close()
+
+
+@pytest.fixture
+def databases_for(request):
+    """``databases_for("sqlite")`` or ``("postgresql")``: the session's template databases."""
+
+    def get(vendor: str):
+        return request.getfixturevalue(f"{vendor}_databases")
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def static_root():
+    """collectstatic once for the gunicorn servers (production storage with a manifest)."""
+    root = tempfile.mkdtemp(prefix="booking-static-")
+    manage("collectstatic", "--noinput", database_url="sqlite://:memory:", STATIC_ROOT=root)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
