@@ -88,7 +88,7 @@ def sqlite_databases():
 
 
 @pytest.fixture(scope="session")
-def postgres_databases():
+def postgresql_databases():
     if os.environ.get("SKIP_POSTGRES") == "1":
         pytest.skip("SKIP_POSTGRES=1 was set explicitly")
     try:
