@@ -7,6 +7,17 @@ import torch
 
 def as_time(t, name: str = "t", *, like: torch.Tensor | None = None) -> torch.Tensor:
     """Convert `t` to a float tensor and check it lies in [0, 1] and holds no NaN."""
+    if isinstance(t, (float, int)) and not isinstance(t, bool):
+        # fast path for a sampler's scalar time: validate in Python, one tensor op
+        if t != t:
+            raise ValueError(f"{name} contains NaN")
+        if not 0 <= t <= 1:
+            raise ValueError(
+                f"{name} must lie in [0, 1] (t = 0 is data, t = 1 is noise); got {t!r}"
+            )
+        if like is None:
+            return torch.tensor(t, dtype=torch.float64)
+        return torch.tensor(t, dtype=like.dtype, device=like.device)
     if isinstance(t, torch.Tensor):
         if not t.is_floating_point():
             t = t.to(torch.get_default_dtype() if like is None else like.dtype)
@@ -19,6 +30,8 @@ def as_time(t, name: str = "t", *, like: torch.Tensor | None = None) -> torch.Te
             ) from err
     if like is not None and t.device != like.device:
         t = t.to(like.device)
+    if ((t >= 0) & (t <= 1)).all():  # one check on the hot path (False for NaN too)
+        return t
     if torch.isnan(t).any():
         raise ValueError(f"{name} contains NaN")
     if (t < 0).any() or (t > 1).any():
