@@ -119,7 +119,7 @@ def _take_seat(enrollment: Enrollment, slot_id: int, *, by_instructor: bool, now
     slots = Slot.objects.filter(pk=slot_id, exam_id=enrollment.exam_id)
     if not by_instructor:
         slots = slots.filter(is_published=True, starts_at__gt=now)
-    if slots.update(booked=F("booked") + 1) == 1:
+    if slots.filter(booked__lt=F("capacity")).update(booked=F("booked") + 1) == 1:
         return Slot.objects.select_related("exam", "examiner").get(pk=slot_id)
     slot = Slot.objects.filter(pk=slot_id, exam_id=enrollment.exam_id).first()
     if slot is None or not (slot.is_published or by_instructor):
