@@ -14,7 +14,7 @@ from multiprocessing import get_context
 import pytest
 
 from tests import workers
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, assert_consistent
 
 PROCESSES = 8
 
@@ -45,13 +45,6 @@ def racers(request):
     racers = Racers(url)
     yield racers
     racers.pool.shutdown()
-
-
-def assert_consistent(state: dict) -> None:
-    for slot_id, (booked, capacity, active) in state["slots"].items():
-        assert booked == active, f"slot {slot_id}: counter {booked} != {active} bookings"
-        assert booked <= capacity, f"slot {slot_id} overbooked: {booked} > {capacity}"
-    assert state["students_with_two"] == 0
 
 
 def chunks(items: list, n: int) -> list[list]:
