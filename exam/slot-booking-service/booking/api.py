@@ -1,8 +1,8 @@
 """JSON API (OpenAPI schema at /api/openapi.json, browsable docs at /api/docs).
 
-Authentication: ``Authorization: Bearer <token>`` (token from the Account page), or the browser
-session plus the CSRF header. Refusals are JSON ``{"detail": "..."}`` with 404 (not yours or
-unknown) or 409 (full, closed, already booked); 422 for malformed input.
+Authentication: ``Authorization: Bearer <token>`` (made on the "API token" page, /account/), or
+the browser session plus the CSRF header. Refusals are JSON ``{"detail": "..."}``: 404 (not yours,
+or unknown), 409 (full, closed, already booked), 400 or 422 (malformed input).
 """
 
 import datetime as dt

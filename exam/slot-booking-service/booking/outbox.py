@@ -5,6 +5,7 @@ an SMTP failure leaves the row pending; ``manage.py send_outbox`` retries it lat
 
 import datetime as dt
 import logging
+from email.mime.text import MIMEText
 
 from django.core.mail import EmailMessage
 from django.db import transaction
@@ -32,8 +33,10 @@ def queue(*, key: str, to: str, subject: str, body: str, ics: str = "") -> None:
 def _send(email: OutboxEmail) -> None:
     message = EmailMessage(email.subject, email.body, to=[email.to_email])
     if email.ics:
-        method = "CANCEL" if "METHOD:CANCEL" in email.ics else "REQUEST"
-        message.attach("exam.ics", email.ics, f"text/calendar; charset=utf-8; method={method}")
+        calendar = MIMEText(email.ics, "calendar", "utf-8")
+        calendar.set_param("method", "CANCEL" if "METHOD:CANCEL" in email.ics else "REQUEST")
+        calendar.add_header("Content-Disposition", "attachment", filename="exam.ics")
+        message.attach(calendar)
     message.send()
 
 

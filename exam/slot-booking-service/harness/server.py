@@ -55,6 +55,7 @@ class Gunicorn:
                     "60",
                     "--graceful-timeout",
                     "5",
+                    "--no-control-socket",
                 ],
                 cwd=SERVICE_DIR,
                 env=self.env,

@@ -129,16 +129,23 @@ def seed_database(database_url: str, spec: dict) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "harness.seed", json.dumps(spec)],
         cwd=SERVICE_DIR,
-        env={**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "config.settings"},
-        capture_output=True, text=True, check=True,
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(result.stdout)
 
 
 def database_state(database_url: str, exam_id: int) -> dict:
     """``workers.state`` read by a fresh process (counters, bookings, students)."""
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=workers.init,
-                             initargs=(database_url,)) as pool:
+    with ProcessPoolExecutor(
+        1, mp_context=get_context("spawn"), initializer=workers.init, initargs=(database_url,)
+    ) as pool:
         return pool.submit(workers.state, exam_id).result(timeout=120)
 
 

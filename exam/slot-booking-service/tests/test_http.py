@@ -18,9 +18,14 @@ def test_1000_concurrent_bookings_for_3_seats(vendor, databases_for, static_root
     exam, slot = seeded["exam"], seeded["slots"][0]
     with Gunicorn(url, static_root=static_root, workers=4) as server:
         calls = [
-            partial(request, server.url, "POST", f"/api/exams/{exam}/booking",
-                    headers={"Authorization": f"Bearer {s['credential']}"},
-                    body={"slot_id": slot})
+            partial(
+                request,
+                server.url,
+                "POST",
+                f"/api/exams/{exam}/booking",
+                headers={"Authorization": f"Bearer {s['credential']}"},
+                body={"slot_id": slot},
+            )
             for s in seeded["students"]
         ]
         responses = run_all(calls, concurrency=64)

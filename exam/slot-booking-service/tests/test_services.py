@@ -34,8 +34,10 @@ def test_confirmation_email_is_sent_only_after_commit(
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.subject == "Exam slot booked: Oral exam"
-    name, content, mimetype = message.attachments[0]
-    assert name == "exam.ics" and "method=REQUEST" in mimetype and "DTSTART:" in content
+    calendar = message.attachments[0]
+    assert calendar.get_content_type() == "text/calendar"
+    assert calendar.get_param("method") == "REQUEST" and calendar.get_filename() == "exam.ics"
+    assert "DTSTART:" in calendar.get_payload(decode=True).decode()
     assert OutboxEmail.objects.get().status == OutboxEmail.SENT
 
 

@@ -257,7 +257,9 @@ def test_publish_and_hide(staff_client, exam, slots):
     assert messages_of(response) == ["2 slots hidden."]
     assert list(exam.slots.values_list("is_published", flat=True)) == [False, False, True]
     response = staff_client.post(url, {"publish": "1"}, follow=True)
-    assert messages_of(response) == ["Select at least one slot first."]
+    assert messages_of(response) == ["Tick at least one slot first."]
+    response = staff_client.post(url, {"publish": "1", "scope": "all"}, follow=True)
+    assert messages_of(response) == ["3 slots published."]
 
 
 def test_dashboard_exam_unbooked_audit_pages(staff_client, exam, students, slots):
