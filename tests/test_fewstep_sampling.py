@@ -38,3 +38,23 @@ def test_bad_grid():
         sample_consistency(den, torch.zeros(2, 2), torch.tensor([1.0, 0.5]))
     with pytest.raises(ValueError, match="strictly decreasing"):
         sample_consistency(den, torch.zeros(2, 2), torch.tensor([0.5, 1.0, 0.0]))
+
+
+def test_method_registry_and_nfe_contract():
+    from visgen.fewstep import METHODS, FewStepGenerator, register_method
+
+    @register_method("_identity_for_test", lecture=6)
+    def train(task, steps, generator):
+        return FewStepGenerator("identity", torch.nn.Identity(), lambda z, nfe, c, g: z * nfe, nfes=(1, 2))
+
+    try:
+        student = METHODS["_identity_for_test"][1](None, 1, None)
+        assert torch.equal(student.sample(torch.ones(3), 2), torch.full((3,), 2.0))
+        with pytest.raises(ValueError, match=r"nfe must be one of \(1, 2\)"):
+            student.sample(torch.ones(3), 4)
+        with pytest.raises(ValueError, match="already registered"):
+            register_method("_identity_for_test", lecture=6)(train)
+        with pytest.raises(ValueError, match="unknown lecture 5"):
+            register_method("other", lecture=5)
+    finally:
+        METHODS.pop("_identity_for_test")
