@@ -21,13 +21,14 @@ STALE_CLAIM = dt.timedelta(minutes=10)
 def queue(*, key: str, to: str, subject: str, body: str, ics: str = "") -> None:
     """Record an email inside the current transaction; send it once the transaction commits.
 
-    ``key`` deduplicates: queueing the same key twice sends one email.
+    ``key`` deduplicates: queueing the same key twice keeps the first email (one INSERT ... ON
+    CONFLICT DO NOTHING, no extra round trip).
     """
-    email, created = OutboxEmail.objects.get_or_create(
-        dedupe_key=key, defaults={"to_email": to, "subject": subject, "body": body, "ics": ics}
+    OutboxEmail.objects.bulk_create(
+        [OutboxEmail(dedupe_key=key, to_email=to, subject=subject, body=body, ics=ics)],
+        ignore_conflicts=True,
     )
-    if created:
-        transaction.on_commit(lambda: deliver([email.pk]))
+    transaction.on_commit(lambda: deliver([key]))
 
 
 def _send(email: OutboxEmail) -> None:
@@ -40,15 +41,15 @@ def _send(email: OutboxEmail) -> None:
     message.send()
 
 
-def deliver(pks: list[int] | None = None) -> int:
-    """Send pending emails (all, or the given ones); return how many were sent.
+def deliver(keys: list[str] | None = None) -> int:
+    """Send pending emails (all, or those with the given dedupe keys); return how many were sent.
 
     Each row is claimed with a compare-and-swap UPDATE, so two workers never send it twice.
     Failures are recorded on the row, never raised: the change they report is committed.
     """
     pending = OutboxEmail.objects.filter(status=OutboxEmail.PENDING)
-    if pks is not None:
-        pending = pending.filter(pk__in=pks)
+    if keys is not None:
+        pending = pending.filter(dedupe_key__in=keys)
     sent = 0
     for email in pending.order_by("pk"):
         now = timezone.now()

@@ -3,11 +3,8 @@ HTTP, crash and browser tests use real databases (a SQLite file, and a throwaway
 cluster) through ``harness``."""
 
 import datetime as dt
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -16,7 +13,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from harness import SERVICE_DIR, factories
+from harness import factories
 from harness.databases import PostgresDatabases, SqliteDatabases, manage
 from harness.pg import PostgresMissing
 from tests import workers
@@ -122,23 +119,6 @@ def static_root():
     manage("collectstatic", "--noinput", database_url="sqlite://:memory:", STATIC_ROOT=root)
     yield root
     shutil.rmtree(root, ignore_errors=True)
-
-
-def seed_database(database_url: str, spec: dict) -> dict:
-    """Seed through ``harness.seed`` in a subprocess; returns exam, slot and student ids."""
-    result = subprocess.run(
-        [sys.executable, "-m", "harness.seed", json.dumps(spec)],
-        cwd=SERVICE_DIR,
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-        },
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)
 
 
 def database_state(database_url: str, exam_id: int) -> dict:

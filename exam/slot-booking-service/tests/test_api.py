@@ -103,3 +103,18 @@ def test_wrong_token_is_401(client, db):
 def test_session_auth_works_from_the_browser(student_client, enrollment, slots):
     response = student_client.get(reverse("api:slots", args=[enrollment.exam_id]))
     assert response.status_code == 200 and len(response.json()) == 3
+
+
+def test_oversized_request_bodies_are_refused(api, student_client, enrollment, slots):
+    huge = "x" * (3 * 1024 * 1024)
+    response = api.post(
+        f"/api/exams/{enrollment.exam_id}/booking",
+        f'{{"slot_id": {slots[0].pk}, "pad": "{huge}"}}',
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    response = student_client.post(
+        reverse("student-book", args=[enrollment.exam_id]), {"slot": slots[0].pk, "pad": huge}
+    )
+    assert response.status_code == 400
+    assert not Booking.objects.exists()

@@ -21,9 +21,10 @@ from multiprocessing import get_context
 import pytest
 
 from harness.load import request, run_all
+from harness.seed import seed_database
 from harness.server import Gunicorn
 from tests import workers
-from tests.conftest import BACKENDS, assert_consistent, database_state, seed_database
+from tests.conftest import BACKENDS, assert_consistent, database_state
 
 
 @pytest.mark.parametrize("vendor", BACKENDS)

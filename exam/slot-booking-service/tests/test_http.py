@@ -7,8 +7,9 @@ from functools import partial
 import pytest
 
 from harness.load import request, run_all
+from harness.seed import seed_database
 from harness.server import Gunicorn
-from tests.conftest import BACKENDS, assert_consistent, database_state, seed_database
+from tests.conftest import BACKENDS, assert_consistent, database_state
 
 
 @pytest.mark.parametrize("vendor", BACKENDS)
