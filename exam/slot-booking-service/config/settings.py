@@ -151,3 +151,4 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
+CSRF_FAILURE_VIEW = "booking.views.auth.csrf_failure"

@@ -59,7 +59,7 @@ def test_reimport_updates_names_and_groups(staff_client, exam):
         (b"", "The submitted file is empty"),
         (b"name,email,group\n", "header but no students"),
         (b'name,email\n"unterminated,a@b.c\n', "not valid CSV"),
-        (b"name,email\n" + b"x,y@z.org\n" * 120_000, "the limit is 1024 KiB"),
+        (b"name,email\n" + b"x,y@z.org\n" * 120_000, "larger than the limit of 1024 KiB"),
     ],
 )
 def test_malformed_rosters_change_nothing(staff_client, exam, content, message):
