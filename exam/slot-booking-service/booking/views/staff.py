@@ -120,10 +120,14 @@ def slots_new(request, exam_id):
 @instructor_required
 @require_POST
 def slots_publish(request, exam_id):
+    """Publish or hide the ticked slots, or all slots of the exam (button value 'all')."""
     exam = taught_exam(request.user, exam_id)
-    ids = [int(v) for v in request.POST.getlist("slot") if v.isdigit()]
+    if request.POST.get("scope") == "all":
+        ids = list(exam.slots.values_list("pk", flat=True))
+    else:
+        ids = [int(v) for v in request.POST.getlist("slot") if v.isdigit()]
     if not ids:
-        messages.error(request, "Select at least one slot first.")
+        messages.error(request, "Tick at least one slot first.")
         return redirect("staff-exam", exam.pk)
     publish = request.POST.get("publish") == "1"
     count = services.set_published(exam, ids, publish, actor=request.user)
@@ -216,12 +220,7 @@ def roster_page(request, exam_id):
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         try:
-            if upload.size > settings.ROSTER_MAX_BYTES:
-                raise roster.RosterFileError(
-                    f"The file has {upload.size // 1024} KiB; "
-                    f"the limit is {settings.ROSTER_MAX_BYTES // 1024} KiB."
-                )
-            rows, rejected = roster.parse(upload.read())
+            rows, rejected = roster.parse(upload.read(settings.ROSTER_MAX_BYTES + 1))
         except roster.RosterFileError as exc:
             form.add_error("file", f"Nothing was imported. {exc}")
         else:
