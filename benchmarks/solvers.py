@@ -136,7 +136,7 @@ def accuracy_table(n_points: int) -> None:
         for kind in ("uniform", "logsnr", "edm"):
             errs = []
             for nfe in NFES:
-                steps = max(1, nfe // per_step)
+                steps = (nfe - 1) // per_step + 1  # the last step (denoising) costs 1 NFE
                 den.nfe = 0
                 y = fn(den, x1, visgen_grid(kind, steps, schedule))
                 errs.append((rms(y, ref), den.nfe))
@@ -180,7 +180,9 @@ def overhead_table(reps: int, steps: int = 10) -> None:
         ),
         "DPM-Solver++(3M)": (sample_dpmpp_3m, "logsnr", makers["DPMSolverMultistep order 3"]),
         "UniPC-bh2": (sample_unipc, "logsnr", makers["UniPCMultistep (default: bh2)"]),
-        "Euler (visgen: in t; diffusers: in σ)": (
+        # diffusers' Euler is Euler in σ = σ_t/α_t on x/α: the same method as DDIM
+        "Euler in σ/α (visgen: DDIM)": (sample_ddim, "uniform", makers["EulerDiscrete (default)"]),
+        "Euler (visgen: in t, another method)": (
             sample_euler,
             "uniform",
             makers["EulerDiscrete (default)"],

@@ -5,16 +5,21 @@ from __future__ import annotations
 import torch
 
 
+def _is_number(t) -> bool:
+    return isinstance(t, (float, int)) and not isinstance(t, bool)
+
+
+def _check_number_time(t: float, name: str) -> None:
+    if t != t:
+        raise ValueError(f"{name} contains NaN")
+    if not 0 <= t <= 1:
+        raise ValueError(f"{name} must lie in [0, 1] (t = 0 is data, t = 1 is noise); got {t!r}")
+
+
 def as_time(t, name: str = "t", *, like: torch.Tensor | None = None) -> torch.Tensor:
     """Convert `t` to a float tensor and check it lies in [0, 1] and holds no NaN."""
-    if isinstance(t, (float, int)) and not isinstance(t, bool):
-        # fast path for a sampler's scalar time: validate in Python, one tensor op
-        if t != t:
-            raise ValueError(f"{name} contains NaN")
-        if not 0 <= t <= 1:
-            raise ValueError(
-                f"{name} must lie in [0, 1] (t = 0 is data, t = 1 is noise); got {t!r}"
-            )
+    if _is_number(t):  # a sampler's scalar time: validated in Python, one tensor op
+        _check_number_time(t, name)
         if like is None:
             return torch.tensor(t, dtype=torch.float64)
         return torch.tensor(t, dtype=like.dtype, device=like.device)
@@ -75,6 +80,9 @@ def check_positive(value, name: str, *, integer: bool = False):
 
 def batch_time(t, x: torch.Tensor, name: str = "t") -> torch.Tensor:
     """Time as a (B,) tensor on x's device and dtype; a scalar is broadcast over the batch."""
+    if _is_number(t):
+        _check_number_time(t, name)
+        return torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
     t = as_time(t, name, like=x)
     if t.dim() == 0:
         return t.expand(x.shape[0])

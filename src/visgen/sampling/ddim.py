@@ -47,7 +47,7 @@ def sample_ddim(
             callback(i, g.t[i], x, pred)
         a_t, s_t, a_s, s_s = g.alpha[i], g.sigma[i], g.alpha[i + 1], g.sigma[i + 1]
         c = eta * s_s / s_t * math.sqrt(max(s_t**2 - (a_t / a_s * s_s) ** 2, 0.0))
-        x = a_s * pred.x0 + math.sqrt(max(s_s**2 - c**2, 0.0)) * pred.eps
+        x = torch.add(a_s * pred.x0, pred.eps, alpha=math.sqrt(max(s_s**2 - c**2, 0.0)))
         if c > 0:
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             x = x + c * noise
