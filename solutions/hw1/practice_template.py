@@ -27,11 +27,12 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from torch import nn
 
 import visgen
 from visgen import budget
+from visgen.data import load_digits
 from visgen.metrics import energy_distance, mode_coverage
+from visgen.nn import MLP
 from visgen.oracles import eight_gaussians
 
 visgen.set_threads(1)
@@ -218,19 +219,11 @@ for _n in (50, 100, 200, 400):
 # posterior mean (Task 2 of `task.pdf`):
 # $$D^*(x; \sigma) = \sum_j w_j(x)\, y_j,\qquad w_j(x) = \operatorname{softmax}_j
 # \Big(-\frac{\|x - y_j\|^2}{2\sigma^2}\Big).$$
-# We use the 1797 8×8 digits of scikit-learn, scaled to $[-1, 1]$.
+# We use the 1400 training images of scikit-learn's 8×8 digits, scaled to $[-1, 1]$
+# (`visgen.data.load_digits`).
 
 
 # %%
-def load_digits_images():
-    """scikit-learn's bundled 8×8 digits as (1797, 1, 8, 8) images in [-1, 1], and labels."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float64) / 8.0 - 1.0
-    return images[:, None], torch.tensor(digits.target)
-
-
 def show_images(images, titles=None, nrow=1, scale=1.2):
     """Plot a batch (B, 1, H, W) of [-1, 1] images as a grid with nrow rows."""
     images = images.detach().cpu()
@@ -246,7 +239,8 @@ def show_images(images, titles=None, nrow=1, scale=1.2):
     plt.show()
 
 
-images, labels = load_digits_images()
+images, labels = load_digits("train")  # the 1400 training digits, (N, 1, 8, 8) in [-1, 1]
+images = images.double()
 show_images(images[:16], [int(y) for y in labels[:16]], nrow=2)
 
 
@@ -488,48 +482,29 @@ print("Part 3 self-checks passed")
 # %% [markdown]
 # ### Train and sample
 #
-# The network (given) is an MLP on $[x, \text{embedding}(t)]$ with a sinusoidal time
-# embedding. Train it with your loss on the eight-Gaussian target, sample with your
-# sampler and compare with samples of the exact ε-model of the mixture (`visgen.oracles`).
-# The energy distance between two independent sets of 2000 data points is ≈ 0.004.
+# The network (given, `visgen.nn.MLP`) is a 3-layer MLP whose layers are modulated by a
+# sinusoidal embedding of $t$. Train it with your loss on the eight-Gaussian target,
+# sample with your sampler and compare with samples of the exact ε-model of the mixture
+# (`visgen.oracles`).
+# The first printed line (fresh data against data) is the noise floor of the energy
+# distance. As the energy distance barely sees how sharp the modes are, we also report the
+# share of samples within one component std (0.3) of a mode centre.
 
 
 # %%
-class EpsMLP(nn.Module):
-    """ε-prediction MLP: [x, sin/cos embedding of t] → ε (the network is not graded)."""
-
-    def __init__(self, dim=2, hidden=128, emb=32):
-        super().__init__()
-        self.emb = emb
-        self.net = nn.Sequential(
-            nn.Linear(dim + emb, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, dim),
-        )
-
-    def forward(self, x, t):
-        half = self.emb // 2
-        freqs = torch.exp(-math.log(1000.0) * torch.arange(half, dtype=x.dtype) / half)
-        angles = 1000.0 * t[:, None] * freqs[None]
-        return self.net(torch.cat([x, torch.sin(angles), torch.cos(angles)], 1))
-
-
-TRAIN_STEPS = budget(full=4000, fast=300)
+TRAIN_STEPS = budget(full=8000, fast=300)
+N_SAMPLES = budget(full=2000, fast=500)
 torch.set_default_dtype(torch.float32)
 target = eight_gaussians()
 betas, alphas_bar = ddpm_schedule()
 gen = torch.Generator().manual_seed(0)
 torch.manual_seed(0)
-model = EpsMLP()
+model = MLP(2, width=128, depth=3)
 opt = torch.optim.Adam(model.parameters(), lr=2e-3)
 lr_decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, TRAIN_STEPS)
 losses = []
 for _step in range(TRAIN_STEPS):
-    loss = ddpm_loss(model, target.sample(256, gen), alphas_bar, gen)
+    loss = ddpm_loss(model, target.sample(512, gen), alphas_bar, gen)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -538,14 +513,22 @@ for _step in range(TRAIN_STEPS):
 
 # %%
 oracle = target.denoiser("ddpm")  # exact posterior mean for the same DDPM schedule
-x_T = torch.randn(2000, 2, generator=gen)
+x_T = torch.randn(N_SAMPLES, 2, generator=gen)
 samples = ddpm_sample(model, x_T, betas, alphas_bar, gen)
 exact = ddpm_sample(lambda x, t: oracle.eps(x, t), x_T, betas, alphas_bar, gen)
-data = target.sample(2000, gen)
-for name, s in (("trained", samples), ("exact ε", exact)):
-    cov = mode_coverage(s, target.means, 0.3)
+data = target.sample(N_SAMPLES, gen)
+
+
+def near_mode(x, centres, std=0.3):
+    """Share of samples within one component std of a mode centre (≈ 0.39 for the data)."""
+    return float((torch.cdist(x, centres).min(1).values < std).double().mean())
+
+
+for name, s in (("data", target.sample(N_SAMPLES, gen)), ("trained", samples), ("exact ε", exact)):
     print(
-        f"{name:8s}: energy distance {energy_distance(s, data):.4f}, in-mode {cov.in_mode:.2f}, smallest mode {cov.min_fraction:.3f}"
+        f"{name:8s}: energy distance {energy_distance(s, data):.4f}, "
+        f"within 1σ of a mode {near_mode(s, target.means):.2f}, "
+        f"smallest mode {mode_coverage(s, target.means, 0.3).min_fraction:.3f}"
     )
 fig, axes = plt.subplots(1, 4, figsize=(17, 4))
 axes[0].plot(np.convolve(losses, np.ones(50) / 50, mode="valid"))
@@ -563,11 +546,14 @@ plt.show()
 # do they differ? Why does the loss not go to zero?
 #
 # <!-- BEGIN SOLUTION -->
-# With the full budget the trained model reaches an energy distance of a few 10⁻³,
-# comparable to the exact-ε sampler and to the data-vs-data floor, and covers all eight
-# modes; the remaining differences are slightly wider or thinner modes and a few points
-# between modes. The loss cannot reach zero: even the optimal predictor
-# ε̂ = E[ε | x_k] leaves the irreducible error E‖ε − E[ε | x_k]‖² = E tr Cov(ε | x_k),
-# which is largest at small k (a little noise on top of the data is hard to tell apart) — the
-# plateau of the curve sits at this floor, not at 0.
+# With the full budget (8000 steps of 512 points) the trained sampler is close to the
+# exact-ε one: energy distance ≈ 0.006 against ≈ 0.002 (data floor ≈ 0.001 at 2000 vs
+# 2000), the same share of points within 1σ of a mode (0.39) and all eight modes. With a
+# smaller budget (3000 steps of 256 points) the modes smear into a ring: the network learns
+# the radius (the large-noise structure) first and the angular structure, decided at small
+# noise levels, last. The energy distance hardly notices (≈ 0.006) while the within-1σ
+# share drops to about 0.23 — always pair a distance with a check of the structure you care
+# about. The loss cannot reach zero: even the optimal predictor ε̂ = E[ε | x_k] leaves the
+# irreducible error E tr Cov(ε | x_k), largest at small k (a little noise on top of the data
+# is hard to tell apart), so the curve plateaus at this floor, not at 0.
 # <!-- END SOLUTION -->

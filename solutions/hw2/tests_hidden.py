@@ -1,11 +1,11 @@
 """Hidden tests of homework 2. Each test takes `sub`, the notebook's definitions.
 
-Oracles: visgen's exact class-conditional Gaussian mixture (velocity, CFG field), its
-parametrisation conversions, EDM/SD3 time maps and schedules, DOP853 reference solutions
-(convergence orders), the identity DPM-1 ≡ Euler on the flow-matching path, and the
-λ-midpoint / NFE rules stated in the notebook. The `_ref_*` steps below are the formulas of
-theory.pdf (the same as visgen.sampling's DPM-Solver once that lands); they stand in for the
-student's own step functions when another function is graded.
+Oracles: visgen's exact class-conditional Gaussian mixture, its conversions, its CFG wrapper,
+grids and DPM-Solver samplers (visgen.sampling), DOP853 reference solutions (convergence
+orders), the identity DPM-1 ≡ Euler on the flow-matching path, and the endpoint / NFE rules
+stated in the notebook. The `_ref_*` steps stand in for the student's own step functions
+when another function is graded (they agree with visgen.sampling, which the step tests
+compare the student's steps against).
 """
 
 import math
@@ -13,11 +13,17 @@ import math
 import torch
 
 from visgen.course.testing import CountingModel, as_float64, assert_close, check
-from visgen.objectives import shift_time
 from visgen.oracles import GaussianMixture, reference_pfode
 from visgen.param import convert
-from visgen.sampling import sample_euler
-from visgen.schedules import EDM, Linear
+from visgen.sampling import (
+    grids,
+    sample_dpm_1,
+    sample_dpm_2,
+    sample_dpm_2m,
+    sample_euler,
+)
+from visgen.sampling.guidance import classifier_free_guidance
+from visgen.schedules import Linear
 
 F64 = torch.float64
 
@@ -131,14 +137,12 @@ def test_fm_eps_x0(sub):
 
 
 def test_cfg_velocity(sub):
-    g = _mixture()
-    den = g.denoiser("linear")
+    den = _mixture().denoiser("linear")
     x = torch.randn(9, 2, generator=_gen(2), dtype=F64) * 1.5
     y = torch.tensor([0, 1, 2, 0, 1, 2, 2, 1, 0])
-    null = torch.full_like(y, -1)
-    for t in (0.95, 0.5, 0.1):
-        v_c, v_u = den.velocity(x, t, y), den.velocity(x, t, null)
-        for w in (0.0, 1.0, 3.5):
+    for w in (0.0, 1.0, 3.5):
+        guided = classifier_free_guidance(den, w)
+        for t in (0.95, 0.5, 0.1):
             model = CountingModel(lambda x, t, y: den.velocity(x, t, y))
             got = sub.cfg_velocity(model, x, t, y, w)
             check(
@@ -150,13 +154,13 @@ def test_cfg_velocity(sub):
                 f"the single call must see a batch of 2B = 18, got {model.batch_sizes}",
             )
             assert_close(
-                got, v_u + w * (v_c - v_u), f"guided velocity (t = {t}, w = {w})", atol=1e-10
+                got, guided.velocity(x, t, y), f"guided velocity (t = {t}, w = {w})", atol=1e-10
             )
     t = torch.linspace(0.2, 0.9, 9, dtype=F64)
     model = CountingModel(lambda x, t, y: den.velocity(x, t, y))
     got = sub.cfg_velocity(model, x, t, y, 2.0)
-    v_c, v_u = den.velocity(x, t, y), den.velocity(x, t, null)
-    assert_close(got, v_u + 2.0 * (v_c - v_u), "guided velocity with a (B,) tensor t", atol=1e-10)
+    expected = classifier_free_guidance(den, 2.0).velocity(x, t, y)
+    assert_close(got, expected, "guided velocity with a (B,) tensor t", atol=1e-10)
 
 
 # --- 2. schedules --------------------------------------------------------------------
@@ -174,12 +178,14 @@ def _grid(sub, *args, **kwargs):
 
 def test_schedule_fn(sub):
     for n in (1, 5, 20):
-        u = torch.linspace(1, 0, n + 1, dtype=F64)
-        assert_close(_grid(sub, "linear", n), u, f"linear schedule, n = {n}", atol=1e-12)
+        assert_close(
+            _grid(sub, "linear", n), grids.uniform(n), f"linear schedule, n = {n}", atol=1e-12
+        )
         for shift in (3.0, 1.0, 0.5):
+            expected = grids.sd3(n, shift)
             assert_close(
                 _grid(sub, "sd3", n, shift=shift),
-                shift_time(u, shift),
+                expected,
                 f"sd3 schedule, n = {n}, shift = {shift}",
                 atol=1e-12,
             )
@@ -189,11 +195,8 @@ def test_schedule_fn(sub):
         (25, 3.0, 0.01, 20.0),
     ):
         ts = _grid(sub, "edm", n, rho=rho, sigma_min=smin, sigma_max=smax)
-        karras = EDM(sigma_min=smin, sigma_max=smax, rho=rho).sigma(
-            1 - torch.arange(n, dtype=F64) / (n - 1)
-        )
-        # same log-SNR: the flow-matching time with λ = log(1/σ)
-        expected = Linear().t_from_logsnr(-torch.log(karras))
+        # visgen's EDM grid on the flow-matching schedule: n points from σ_max to σ_min
+        expected = grids.edm(n - 1, "linear", sigma_min=smin, sigma_max=smax, rho=rho)
         assert_close(
             ts[:-1],
             expected,
@@ -270,7 +273,12 @@ def test_dpm2_step(sub):
                 abs(counter.times[1] - mid) < 1e-9,
                 f"the second evaluation must be at the λ-midpoint t = {mid:.6f}, got {counter.times[1]:.6f}",
             )
-            assert_close(got, _ref_dpm2(_v_fn(), x, t, s), f"dpm2_step from {t} to {s}", atol=1e-9)
+            expected = sample_dpm_2(
+                _mixture().denoiser("linear"), x, torch.tensor([t, s], dtype=F64)
+            )
+            assert_close(
+                got, expected, f"dpm2_step from {t} to {s} against visgen's DPM-Solver-2", atol=1e-9
+            )
         for t, s in ((1.0, 0.8), (0.1, 0.0)):
             counter = _Counter()
             got = sub.dpm2_step(_v_fn(counter=counter), x, t, s)
@@ -311,13 +319,21 @@ def test_dpm2m_step(sub):
         )
         eps = _eps_x0(_v_fn()(x, 0.8), x, 0.8)[0]
         assert_close(state[1], eps, "the state's ε̂ at t", atol=1e-10)
-        x1 = out[0]
-        for t, s, prev in ((0.6, 0.35, (0.8, eps)), (0.35, 0.2, (0.6, eps * 0.9))):
+        den = _mixture().denoiser("linear")
+        for t_prev, t, s in ((0.8, 0.6, 0.35), (0.5, 0.3, 0.05)):
+            # visgen's DPM-Solver-2M over [t_prev, t, s]: a DPM-1 step, then the multistep one
+            x_t = sample_dpm_1(den, x, torch.tensor([t_prev, t], dtype=F64))
+            prev = (t_prev, _eps_x0(_v_fn()(x, t_prev), x, t_prev)[0])
             counter = _Counter()
-            got, new_state = sub.dpm2m_step(_v_fn(counter=counter), x1, t, s, prev)
+            got, _ = sub.dpm2m_step(_v_fn(counter=counter), x_t, t, s, prev)
             check(counter.calls == 1, f"dpm2m_step must cost 1 NFE, got {counter.calls}")
-            expected, _ = _ref_dpm2m(_v_fn(), x1, t, s, prev)
-            assert_close(got, expected, f"dpm2m_step from {t} to {s} with a previous ε̂", atol=1e-9)
+            expected = sample_dpm_2m(den, x, torch.tensor([t_prev, t, s], dtype=F64))
+            assert_close(
+                got,
+                expected,
+                f"dpm2m_step from {t} to {s} against visgen's DPM-Solver-2M",
+                atol=1e-9,
+            )
         for t, s, prev in ((1.0, 0.8, None), (0.8, 0.6, (1.0, eps)), (0.1, 0.0, (0.3, eps))):
             got, _ = sub.dpm2m_step(_v_fn(), x, t, s, prev)
             assert_close(
@@ -344,7 +360,7 @@ def _reference_sample(x, ts, method, v_fn):
 
 
 def _grids():
-    edm = Linear().t_from_logsnr(-torch.log(EDM().sigma(1 - torch.arange(6, dtype=F64) / 5)))
+    edm = grids.edm(5, "linear", sigma_min=0.002, sigma_max=80.0)
     return {
         "linear": torch.linspace(1, 0, 7, dtype=F64),
         "edm": torch.cat([edm, torch.zeros(1, dtype=F64)]),

@@ -42,6 +42,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
+def _load(entry: dict) -> str:
+    load = entry.get("load_average")
+    return f"; load average {load[0]:g} → {load[1]:g} on the 2 cores" if load else ""
+
+
 def render_readme(hw: Homework) -> str:
     """The student-facing README of one homework (points table and run times)."""
     nb = f"{hw.notebook}.ipynb"
@@ -69,16 +74,16 @@ def render_readme(hw: Homework) -> str:
         if full:
             lines.append(
                 f"The complete solution notebook runs in **{_duration(full['seconds'])}** on "
-                f"{full['machine']} (measured {full['date']}, threads pinned to 1)."
+                f"{full['machine']} (measured {full['date']}, threads pinned to 1{_load(full)})."
             )
         if fast:
             lines.append(
                 f"With `VISGEN_FAST=1` (smaller budgets, used by CI) it takes "
-                f"{_duration(fast['seconds'])}."
+                f"{_duration(fast['seconds'])}{_load(fast)}."
             )
         lines.append(
-            "Times were measured on a shared machine and are approximate; "
-            f"`python -m visgen.course.build --measure full {hw.name}` re-measures them."
+            "The machine was shared with other jobs, so these are upper bounds rather than "
+            f"benchmarks; `python -m visgen.course.build --measure full {hw.name}` re-measures."
         )
     else:
         lines.append("Not measured yet.")
@@ -193,6 +198,7 @@ def _machine() -> str:
 def measure(hw: Homework, mode: str) -> float:
     """Run the solution notebook in ``mode`` (full|fast); record the time in runtime.json."""
     nb = build_notebook(read_source(hw.source_path), starter=False)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix=f"visgen-{hw.name}-") as tmp:
         start = time.perf_counter()
         execute_notebook(nb, tmp, fast=mode == "fast")
@@ -202,6 +208,7 @@ def measure(hw: Homework, mode: str) -> float:
         "seconds": round(seconds, 1),
         "date": datetime.date.today().isoformat(),
         "machine": _machine(),
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "command": f"python -m visgen.course.build --measure {mode} {hw.name}",
     }
     _write_bytes(hw.runtime_path, (json.dumps(runtime, indent=2) + "\n").encode())
