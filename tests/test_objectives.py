@@ -131,7 +131,11 @@ def test_time_samplers(gen):
     t = torch.linspace(0, 1, 101, dtype=torch.float64)
     for s in (0.3, 1.0, 3.0):
         u = shift_time(t, s)
-        assert u[0] == 0 and u[-1].item() == pytest.approx(1.0, abs=1e-15) and (torch.diff(u) > 0).all()
+        assert (
+            u[0] == 0
+            and u[-1].item() == pytest.approx(1.0, abs=1e-15)
+            and (torch.diff(u) > 0).all()
+        )
     assert torch.equal(shift_time(t, 1.0), t)
     assert abs(LogitNormal(0.0, 1.0)(20_000, gen).median() - 0.5) < 0.02
     shifted = Shifted(LogitNormal(), 3.0)(20_000, gen)

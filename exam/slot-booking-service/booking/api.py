@@ -1,14 +1,14 @@
 """JSON API (OpenAPI schema at /api/openapi.json, browsable docs at /api/docs).
 
-Authentication: ``Authorization: Bearer <token>`` (token from the Account page), or the browser
-session plus the CSRF header. Refusals are JSON ``{"detail": "..."}`` with 404 (not yours or
-unknown) or 409 (full, closed, already booked); 422 for malformed input.
+Authentication: ``Authorization: Bearer <token>`` (made on the "API token" page, /account/), or
+the browser session plus the CSRF header. Refusals are JSON ``{"detail": "..."}``: 404 (not yours,
+or unknown), 409 (full, closed, already booked), 400 or 422 (malformed input).
 """
 
 import datetime as dt
 
 from django.http import Http404
-from ninja import Field, NinjaAPI, Schema
+from ninja import Field, NinjaAPI, Schema, Status
 from ninja.security import HttpBearer, django_auth
 
 from . import services, signin
@@ -171,7 +171,7 @@ def book(request, exam_id: int, choice: SlotChoice):
     request); 409 when the slot is full or closed, or you hold another slot (use PUT to move)."""
     enrollment = enrollment_for(request.auth, exam_id)
     result = services.book(enrollment, choice.slot_id, actor=request.auth)
-    return (201 if result.created else 200), _booking(result.booking)
+    return Status(201 if result.created else 200, _booking(result.booking))
 
 
 @api.put(
@@ -195,7 +195,7 @@ def move(request, exam_id: int, choice: SlotChoice):
 def cancel(request, exam_id: int):
     """Cancel your booking (204 also when there was none)."""
     services.cancel(enrollment_for(request.auth, exam_id), actor=request.auth)
-    return 204, None
+    return Status(204, None)
 
 
 # --- instructors ------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def place(request, exam_id: int, enrollment_id: int, choice: SlotChoice):
     """Put a roster student into a slot (book, or move an existing booking); capacity applies."""
     enrollment: Enrollment = taught_enrollment(request.auth, exam_id, enrollment_id)
     result = services.place(enrollment, choice.slot_id, actor=request.auth)
-    return (201 if result.created else 200), _booking(result.booking)
+    return Status(201 if result.created else 200, _booking(result.booking))
 
 
 @api.delete(
@@ -237,4 +237,4 @@ def place(request, exam_id: int, enrollment_id: int, choice: SlotChoice):
 def unplace(request, exam_id: int, enrollment_id: int):
     enrollment = taught_enrollment(request.auth, exam_id, enrollment_id)
     services.cancel(enrollment, actor=request.auth, by_instructor=True)
-    return 204, None
+    return Status(204, None)

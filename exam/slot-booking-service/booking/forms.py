@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from . import timeutil
-from .models import Exam, Slot
+from .models import Booking, Exam, Slot
 
 MAX_SERIES = 500
 TIME_ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
@@ -225,7 +225,17 @@ class PlaceForm(forms.Form):
 
     def __init__(self, *args, exam: Exam, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["enrollment"].queryset = exam.enrollments.select_related("student")
-        self.fields["enrollment"].label_from_instance = lambda e: (
-            f"{e.student.name} <{e.student.email}>"
+        booked = dict(
+            Booking.objects.filter(slot__exam=exam, status=Booking.ACTIVE).values_list(
+                "enrollment_id", "slot__starts_at"
+            )
         )
+
+        def label(enrollment) -> str:
+            student = f"{enrollment.student.name} <{enrollment.student.email}>"
+            start = booked.get(enrollment.pk)
+            return f"{student}: booked {timeutil.describe(start, exam.tz)}" if start else student
+
+        field = self.fields["enrollment"]
+        field.queryset = exam.enrollments.select_related("student")
+        field.label_from_instance = label

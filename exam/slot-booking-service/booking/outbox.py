@@ -5,6 +5,7 @@ an SMTP failure leaves the row pending; ``manage.py send_outbox`` retries it lat
 
 import datetime as dt
 import logging
+from email.mime.text import MIMEText
 
 from django.core.mail import EmailMessage
 from django.db import transaction
@@ -20,32 +21,35 @@ STALE_CLAIM = dt.timedelta(minutes=10)
 def queue(*, key: str, to: str, subject: str, body: str, ics: str = "") -> None:
     """Record an email inside the current transaction; send it once the transaction commits.
 
-    ``key`` deduplicates: queueing the same key twice sends one email.
+    ``key`` deduplicates: queueing the same key twice keeps the first email (one INSERT ... ON
+    CONFLICT DO NOTHING, no extra round trip).
     """
-    email, created = OutboxEmail.objects.get_or_create(
-        dedupe_key=key, defaults={"to_email": to, "subject": subject, "body": body, "ics": ics}
+    OutboxEmail.objects.bulk_create(
+        [OutboxEmail(dedupe_key=key, to_email=to, subject=subject, body=body, ics=ics)],
+        ignore_conflicts=True,
     )
-    if created:
-        transaction.on_commit(lambda: deliver([email.pk]))
+    transaction.on_commit(lambda: deliver([key]))
 
 
 def _send(email: OutboxEmail) -> None:
     message = EmailMessage(email.subject, email.body, to=[email.to_email])
     if email.ics:
-        method = "CANCEL" if "METHOD:CANCEL" in email.ics else "REQUEST"
-        message.attach("exam.ics", email.ics, f"text/calendar; charset=utf-8; method={method}")
+        calendar = MIMEText(email.ics, "calendar", "utf-8")
+        calendar.set_param("method", "CANCEL" if "METHOD:CANCEL" in email.ics else "REQUEST")
+        calendar.add_header("Content-Disposition", "attachment", filename="exam.ics")
+        message.attach(calendar)
     message.send()
 
 
-def deliver(pks: list[int] | None = None) -> int:
-    """Send pending emails (all, or the given ones); return how many were sent.
+def deliver(keys: list[str] | None = None) -> int:
+    """Send pending emails (all, or those with the given dedupe keys); return how many were sent.
 
     Each row is claimed with a compare-and-swap UPDATE, so two workers never send it twice.
     Failures are recorded on the row, never raised: the change they report is committed.
     """
     pending = OutboxEmail.objects.filter(status=OutboxEmail.PENDING)
-    if pks is not None:
-        pending = pending.filter(pk__in=pks)
+    if keys is not None:
+        pending = pending.filter(dedupe_key__in=keys)
     sent = 0
     for email in pending.order_by("pk"):
         now = timezone.now()

@@ -44,11 +44,10 @@ def _delimiter(header_line: str) -> str:
 
 
 def parse(data: bytes) -> tuple[list[RosterRow], list[Rejected]]:
+    """Accepted and rejected rows of a roster file (read at most ROSTER_MAX_BYTES + 1 bytes)."""
     limit = settings.ROSTER_MAX_BYTES
     if len(data) > limit:
-        raise RosterFileError(
-            f"The file has {len(data) // 1024} KiB; the limit is {limit // 1024} KiB."
-        )
+        raise RosterFileError(f"The file is larger than the limit of {limit // 1024} KiB.")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

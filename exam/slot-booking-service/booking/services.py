@@ -119,7 +119,7 @@ def _take_seat(enrollment: Enrollment, slot_id: int, *, by_instructor: bool, now
     slots = Slot.objects.filter(pk=slot_id, exam_id=enrollment.exam_id)
     if not by_instructor:
         slots = slots.filter(is_published=True, starts_at__gt=now)
-    if slots.update(booked=F("booked") + 1) == 1:
+    if slots.filter(booked__lt=F("capacity")).update(booked=F("booked") + 1) == 1:
         return Slot.objects.select_related("exam", "examiner").get(pk=slot_id)
     slot = Slot.objects.filter(pk=slot_id, exam_id=enrollment.exam_id).first()
     if slot is None or not (slot.is_published or by_instructor):
@@ -186,7 +186,7 @@ def book(
                     student_email=enrollment.student.email,
                     details={"by_instructor": by_instructor},
                 )
-                _notify(booking, "Exam slot booked", "your exam slot is booked.")
+                _notify(booking, "Exam slot booked", "Your exam slot is booked.")
                 return Result(booking, created=True)
     except IntegrityError as exc:
         if constraint_name(exc) != ONE_ACTIVE_BOOKING:
@@ -249,7 +249,7 @@ def move(
             student_email=enrollment.student.email,
             details={"from_slot": old_slot_id, "by_instructor": by_instructor},
         )
-        _notify(booking, "Exam slot changed", "your exam slot has changed to this one.")
+        _notify(booking, "Exam slot changed", "Your exam slot has changed to this one.")
         return Result(booking, created=False)
 
 
@@ -286,7 +286,7 @@ def cancel(
             student_email=enrollment.student.email,
             details={"by_instructor": by_instructor},
         )
-        _notify(booking, "Exam slot cancelled", "your exam slot has been cancelled.")
+        _notify(booking, "Exam slot cancelled", "Your exam slot has been cancelled.")
         return booking
 
 
@@ -383,7 +383,9 @@ def update_slot(slot: Slot, *, actor: User, capacity: int, examiner_name: str, *
         for booking in bookings.select_related(
             "slot__exam", "slot__examiner", "enrollment__student"
         ):
-            _notify(booking, "Exam slot changed", "the time or place of your exam slot changed.")
+            _notify(
+                booking, "Exam slot changed", "The time or place of your exam slot has changed."
+            )
             notified += 1
         return notified
 
@@ -491,7 +493,7 @@ def remind_unbooked(exam: Exam, *, actor: User, login_url: str) -> int:
                 to=student.email,
                 subject=f"Please book your exam slot: {exam.title}",
                 body=(
-                    f"Hello {student.name or student.email},\n\nyou have not booked a slot for "
+                    f"Hello {student.name or student.email},\n\nYou have not booked a slot for "
                     f"{exam.title} yet. Booking closes on "
                     f"{timeutil.describe(exam.booking_closes_at, exam.tz)}.\n\n"
                     f"Sign in with your email address at {login_url}\n"

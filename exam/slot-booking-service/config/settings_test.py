@@ -15,3 +15,5 @@ DATABASES = {
         "OPTIONS": {"transaction_mode": "IMMEDIATE"},
     }
 }
+# Static files are served by whitenoise in the gunicorn tests, which run collectstatic first.
+MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise")]  # noqa: F405

@@ -3,8 +3,10 @@
 import dataclasses
 import http.client
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
@@ -42,6 +44,24 @@ def run_all(calls, concurrency: int) -> list:
     """Run zero-argument callables with ``concurrency`` in flight; results in input order."""
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         return list(pool.map(lambda call: call(), calls))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by the given processes (from /proc; gone ones = 0)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import psycopg
 
+from .load import children
+
 SUPERUSER = "booking"
 
 
@@ -97,6 +99,11 @@ class Cluster:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def processes(self) -> list[int]:
+        """The postmaster and its children (backends, background workers)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        return [postmaster, *children(postmaster)]
 
     def url(self, dbname: str) -> str:
         return f"postgres://{SUPERUSER}@{quote(str(self.root), safe='')}/{dbname}"

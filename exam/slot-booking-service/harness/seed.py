@@ -6,7 +6,24 @@ instructor_password (optional; creates teacher@example.org).
 
 import json
 import os
+import subprocess
 import sys
+
+from . import SERVICE_DIR
+
+
+def seed_database(database_url: str, spec: dict) -> dict:
+    """Run ``seed`` in a subprocess against ``database_url``; return its JSON answer."""
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.seed", json.dumps(spec)],
+        cwd=SERVICE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
 
 
 def seed(spec: dict) -> dict:

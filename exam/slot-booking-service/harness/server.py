@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from . import SERVICE_DIR
-from .load import request
+from .load import children, request
 
 
 def free_port() -> int:
@@ -55,6 +55,7 @@ class Gunicorn:
                     "60",
                     "--graceful-timeout",
                     "5",
+                    "--no-control-socket",
                 ],
                 cwd=SERVICE_DIR,
                 env=self.env,
@@ -73,9 +74,7 @@ class Gunicorn:
         raise RuntimeError(f"gunicorn did not become ready:\n{self.log_text()}")
 
     def worker_pids(self) -> list[int]:
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children")
-        return [int(p) for p in children.read_text().split()] if children.exists() else []
+        return children(self.process.pid)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")[-5000:]

@@ -6,6 +6,8 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import pytest
 from django.test import Client
@@ -14,6 +16,7 @@ from django.utils import timezone
 from harness import factories
 from harness.databases import PostgresDatabases, SqliteDatabases, manage
 from harness.pg import PostgresMissing
+from tests import workers
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -116,3 +119,18 @@ def static_root():
     manage("collectstatic", "--noinput", database_url="sqlite://:memory:", STATIC_ROOT=root)
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+def database_state(database_url: str, exam_id: int) -> dict:
+    """``workers.state`` read by a fresh process (counters, bookings, students)."""
+    with ProcessPoolExecutor(
+        1, mp_context=get_context("spawn"), initializer=workers.init, initargs=(database_url,)
+    ) as pool:
+        return pool.submit(workers.state, exam_id).result(timeout=120)
+
+
+def assert_consistent(state: dict) -> None:
+    for slot_id, (booked, capacity, active) in state["slots"].items():
+        assert booked == active, f"slot {slot_id}: counter {booked} != {active} bookings"
+        assert booked <= capacity, f"slot {slot_id} overbooked: {booked} > {capacity}"
+    assert state["students_with_two"] == 0

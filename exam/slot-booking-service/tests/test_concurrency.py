@@ -14,7 +14,7 @@ from multiprocessing import get_context
 import pytest
 
 from tests import workers
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, assert_consistent
 
 PROCESSES = 8
 
@@ -23,7 +23,9 @@ class Racers:
     def __init__(self, database_url: str):
         context = get_context("spawn")
         self.pool = ProcessPoolExecutor(
-            PROCESSES, mp_context=context, initializer=workers.init,
+            PROCESSES,
+            mp_context=context,
+            initializer=workers.init,
             initargs=(database_url, context.Barrier(PROCESSES)),
         )
 
@@ -45,13 +47,6 @@ def racers(request):
     racers.pool.shutdown()
 
 
-def assert_consistent(state: dict) -> None:
-    for slot_id, (booked, capacity, active) in state["slots"].items():
-        assert booked == active, f"slot {slot_id}: counter {booked} != {active} bookings"
-        assert booked <= capacity, f"slot {slot_id} overbooked: {booked} > {capacity}"
-    assert state["students_with_two"] == 0
-
-
 def chunks(items: list, n: int) -> list[list]:
     return [items[i::n] for i in range(n)]
 
@@ -61,7 +56,9 @@ def test_80_students_race_for_3_seats(racers, round_):
     seed = racers.call(workers.seed, slots=1, capacity=3, students=80)
     slot = seed["slots"][0]
     ops = [[("book", e, slot) for e in part] for part in chunks(seed["students"], PROCESSES)]
-    outcomes = Counter(o for result in racers.all(workers.race, [(o,) for o in ops]) for o in result)
+    outcomes = Counter(
+        o for result in racers.all(workers.race, [(o,) for o in ops]) for o in result
+    )
     assert outcomes == {"booked": 3, "Unavailable": 77}
     state = racers.call(workers.state, seed["exam"])
     assert state["slots"][slot] == (3, 3, 3)
@@ -102,7 +99,9 @@ def test_opposite_moves_never_deadlock(racers):
     half = PROCESSES // 2
     ops = [[("move", e, y) for e in part] for part in chunks(in_x, half)]
     ops += [[("move", e, x) for e in part] for part in chunks(in_y, half)]
-    outcomes = Counter(o for result in racers.all(workers.race, [(o,) for o in ops]) for o in result)
+    outcomes = Counter(
+        o for result in racers.all(workers.race, [(o,) for o in ops]) for o in result
+    )
     assert set(outcomes) <= {"moved", "Unavailable"}, outcomes
     assert outcomes["moved"] >= 20
     state = racers.call(workers.state, seed["exam"])

@@ -28,6 +28,7 @@ def check(caught: dict[str, str]) -> None:
 @pytest.mark.parametrize("vendor", BACKENDS)
 def test_constraints_refuse_invalid_writes(vendor, databases_for):
     url = databases_for(vendor).fresh()
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=workers.init,
-                             initargs=(url,)) as pool:
+    with ProcessPoolExecutor(
+        1, mp_context=get_context("spawn"), initializer=workers.init, initargs=(url,)
+    ) as pool:
         check(pool.submit(workers.constraint_violations).result(timeout=120))

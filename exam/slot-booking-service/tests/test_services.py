@@ -34,8 +34,10 @@ def test_confirmation_email_is_sent_only_after_commit(
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.subject == "Exam slot booked: Oral exam"
-    name, content, mimetype = message.attachments[0]
-    assert name == "exam.ics" and "method=REQUEST" in mimetype and "DTSTART:" in content
+    calendar = message.attachments[0]
+    assert calendar.get_content_type() == "text/calendar"
+    assert calendar.get_param("method") == "REQUEST" and calendar.get_filename() == "exam.ics"
+    assert "DTSTART:" in calendar.get_payload(decode=True).decode()
     assert OutboxEmail.objects.get().status == OutboxEmail.SENT
 
 
@@ -83,7 +85,7 @@ def test_full_slot_is_refused_with_a_clear_message(students, slots):
 )
 def test_booking_window_is_enforced_for_students(enrollment, slots, now, change, message):
     exam = enrollment.exam
-    (field, delta), = change.items()
+    ((field, delta),) = change.items()
     if field == "booking_closes_at":
         exam.booking_opens_at = now - dt.timedelta(days=2)
     setattr(exam, field, now + delta)
@@ -204,8 +206,12 @@ def test_moving_a_slot_notifies_its_students(students, slots, instructor):
     slot = Slot.objects.select_related("exam").get(pk=slots[0].pk)
     later = slot.starts_at + dt.timedelta(hours=2)
     notified = services.update_slot(
-        slot, actor=instructor, capacity=2, examiner_name="Dr. Who",
-        starts_at=later, ends_at=later + dt.timedelta(minutes=20),
+        slot,
+        actor=instructor,
+        capacity=2,
+        examiner_name="Dr. Who",
+        starts_at=later,
+        ends_at=later + dt.timedelta(minutes=20),
     )
     assert notified == 1
     email = OutboxEmail.objects.get(dedupe_key=f"booking-{booking.pk}-seq-1")

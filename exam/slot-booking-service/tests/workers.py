@@ -88,7 +88,7 @@ def state(exam_id: int) -> dict:
     """What the invariants are checked on: counters, bookings and students of one exam."""
     from django.db.models import Count, Q
 
-    from booking.models import Enrollment, Slot
+    from booking.models import Booking, Enrollment, Slot
 
     slots = Slot.objects.filter(exam_id=exam_id).annotate(
         active=Count("bookings", filter=Q(bookings__status="active"))
@@ -96,10 +96,12 @@ def state(exam_id: int) -> dict:
     per_student = Enrollment.objects.filter(exam_id=exam_id).annotate(
         active=Count("bookings", filter=Q(bookings__status="active"))
     )
+    active = Booking.objects.filter(enrollment__exam_id=exam_id, status="active")
     return {
         "slots": {s.pk: (s.booked, s.capacity, s.active) for s in slots},
         "students_with_two": sum(1 for e in per_student if e.active > 1),
         "active_by_student": {e.pk: e.active for e in per_student},
+        "slot_by_student": dict(active.values_list("enrollment_id", "slot_id")),
     }
 
 

@@ -126,3 +126,8 @@ def account(request):
         token = signin.issue_api_token(request.user)
     has_token = hasattr(request.user, "api_token")
     return render(request, "booking/account.html", {"token": token, "has_token": has_token})
+
+
+def csrf_failure(request, reason=""):
+    """A readable page instead of Django's technical 403 when a form token is missing or old."""
+    return render(request, "403_csrf.html", status=403)

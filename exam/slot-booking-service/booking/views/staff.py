@@ -19,6 +19,7 @@ from ..access import instructor_required, taught_enrollment, taught_exam, taught
 from ..forms import ExamForm, PlaceForm, RosterForm, SeriesForm, SlotForm
 from ..ics import examiner_feed
 from ..models import AuditEvent, Booking, Examiner, OutboxEmail
+from .student import seat
 
 
 def _download(content: str, filename: str, content_type: str) -> HttpResponse:
@@ -90,9 +91,8 @@ def _outbox_problems() -> int:
 @instructor_required
 def seats(request, exam_id):
     exam = taught_exam(request.user, exam_id)
-    return render(
-        request, "booking/partials/seats.html", {"slots": exam.slots.all(), "staff": True}
-    )
+    cells = [(slot.pk, *seat(slot, staff=True)) for slot in exam.slots.all()]
+    return render(request, "booking/partials/seats.html", {"cells": cells})
 
 
 @instructor_required
@@ -120,10 +120,14 @@ def slots_new(request, exam_id):
 @instructor_required
 @require_POST
 def slots_publish(request, exam_id):
+    """Publish or hide the ticked slots, or all slots of the exam (button value 'all')."""
     exam = taught_exam(request.user, exam_id)
-    ids = [int(v) for v in request.POST.getlist("slot") if v.isdigit()]
+    if request.POST.get("scope") == "all":
+        ids = list(exam.slots.values_list("pk", flat=True))
+    else:
+        ids = [int(v) for v in request.POST.getlist("slot") if v.isdigit()]
     if not ids:
-        messages.error(request, "Select at least one slot first.")
+        messages.error(request, "Tick at least one slot first.")
         return redirect("staff-exam", exam.pk)
     publish = request.POST.get("publish") == "1"
     count = services.set_published(exam, ids, publish, actor=request.user)
@@ -216,12 +220,7 @@ def roster_page(request, exam_id):
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         try:
-            if upload.size > settings.ROSTER_MAX_BYTES:
-                raise roster.RosterFileError(
-                    f"The file has {upload.size // 1024} KiB; "
-                    f"the limit is {settings.ROSTER_MAX_BYTES // 1024} KiB."
-                )
-            rows, rejected = roster.parse(upload.read())
+            rows, rejected = roster.parse(upload.read(settings.ROSTER_MAX_BYTES + 1))
         except roster.RosterFileError as exc:
             form.add_error("file", f"Nothing was imported. {exc}")
         else:

@@ -1,0 +1,91 @@
+"""Named data sets for training, evaluation, the CLI and the tour: ``get_dataset(name, split)``.
+
+==================  ===========================================  ============  =========
+name                what                                         shape         classes
+==================  ===========================================  ============  =========
+toy 2D (5 names)    :data:`visgen.data.TOY2D`, 50 000 train pts  (2,)          8 for eight_gaussians, else 0
+``digits``          scikit-learn digits, fixed split             (1, 8, 8)     10
+``digits16``        the same, bilinear ×2                        (1, 16, 16)   10
+``shapes16``        procedural shapes, 8 000 train / 2 000 test  (3, 16, 16)   12
+``shapes32``        the same at 32 px                            (3, 32, 32)   12
+``folder:PATH``     PNG/JPEG folder, 32 px (train split only)    (3, 32, 32)   sub-folders
+==================  ===========================================  ============  =========
+
+Splits are fixed: train and test of the toy sets and of shapes come from different seeds.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+
+from visgen._checks import check_choice
+from visgen.data.digits import load_digits
+from visgen.data.folder import load_image_folder
+from visgen.data.shapes import make_shapes
+from visgen.data.toy2d import TOY2D, toy2d
+from visgen.oracles import eight_gaussians
+
+__all__ = ["DATASETS", "Dataset", "get_dataset"]
+
+DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32")
+_TOY_SIZES = {"train": 50_000, "test": 5_000}
+_SHAPE_SIZES = {"train": 8_000, "test": 2_000}
+_SPLIT_SEEDS = {"train": 0, "test": 1}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named tensor data set: samples ``x`` (N, ...) and optional class ``labels`` (N,)."""
+
+    name: str
+    x: torch.Tensor
+    labels: torch.Tensor | None
+    num_classes: int
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.dim() == 4
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _load(name: str, split: str) -> Dataset:
+    if name.startswith("folder:"):
+        if split != "train":
+            raise ValueError(f"image folders have only a 'train' split, got split={split!r}")
+        x, labels, classes = load_image_folder(name.removeprefix("folder:"), 32)
+        if len(classes) == 1:
+            return Dataset(name, x, None, 0)
+        return Dataset(name, x, labels, len(classes))
+    check_choice(name, "dataset", DATASETS)
+    check_choice(split, "split", ("train", "test"))
+    g = torch.Generator().manual_seed(_SPLIT_SEEDS[split])
+    if name == "eight_gaussians":
+        x, labels = eight_gaussians().sample(_TOY_SIZES[split], g, return_labels=True)
+        return Dataset(name, x, labels, 8)
+    if name in TOY2D:
+        return Dataset(name, toy2d(name, _TOY_SIZES[split], g), None, 0)
+    if name.startswith("digits"):
+        x, labels = load_digits(split, 16 if name == "digits16" else 8)
+        return Dataset(name, x, labels, 10)
+    shapes = make_shapes(_SHAPE_SIZES[split], int(name.removeprefix("shapes")), _SPLIT_SEEDS[split])
+    return Dataset(name, shapes.images, shapes.label, shapes.num_classes)
+
+
+def get_dataset(name: str, split: str = "train") -> Dataset:
+    """The data set ``name`` (see the module table); loaded once per process and cached.
+
+    The returned tensors are shared: clone before modifying them in place.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a data set name, got {type(name).__name__}")
+    return _load(name, split)

@@ -1,0 +1,79 @@
+"""The contract every few-step method of lectures 6 and 7 follows, so that methods are trained
+on the same teachers and compared side by side at equal NFE (tour chapters L6/L7,
+``benchmarks/fewstep.py``).
+
+A method is a function registered with :func:`register_method`::
+
+    @register_method("consistency_distillation", lecture=6)
+    def train_cd(task: Task, steps: int, generator: torch.Generator) -> FewStepGenerator: ...
+
+It trains a student on ``task`` for ``steps`` generator updates and returns a
+:class:`FewStepGenerator`, whose ``sample(noise, nfe)`` maps prior noise to data in ``nfe``
+network evaluations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from visgen._checks import check_choice
+from visgen.param import Denoiser
+
+__all__ = ["METHODS", "FewStepGenerator", "Task", "register_method"]
+
+
+@dataclass
+class Task:
+    """What a few-step method learns from.
+
+    Attributes:
+        teacher: the frozen teacher as a Denoiser (analytic GMM or trained flow matching).
+        data: ``data(n, generator) -> (x, y)`` real training samples and labels (y may be None);
+            methods that learn from data (consistency training, MeanFlow, Drifting, GAN terms)
+            use it, pure distillation uses only the teacher.
+        shape: shape of one sample, e.g. (2,) or (1, 8, 8).
+        num_classes: number of classes for class-conditional tasks (None if unconditional).
+        name: a short label for tables ("8gauss", "digits").
+    """
+
+    teacher: Denoiser
+    data: Callable[[int, torch.Generator | None], tuple[torch.Tensor, torch.Tensor | None]]
+    shape: tuple[int, ...]
+    num_classes: int | None = None
+    name: str = "task"
+
+
+@dataclass
+class FewStepGenerator:
+    """A trained few-step generator. ``sample(noise, nfe, cond, generator)`` → samples."""
+
+    name: str
+    model: torch.nn.Module
+    sample_fn: Callable[..., torch.Tensor]
+    nfes: tuple[int, ...] = (1, 2, 4)
+    info: dict = field(default_factory=dict)  # training curves, wall time, settings
+
+    @torch.no_grad()
+    def sample(self, noise: torch.Tensor, nfe: int, cond=None, generator=None) -> torch.Tensor:
+        if nfe not in self.nfes:
+            raise ValueError(f"nfe must be one of {self.nfes} for {self.name}, got {nfe!r}")
+        return self.sample_fn(noise, nfe, cond, generator)
+
+
+METHODS: dict[str, tuple[int, Callable[..., FewStepGenerator]]] = {}
+
+
+def register_method(name: str, lecture: int):
+    """Register a training function ``fn(task, steps, generator) -> FewStepGenerator``."""
+    check_choice(lecture, "lecture", (6, 7))
+
+    def deco(fn):
+        if name in METHODS:
+            raise ValueError(f"few-step method {name!r} is already registered")
+        METHODS[name] = (lecture, fn)
+        return fn
+
+    return deco

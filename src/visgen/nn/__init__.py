@@ -1,0 +1,47 @@
+"""Networks: an MLP and a small UNet denoiser, an evaluation classifier, shared embeddings.
+
+Every network stores its constructor arguments in ``model.config`` (with ``"name"``), so a
+checkpoint's JSON rebuilds it with :func:`build_model`.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from visgen._checks import check_choice
+from visgen.nn.classifier import Classifier
+from visgen.nn.embeddings import (
+    ConditionEmbedding,
+    LabelEmbedding,
+    SinusoidalEmbedding,
+    drop_labels,
+)
+from visgen.nn.mlp import MLP
+from visgen.nn.unet import UNet, count_parameters
+
+__all__ = [
+    "MODELS",
+    "MLP",
+    "Classifier",
+    "ConditionEmbedding",
+    "LabelEmbedding",
+    "SinusoidalEmbedding",
+    "UNet",
+    "build_model",
+    "count_parameters",
+    "drop_labels",
+]
+
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "classifier": Classifier}
+
+
+def build_model(config: dict) -> nn.Module:
+    """A network from its ``config`` dict (``{"name": "mlp", ...constructor arguments}``).
+
+    Other modules register architectures by adding to :data:`MODELS`.
+    """
+    if not isinstance(config, dict) or "name" not in config:
+        raise TypeError(f"config must be a dict with a 'name' key, got {config!r}")
+    check_choice(config["name"], "model name", sorted(MODELS))
+    kwargs = {k: v for k, v in config.items() if k != "name"}
+    return MODELS[config["name"]](**kwargs)

@@ -1,0 +1,251 @@
+"""Trained models by configuration, cached on disk: the one way to get a trained standard asset.
+
+A *spec* says what to train — ``{"model": {...}, "method": {...}, "data": name, "train":
+{...}}`` (see :func:`normalize_spec`) — and :func:`train_cached` returns the trained model,
+training it only if no checkpoint for that exact spec exists. The cache key is a SHA-256 of
+the normalised spec (defaults filled in, so equivalent specs share an entry) and of
+:data:`CACHE_VERSION`, bumped whenever a change to the code would change what a spec trains.
+Entries are ordinary checkpoints (:mod:`visgen.train.checkpoint`, atomic); a file lock
+lets parallel processes (pytest workers, the tour) train each entry once.
+
+The cache folder is ``$VISGEN_CACHE`` if set, else ``.cache/visgen`` in the repository root
+(``~/.cache/visgen`` for an installed package). Delete it to retrain everything.
+
+Standard assets are named recipes in :data:`ASSETS` (their sizes follow
+:func:`visgen.budget`, so FAST and full runs are cached separately); :func:`asset` gets one:
+
+>>> teacher = asset("fm_digits")          # class-conditional flow-matching MLP on digits
+>>> den = teacher.denoiser()              # a visgen.Denoiser: any sampler takes it
+
+Other modules add recipes with :func:`register_asset`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from visgen._checks import check_choice
+from visgen.config import budget
+from visgen.data.registry import get_dataset
+from visgen.nn import build_model
+from visgen.param import Denoiser
+from visgen.train.checkpoint import checkpoint_paths, load_checkpoint
+from visgen.train.methods import make_method
+from visgen.train.trainer import TrainConfig, Trainer
+
+__all__ = [
+    "ASSETS",
+    "CACHE_VERSION",
+    "Trained",
+    "asset",
+    "cache_dir",
+    "load_trained",
+    "normalize_spec",
+    "register_asset",
+    "spec_key",
+    "train_cached",
+]
+
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """``$VISGEN_CACHE``, else ``<repo>/.cache/visgen``, else ``~/.cache/visgen``."""
+    env = os.environ.get("VISGEN_CACHE")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[3]
+    if (repo / "pyproject.toml").exists():
+        return repo / ".cache" / "visgen"
+    return Path.home() / ".cache" / "visgen"
+
+
+@dataclass
+class Trained:
+    """A trained network (EMA weights, eval mode, frozen) and how it was trained."""
+
+    model: nn.Module
+    config: dict  # the run config of the checkpoint (model, method, data, train, step)
+    history: torch.Tensor  # loss of every training step
+    path: Path  # the checkpoint's JSON file
+
+    @property
+    def method(self):
+        return make_method(self.config["method"])
+
+    def denoiser(self) -> Denoiser:
+        """The network as a :class:`~visgen.param.Denoiser` (diffusion methods only)."""
+        method = self.method
+        if not hasattr(method, "denoiser"):
+            raise TypeError(f"a {method.name!r} model is not a denoiser")
+        return method.denoiser(self.model)
+
+
+def load_trained(path, *, ema: bool = True) -> Trained:
+    """A checkpoint written by :class:`~visgen.train.Trainer` as a :class:`Trained`.
+
+    ``ema=False`` loads the raw (last-step) weights instead of the EMA weights.
+    """
+    tensors, config = load_checkpoint(path)
+    for key in ("model", "method", "step"):
+        if key not in config:
+            raise ValueError(
+                f"{str(path)!r} is not a training checkpoint (no {key!r} in its config)"
+            )
+    model = build_model(config["model"])
+    prefix = "ema." if ema else "model."
+    model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    model.eval().requires_grad_(False)
+    history = tensors.get("history", torch.zeros(0, dtype=torch.float64))
+    return Trained(model, config, history, checkpoint_paths(path)[1])
+
+
+def normalize_spec(spec: dict) -> dict:
+    """Fill in defaults: ``model`` via :func:`build_model`, ``method`` via :func:`make_method`,
+    ``train`` via :class:`TrainConfig`; ``data`` must name a data set of :mod:`visgen.data`."""
+    if not isinstance(spec, dict):
+        raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
+    missing = {"model", "method", "data", "train"} - set(spec)
+    if missing:
+        raise ValueError(f"spec is missing {sorted(missing)}")
+    extra = set(spec) - {"model", "method", "data", "train", "labels"}
+    if extra:
+        raise ValueError(f"spec has unknown keys {sorted(extra)}")
+    with torch.random.fork_rng():
+        model_config = build_model(dict(spec["model"])).config
+    out = {
+        "model": model_config,
+        "method": make_method(spec["method"]).spec,
+        "data": spec["data"],
+        "train": asdict(TrainConfig.from_dict(dict(spec["train"]))),
+    }
+    if "labels" in spec:
+        out["labels"] = bool(spec["labels"])
+    return out
+
+
+def spec_key(spec: dict) -> str:
+    """The cache entry name of a spec: ``<data>-<method>-<model>-<hash>``."""
+    spec = normalize_spec(spec)
+    text = json.dumps({"v": CACHE_VERSION, "spec": spec}, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    data = spec["data"].replace("/", "_").replace(":", "_")
+    return f"{data}-{spec['method']['name']}-{spec['model']['name']}-{digest}"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; concurrent trainers still write atomically
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def train_cached(spec: dict, *, progress: bool = True, cache: Path | None = None) -> Trained:
+    """The model ``spec`` describes, from the cache or trained now (seeded by ``train.seed``)."""
+    spec = normalize_spec(spec)
+    root = Path(cache) if cache is not None else cache_dir()
+    stem = root / spec_key(spec)
+    with _locked(root / f"{stem.name}.lock"):
+        if not checkpoint_paths(stem)[1].exists():
+            with torch.random.fork_rng():
+                torch.manual_seed(spec["train"]["seed"])
+                model = build_model(spec["model"])
+            data = get_dataset(spec["data"])
+            trainer = Trainer(
+                model,
+                make_method(spec["method"]),
+                data,
+                TrainConfig(**spec["train"]),
+                labels=spec.get("labels"),
+                progress=progress,
+                desc=stem.name.rsplit("-", 1)[0],
+            )
+            trainer.fit()
+            trainer.save(stem)
+    return load_trained(stem)
+
+
+# --- standard assets ----------------------------------------------------------------------
+
+
+def _fm_2d() -> dict:
+    return {
+        "model": {"name": "mlp", "shape": [2], "width": 128, "depth": 3},
+        "method": {"name": "fm"},
+        "data": "eight_gaussians",
+        "train": {"steps": budget(full=6000, fast=2000), "batch_size": 512, "lr": 2e-3},
+    }
+
+
+def _ddpm_2d() -> dict:
+    return {**_fm_2d(), "method": {"name": "ddpm"}}
+
+
+def _fm_digits() -> dict:
+    return {
+        "model": {"name": "mlp", "shape": [1, 8, 8], "width": 256, "depth": 3, "num_classes": 10},
+        "method": {"name": "fm", "t_sampler": "logit_normal", "label_dropout": 0.1},
+        "data": "digits",
+        "train": {"steps": budget(full=6000, fast=2500), "batch_size": 256, "lr": 2e-3},
+    }
+
+
+def _classifier(data: str, channels: int, classes: int) -> Callable[[], dict]:
+    def recipe() -> dict:
+        return {
+            "model": {"name": "classifier", "in_channels": channels, "num_classes": classes},
+            "method": {"name": "classifier"},
+            "data": data,
+            "train": {
+                "steps": budget(full=2000, fast=800),
+                "batch_size": 128,
+                "lr": 2e-3,
+                "weight_decay": 1e-4,
+                "ema_decay": 0.99,
+            },
+        }
+
+    return recipe
+
+
+ASSETS: dict[str, Callable[[], dict]] = {
+    "fm_2d": _fm_2d,
+    "ddpm_2d": _ddpm_2d,
+    "fm_digits": _fm_digits,
+    "classifier_digits": _classifier("digits", 1, 10),
+    "classifier_shapes16": _classifier("shapes16", 3, 12),
+}
+"""Named recipes: a function returning a spec (evaluated at call time, so budgets apply)."""
+
+
+def register_asset(name: str, recipe: Callable[[], dict]) -> None:
+    """Add a named recipe (a function returning a spec) to :data:`ASSETS`."""
+    if not callable(recipe):
+        raise TypeError(f"recipe must be a function returning a spec, got {type(recipe).__name__}")
+    if name in ASSETS and ASSETS[name] is not recipe:
+        raise ValueError(f"asset {name!r} is already registered")
+    ASSETS[name] = recipe
+
+
+def asset(name: str, *, progress: bool = True) -> Trained:
+    """The standard trained asset ``name`` (see :data:`ASSETS`), trained on first use."""
+    check_choice(name, "asset", sorted(ASSETS))
+    return train_cached(ASSETS[name](), progress=progress)
