@@ -59,6 +59,14 @@ def test_every_figure_is_drawn_by_the_decks_figures_py(deck):
         assert path.startswith("figures/") and path[len("figures/") :] in entry["figures"], path
 
 
+@pytest.mark.parametrize("deck", DECKS, ids=lambda d: d.name)
+def test_no_semicolon_is_swallowed_after_an_embedded_value(deck):
+    # Typst ends an embedded expression at a ";" and drops it: "#R.ed; floor" prints "0.1 floor"
+    embedded = r"#(?:[A-Za-z_][\w.]*(?:\([^()]*\))?(?:\[[^\[\]]*\])*|\([^()]*\));"
+    hits = re.findall(embedded, deck.source.read_text())
+    assert not hits, f"write \\; after {hits}"
+
+
 def _scratch_lectures(tmp_path: Path, body: str) -> slides.Deck:
     lectures = tmp_path / "lectures"
     shutil.copytree(LECTURES / "theme", lectures / "theme")

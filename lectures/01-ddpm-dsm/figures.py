@@ -15,14 +15,15 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 
 from visgen.course.figurebook import FigureBook, num
+from visgen.data import load_digits
 from visgen.metrics import energy_distance, mode_coverage
 from visgen.objectives import ddpm_loss, diffusion_loss, noisy_sample
 from visgen.oracles import DiracMixture, GaussianMixture, eight_gaussians
 from visgen.sampling import sample_ancestral, sample_heun, sample_langevin, uniform
 from visgen.schedules import EDM, VE, Linear, VPCosine, VPDiscrete
+from visgen.train.assets import asset
 
 book = FigureBook(__file__)
 DDPM = VPDiscrete()
@@ -309,13 +310,10 @@ def loss_floor(results):
 
 
 def _digits():
-    """scikit-learn's bundled 8×8 digits in [-1, 1], split 90 % "training set" / 10 % held out."""
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float64) / 8 - 1
-    y = torch.tensor(d.target)
-    held = torch.zeros(len(x), dtype=torch.bool)
-    held[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[: len(x) // 10]] = True
-    return x, y, held
+    """visgen's fixed split of scikit-learn's 8×8 digits, (N, 8, 8) in [−1, 1]."""
+    x_train, y_train = load_digits("train")
+    x_test, y_test = load_digits("test")
+    return x_train[:, 0].double(), y_train, x_test[:, 0].double(), y_test
 
 
 def _image_axes(axes):
@@ -328,13 +326,13 @@ def _image_axes(axes):
 
 @book.figure(fmt="png")
 def ideal_denoiser(results):
-    x, y, held = _digits()
-    train = DiracMixture(x[~held], labels=y[~held])
+    x_train, y_train, x_test, y_test = _digits()
+    train = DiracMixture(x_train, labels=y_train)
     edm = EDM(sigma_min=0.002, sigma_max=80.0)
     sigmas = [0.2, 0.5, 1.0, 2.0, 5.0, 50.0]
     g = torch.Generator().manual_seed(5)
-    idx = int(torch.nonzero(y[held] == 3)[0])  # the first held-out "3"
-    probe, label = x[held][idx : idx + 1], y[held][idx : idx + 1]
+    idx = int(torch.nonzero(y_test == 3)[0])  # the first held-out "3"
+    probe, label = x_test[idx : idx + 1], y_test[idx : idx + 1]
     noise = torch.randn(probe.shape, generator=g, dtype=torch.float64)
     fig, axes = plt.subplots(3, len(sigmas) + 1, figsize=(7.0, 3.3))
     axes[0, 0].imshow(probe[0], cmap="gray_r", vmin=-1, vmax=1)
@@ -357,7 +355,7 @@ def ideal_denoiser(results):
     axes[2, 1].set_ylabel("$D^*(x;\\sigma\\,|\\,y)$", fontsize=11)
     fig.tight_layout(h_pad=0.3, w_pad=0.2)
     # limits, measured on every held-out probe: σ → 0 nearest training image, σ → ∞ the mean
-    probes = x[held]
+    probes = x_test
     small = 0.05
     xs = probes + small * torch.randn(probes.shape, generator=g, dtype=torch.float64)
     d_small = train.posterior_mean(
@@ -371,14 +369,14 @@ def ideal_denoiser(results):
     xs = probes + big * torch.randn(probes.shape, generator=g, dtype=torch.float64)
     d_big = train.posterior_mean(xs, edm.t_from_sigma(torch.tensor(big, dtype=torch.float64)), edm)
     results["ideal_mean_err"] = num(float((d_big.flatten(1) - train.means.mean(0)).abs().max()))
-    results["ideal_n_train"] = str(int((~held).sum()))
+    results["ideal_n_train"] = str(len(x_train))
     return fig
 
 
 @book.figure(fmt="png")
 def memorisation(results):
-    x, y, held = _digits()
-    train = DiracMixture(x[~held], labels=y[~held])
+    x_train, y_train, _, _ = _digits()
+    train = DiracMixture(x_train, labels=y_train)
     den = train.denoiser("linear")
     g = torch.Generator().manual_seed(6)
     n = 10
@@ -438,6 +436,70 @@ def langevin(results):
     results["lang_single"] = num(share[1], 2)
     results["lang_annealed"] = num(share[2], 2)
     results["lang_data"] = num(share[0], 2)
+    return fig
+
+
+@book.figure(fmt="png")
+def trained_ddpm(results):
+    """visgen's cached DDPM MLP on the 8 Gaussians against the exact oracle."""
+    trained = asset("ddpm_2d", progress=False)
+    den = trained.denoiser()
+    gmm = eight_gaussians()
+    g = torch.Generator().manual_seed(8)
+    ref = gmm.sample(N, g)
+    x = sample_ancestral(den, torch.randn(N, 2, generator=g), uniform(1000), generator=g)
+    cov = mode_coverage(x, gmm.means, 0.3)
+    times = torch.linspace(0.02, 0.98, 25, dtype=torch.float64)
+    oracle = gmm.to(torch.float64)
+    M = 4000
+    learned, floor = [], []
+    for t in times:
+        x0 = oracle.sample(M, g)
+        tt = torch.full((M,), float(t), dtype=torch.float64)
+        noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+        with torch.no_grad():
+            per = diffusion_loss(
+                den, x0.float(), t=tt.float(), noise=noise.float(), reduction="none"
+            )
+        learned.append(float(per.mean()))
+        xt = noisy_sample(x0, tt, DDPM, noise)
+        cov_t = oracle.posterior_variance(xt, tt, DDPM) / oracle.dim
+        floor.append(float((cov_t * (DDPM.alpha(tt) / DDPM.sigma(tt)) ** 2).mean()))
+    fig, axes = plt.subplots(1, 2, figsize=(9.9, 3.1), gridspec_kw={"width_ratios": [1, 1.7]})
+    _density(axes[0], gmm, 1e-3, DDPM, cmap="Greys")
+    axes[0].scatter(*x.T, s=2, c=ORANGE, lw=0, alpha=0.7)
+    axes[0].set_title("trained MLP, 1000 ancestral steps")
+    _square(axes[0])
+    axes[1].plot(times, floor, c=BLUE, label="irreducible (oracle)")
+    axes[1].plot(times, learned, "o", c=ORANGE, ms=4, label="trained network")
+    axes[1].set_xlabel("t")
+    axes[1].set_title(r"held-out $\varepsilon$-loss per dimension")
+    axes[1].legend(frameon=False)
+    fig.tight_layout()
+    # L_simple on fresh data, trained vs the oracle floor (same draws)
+    Mk = 40000
+    x0 = oracle.sample(Mk, g)
+    k = torch.randint(0, DDPM.T, (Mk,), generator=g)
+    tk = DDPM.t_of_index(k)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        per = diffusion_loss(den, x0.float(), t=tk.float(), noise=noise.float(), reduction="none")
+    xt = noisy_sample(x0, tk, DDPM, noise)
+    fl = (
+        oracle.posterior_variance(xt, tk, DDPM)
+        / oracle.dim
+        * (DDPM.alpha(tk) / DDPM.sigma(tk)) ** 2
+    )
+    results["tr_ed"] = num(energy_distance(x, ref))
+    results["tr_in_mode"] = num(cov.in_mode, 3)
+    results["tr_min_frac"] = num(cov.min_fraction, 2)
+    results["tr_loss"] = num(float(per.mean()), 3)
+    results["tr_floor"] = num(float(fl.mean()), 3)
+    results["tr_ratio"] = num(float(per.mean() / fl.mean()), 3)
+    results["tr_ratio_se"] = num(float((per.double() - fl).std() / math.sqrt(Mk) / fl.mean()), 1)
+    results["tr_steps"] = str(trained.config["train"]["steps"])
+    results["tr_width"] = str(trained.config["model"]["width"])
+    results["tr_depth"] = str(trained.config["model"]["depth"])
     return fig
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from visgen.course.figurebook import FigureBook, num
+from visgen.data import load_digits
 from visgen.metrics import energy_distance, mode_coverage
 from visgen.objectives import (
     LogitNormal,
@@ -31,6 +32,7 @@ from visgen.oracles import eight_gaussians, reference_pfode
 from visgen.param import Denoiser
 from visgen.sampling import sample_euler, sample_heun, uniform
 from visgen.schedules import EDM, Linear, VPCosine, VPLinear
+from visgen.train.assets import asset
 
 book = FigureBook(__file__)
 FM = Linear()
@@ -251,7 +253,7 @@ def conversions(results):
     vp = VPCosine()
     g = torch.Generator().manual_seed(4)
     t_a, t_b = 0.98, 0.02
-    x_a = torch.randn(6, 2, generator=g, dtype=torch.float64) * float(vp.sigma(t_a)) * 1.5
+    x_a = torch.randn(8, 2, generator=g, dtype=torch.float64) * float(vp.sigma(t_a)) * 0.6
     ts_vp = torch.linspace(t_a, t_b, 60, dtype=torch.float64)
     path_vp = reference_pfode(gmm.denoiser(vp), x_a, t_a, t_b, t_eval=ts_vp)
     a, s = vp.alpha(ts_vp), vp.sigma(ts_vp)
@@ -264,9 +266,7 @@ def conversions(results):
     for j in range(x_a.shape[0]):
         axes[1].plot(path_fm[:, j, 0], path_fm[:, j, 1], c=GREEN, lw=3, alpha=0.5)
         axes[1].plot(mapped[:, j, 0], mapped[:, j, 1], c=ORANGE, lw=1, ls="--")
-    axes[1].plot([], [], c=GREEN, lw=3, alpha=0.5, label="FM PF-ODE")
-    axes[1].plot([], [], c=ORANGE, ls="--", label=r"VP cosine PF-ODE, $x/(\alpha+\sigma)$")
-    axes[1].legend(frameon=False, fontsize=10, loc="lower left")
+    axes[1].set_title("green: FM; dashed: VP cosine / (α + σ)", fontsize=12)
     _square(axes[1], 3.4)
     fig.tight_layout()
     results["conv_max_dev"] = num(float((path_fm - mapped).abs().max()))
@@ -312,6 +312,82 @@ def loss_weights(results):
     axes[1].legend(frameon=False, fontsize=10)
     fig.tight_layout()
     results["shift_1024"] = num(resolution_shift(1024 * 1024, 256 * 256), 2)
+    return fig
+
+
+@book.figure
+def trained_fm(results):
+    """visgen's cached flow-matching MLP on the 8 Gaussians against the exact velocity."""
+    trained = asset("fm_2d", progress=False)
+    den = trained.denoiser()
+    gmm = eight_gaussians()
+    exact = gmm.to(torch.float64).denoiser(FM)
+    g = torch.Generator().manual_seed(6)
+    times = torch.linspace(0.05, 0.95, 19)
+    rel = []
+    for t in times:
+        x0 = gmm.sample(4000, g)
+        xt = noisy_sample(x0, torch.full((4000,), float(t)), FM, torch.randn(x0.shape, generator=g))
+        with torch.no_grad():
+            v_hat = den.velocity(xt, float(t)).double()
+        v_star = exact.velocity(xt.double(), float(t))
+        rel.append(float((v_hat - v_star).norm() / v_star.norm()))
+    ref = gmm.sample(N, g)
+    z = torch.randn(N, 2, generator=g)
+    steps = [1, 2, 4, 8, 16, 100]
+    ed_trained = [energy_distance(sample_euler(den, z, uniform(n)), ref) for n in steps]
+    ed_exact = [energy_distance(sample_euler(gmm.denoiser(FM), z, uniform(n)), ref) for n in steps]
+    fig, axes = plt.subplots(1, 2, figsize=(9.9, 3.0))
+    axes[0].plot(times, rel, "o-", c=ORANGE, ms=4)
+    axes[0].set_xlabel("t")
+    axes[0].set_title(r"$\|v_\theta - v^*\| \,/\, \|v^*\|$ on fresh $x_t$")
+    axes[1].loglog(steps, ed_exact, "s--", c=GREEN, ms=4, label="exact $v^*$")
+    axes[1].loglog(steps, ed_trained, "o-", c=ORANGE, ms=4, label=r"trained $v_\theta$")
+    axes[1].set_xlabel("Euler steps")
+    axes[1].set_title("energy distance to data")
+    axes[1].legend(frameon=False)
+    fig.tight_layout()
+    results["tfm_rel_max"] = num(max(rel), 2)
+    results["tfm_rel_mid"] = num(rel[len(rel) // 2], 2)
+    for n, a, b in zip(steps, ed_trained, ed_exact):
+        results[f"tfm_ed_{n}"] = num(a)
+        results[f"tfm_exact_{n}"] = num(b)
+    results["tfm_steps"] = str(trained.config["train"]["steps"])
+    return fig
+
+
+@book.figure(fmt="png")
+def digits_fm(results):
+    """Samples of visgen's class-conditional flow-matching MLP on 8×8 digits (50 Euler steps)."""
+    trained = asset("fm_digits", progress=False)
+    den = trained.denoiser()
+    g = torch.Generator().manual_seed(7)
+    per_class = 8
+    labels = torch.arange(10).repeat_interleave(per_class)
+    with torch.no_grad():
+        x = sample_euler(den, torch.randn(len(labels), 1, 8, 8, generator=g), uniform(50), labels)
+    fig, axes = plt.subplots(per_class, 10, figsize=(5.6, 4.6))
+    for i in range(len(labels)):
+        ax = axes[i % per_class, i // per_class]
+        ax.imshow(x[i, 0].clamp(-1, 1), cmap="gray_r", vmin=-1, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+    fig.tight_layout(h_pad=0.1, w_pad=0.1)
+    # novelty: distance of samples to the nearest training image, against held-out test digits
+    train, _ = load_digits("train")
+    test, _ = load_digits("test")
+    with torch.no_grad():
+        many = sample_euler(
+            den, torch.randn(400, 1, 8, 8, generator=g), uniform(50), torch.arange(400) % 10
+        )
+    d_samples = torch.cdist(many.flatten(1), train.flatten(1)).min(1).values
+    d_test = torch.cdist(test.flatten(1), train.flatten(1)).min(1).values
+    results["dig_nn_samples"] = num(float(d_samples.median()), 2)
+    results["dig_nn_test"] = num(float(d_test.median()), 2)
+    results["dig_steps"] = str(trained.config["train"]["steps"])
+    results["dig_min_nn"] = num(float(d_samples.min()), 2)
     return fig
 
 
