@@ -19,6 +19,7 @@ from ..access import instructor_required, taught_enrollment, taught_exam, taught
 from ..forms import ExamForm, PlaceForm, RosterForm, SeriesForm, SlotForm
 from ..ics import examiner_feed
 from ..models import AuditEvent, Booking, Examiner, OutboxEmail
+from .student import seat
 
 
 def _download(content: str, filename: str, content_type: str) -> HttpResponse:
@@ -90,9 +91,8 @@ def _outbox_problems() -> int:
 @instructor_required
 def seats(request, exam_id):
     exam = taught_exam(request.user, exam_id)
-    return render(
-        request, "booking/partials/seats.html", {"slots": exam.slots.all(), "staff": True}
-    )
+    cells = [(slot.pk, *seat(slot, staff=True)) for slot in exam.slots.all()]
+    return render(request, "booking/partials/seats.html", {"cells": cells})
 
 
 @instructor_required

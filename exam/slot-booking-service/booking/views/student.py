@@ -20,29 +20,59 @@ def _slot_id(request) -> int:
         raise Http404("Choose a slot.") from None
 
 
+def seat(slot, *, staff: bool = False) -> tuple[str, str]:
+    """Text and CSS class of a slot's seat cell (the page and the htmx refresh share it)."""
+    if staff:
+        return f"{slot.booked} / {slot.capacity}", "count"
+    if slot.free > 0:
+        return f"{slot.free} of {slot.capacity} free", "open"
+    return "Full", "full"
+
+
 def _state(enrollment: Enrollment, now) -> dict:
     exam = enrollment.exam
     booking = services.active_booking(enrollment)
     window_open = exam.booking_opens_at <= now < exam.booking_closes_at
+    can_cancel = (
+        booking is not None and now < exam.cancellation_deadline and booking.slot.starts_at > now
+    )
+    slots = exam.slots.filter(is_published=True).select_related("examiner")
     return {
         "exam": exam,
         "booking": booking,
         "window_open": window_open,
         "not_yet_open": now < exam.booking_opens_at,
-        "can_cancel": booking is not None
-        and now < exam.cancellation_deadline
-        and booking.slot.starts_at > now,
-        "days": _by_day(exam.slots.filter(is_published=True).select_related("examiner"), exam),
-        "now": now,
+        "can_cancel": can_cancel,
+        "days": _rows_by_day(slots, exam, booking, now, window_open, can_cancel),
     }
 
 
-def _by_day(slots, exam) -> list[tuple[str, list]]:
-    """Slots grouped by their day in the exam's time zone, in order."""
+def _rows_by_day(slots, exam, booking, now, window_open, can_cancel) -> list[tuple[str, list]]:
+    """Table rows grouped by day in the exam's time zone, everything a row shows precomputed
+    (the page is the most requested one on booking night)."""
     days: dict[str, list] = {}
     for slot in slots:
-        day = f"{timeutil.local(slot.starts_at, exam.tz):%A %d %B %Y}"
-        days.setdefault(day, []).append(slot)
+        start, end = timeutil.local(slot.starts_at, exam.tz), timeutil.local(slot.ends_at, exam.tz)
+        if booking is not None and booking.slot_id == slot.pk:
+            action = "mine"
+        elif slot.starts_at <= now:
+            action = "started"
+        elif window_open and booking is None:
+            action = "book"
+        elif window_open and can_cancel:
+            action = "move"
+        else:
+            action = ""
+        text, css = seat(slot)
+        days.setdefault(f"{start:%A %d %B %Y}", []).append(
+            {
+                "slot": slot,
+                "time": f"{start:%H:%M}\u2013{end:%H:%M}",  # en dash
+                "seat_text": text,
+                "seat_class": css,
+                "action": action,
+            }
+        )
     return list(days.items())
 
 
@@ -75,7 +105,8 @@ def seats(request, exam_id):
     buttons a student is about to click are never replaced under the pointer."""
     enrollment = enrollment_for(request.user, exam_id)
     slots = enrollment.exam.slots.filter(is_published=True)
-    return render(request, "booking/partials/seats.html", {"slots": slots})
+    cells = [(slot.pk, *seat(slot)) for slot in slots]
+    return render(request, "booking/partials/seats.html", {"cells": cells})
 
 
 def _act(request, exam_id, action):
