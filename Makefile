@@ -37,6 +37,11 @@ assignments: venv
 instructor: venv
 	$(PY) -m visgen.course.build --instructor
 
+# Redraw stale lecture figures (figures.py or visgen changed) and compile every
+# lectures/NN-slug/slides.typ to slides.pdf; fails on any Typst warning.
+slides: venv
+	$(PY) -m visgen.course.slides
+
 lint: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .

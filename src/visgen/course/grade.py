@@ -34,7 +34,22 @@ from pathlib import Path
 from visgen.course.homework import Homework, RubricItem, load_homework
 from visgen.course.notebook import notebook_code_cells
 
-__all__ = ["ItemResult", "Report", "TestResult", "add_arguments", "grade", "main", "run"]
+__all__ = [
+    "DESCRIPTION",
+    "ItemResult",
+    "Report",
+    "TestResult",
+    "add_arguments",
+    "grade",
+    "main",
+    "run",
+]
+
+DESCRIPTION = (
+    "Score a homework notebook: load only its imports, functions, classes and UPPERCASE "
+    "constants (no cell runs), run the hidden tests with time and memory limits, and print "
+    "a points table with a reason for every lost point."
+)
 
 OUTPUT_CHARS = 64 * 1024  # what one test may print before the rest is dropped
 FILE_BYTES = 256 * 2**20  # largest file the submission may write
@@ -349,11 +364,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m visgen.course.grade",
-        description="Score a homework notebook against its hidden tests (points table with "
-        "a reason for every lost point).",
-    )
+    parser = argparse.ArgumentParser(prog="python -m visgen.course.grade", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
