@@ -2,7 +2,7 @@
 
 Every method follows the contract of :mod:`visgen.fewstep.base` (a :class:`Task` in, a
 :class:`FewStepGenerator` out), so all of them are compared at equal NFE. Importing this
-package registers every method in :data:`METHODS`; :func:`make_task` builds the shared
+package registers every method in :data:`METHODS`; :func:`get_task` builds the shared
 teachers.
 """
 
@@ -13,7 +13,7 @@ from visgen.fewstep.drifting import drift_field, multi_temperature_drift, train_
 from visgen.fewstep.mmd import train_mmd
 from visgen.fewstep.sampling import sample_consistency
 from visgen.fewstep.swd import sample_scalewise, train_swd
-from visgen.fewstep.tasks import TASKS, make_task
+from visgen.fewstep.tasks import TASKS, get_task
 
 __all__ = [
     "METHODS",
@@ -22,7 +22,7 @@ __all__ = [
     "Task",
     "distribution_matching_loss",
     "drift_field",
-    "make_task",
+    "get_task",
     "multi_temperature_drift",
     "register_method",
     "sample_consistency",

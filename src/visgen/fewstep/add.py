@@ -39,7 +39,9 @@ from visgen.fewstep.student import (
     STUDENT_LEVELS,
     Stopwatch,
     as_generator,
+    check_steps,
     draw_levels,
+    seeded_init,
     student_from_teacher,
 )
 from visgen.objectives import noisy_sample
@@ -89,7 +91,7 @@ def train_adversarial(
         layers: the teacher layers the heads read (default: every hidden layer of an MLP,
             the middle block of a UNet).
     """
-    check_positive(steps, "steps", integer=True)
+    check_steps(steps)
     check_positive(d_steps, "d_steps", integer=True)
     if not isinstance(task.teacher.model, nn.Module):
         raise TypeError(
@@ -99,9 +101,10 @@ def train_adversarial(
     if not 0 <= disc_t[0] < disc_t[1] <= 1:
         raise ValueError(f"disc_t must satisfy 0 <= lo < hi <= 1, got {disc_t}")
     teacher = task.teacher
-    student = student_from_teacher(task)
     probe, _ = task.data(2, generator)
-    disc = Discriminator(FeatureTap(teacher.model, layers), probe, task.num_classes or 0)
+    with seeded_init(generator):
+        student = student_from_teacher(task)
+        disc = Discriminator(FeatureTap(teacher.model, layers), probe, task.num_classes or 0)
     opt = torch.optim.Adam(student.model.parameters(), lr=lr, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999))
     levels = torch.tensor(STUDENT_LEVELS)

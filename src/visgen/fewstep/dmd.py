@@ -38,7 +38,14 @@ from torch.nn import functional as F
 from visgen._checks import check_positive
 from visgen.fewstep.base import FewStepGenerator, Task, register_method
 from visgen.fewstep.features import Discriminator, FeatureTap
-from visgen.fewstep.student import Stopwatch, as_generator, student_from_teacher, student_grid
+from visgen.fewstep.student import (
+    Stopwatch,
+    as_generator,
+    check_steps,
+    seeded_init,
+    student_from_teacher,
+    student_grid,
+)
 from visgen.objectives import diffusion_loss, noisy_sample
 from visgen.param import Denoiser
 from visgen.sampling import sample_heun, uniform
@@ -119,21 +126,23 @@ def train_dmd(
         gan: weight of the generator's non-saturating GAN loss (0 = no discriminator).
         sds: drop the fake score (μ_fake ≡ x): score distillation sampling.
     """
-    check_positive(steps, "steps", integer=True)
+    check_steps(steps)
     check_positive(fake_updates, "fake_updates", integer=True)
     nfes = tuple(nfes)
     for k in nfes:
         student_grid(k)  # validates k
-    student = student_from_teacher(task)
+    with seeded_init(generator):
+        student = student_from_teacher(task)
+        fake = None if sds else student_from_teacher(task)
     opt = torch.optim.Adam(student.model.parameters(), lr=lr)
-    fake = None if sds else student_from_teacher(task)
     params = [] if fake is None else list(fake.model.parameters())
     disc = None
     if gan > 0:
         if fake is None:
             raise ValueError("the GAN term reads the fake score's features: it needs sds=False")
         probe, _ = task.data(2, generator)
-        disc = Discriminator(FeatureTap(fake.model), probe, task.num_classes or 0)
+        with seeded_init(generator):
+            disc = Discriminator(FeatureTap(fake.model), probe, task.num_classes or 0)
         params += list(disc.parameters())
     fake_opt = torch.optim.Adam(params, lr=fake_lr) if params else None
     pairs = _regression_pairs(task, reference_pairs, generator) if regression > 0 else None

@@ -36,7 +36,7 @@ import torch
 
 from visgen._checks import check_choice, check_positive, check_tensor
 from visgen.fewstep.base import FewStepGenerator, Task, register_method
-from visgen.fewstep.student import Stopwatch, as_generator
+from visgen.fewstep.student import Stopwatch, as_generator, check_steps, seeded_init
 from visgen.nn import MLP
 from visgen.param import Denoiser
 
@@ -166,8 +166,9 @@ def train_drifting(
     :class:`~visgen.nn.MLP` called at t = 1, exposed as an x0-predicting denoiser so the
     shared consistency sampler runs its single step.
     """
-    check_positive(steps, "steps", integer=True)
-    net = MLP(task.shape, width, depth, num_classes=task.num_classes or 0)
+    check_steps(steps)
+    with seeded_init(generator):
+        net = MLP(task.shape, width, depth, num_classes=task.num_classes or 0)
     student = Denoiser(net, task.teacher.schedule, "x0")
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     watch = Stopwatch(batch_size=batch_size, temperatures=list(temperatures), lr=lr)

@@ -31,7 +31,9 @@ from visgen.fewstep.student import (
     STUDENT_LEVELS,
     Stopwatch,
     as_generator,
+    check_steps,
     draw_levels,
+    seeded_init,
     student_from_teacher,
 )
 from visgen.metrics.kernels import mmd2
@@ -92,7 +94,7 @@ def train_mmd(
         layers: teacher layers to read (default: every hidden layer of an MLP, the middle block
             of a UNet).
     """
-    check_positive(steps, "steps", integer=True)
+    check_steps(steps)
     check_choice(kernel, "kernel", ("rbf", "linear"))
     if not isinstance(task.teacher.model, nn.Module):
         raise TypeError(
@@ -101,7 +103,8 @@ def train_mmd(
         )
     teacher = task.teacher
     tap = FeatureTap(teacher.model, layers)
-    student = student_from_teacher(task)
+    with seeded_init(generator):
+        student = student_from_teacher(task)
     opt = torch.optim.Adam(student.model.parameters(), lr=lr)
     levels = torch.tensor(STUDENT_LEVELS)
     bandwidths = None

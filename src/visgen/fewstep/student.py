@@ -15,6 +15,7 @@ network, so the student is then a fresh x0-predicting :class:`~visgen.nn.MLP`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
@@ -31,7 +32,9 @@ __all__ = [
     "STUDENT_LEVELS",
     "Stopwatch",
     "as_generator",
+    "check_steps",
     "draw_levels",
+    "seeded_init",
     "student_from_teacher",
     "student_grid",
 ]
@@ -51,6 +54,24 @@ def draw_levels(n: int, nfes, generator: torch.Generator | None = None) -> torch
     """Indices (n,) into :data:`STUDENT_LEVELS` of the levels a student samples with at ``nfes``."""
     used = sorted({STUDENT_LEVELS.index(float(t)) for k in nfes for t in student_grid(k)[:-1]})
     return torch.tensor(used)[torch.randint(len(used), (n,), generator=generator)]
+
+
+def check_steps(steps) -> int:
+    """``steps`` generator updates: an int ≥ 0 (0 returns the untrained generator, which the
+    student cache rebuilds before loading trained weights)."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    return steps
+
+
+@contextlib.contextmanager
+def seeded_init(generator: torch.Generator):
+    """Initialise networks from ``generator``: layers draw from torch's global RNG, which is
+    forked here and seeded by ``generator``, so a method's result depends on its generator only."""
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
 
 
 def student_from_teacher(task: Task, width: int = 128, depth: int = 3) -> Denoiser:

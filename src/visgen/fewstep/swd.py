@@ -27,11 +27,17 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from visgen._checks import check_choice, check_positive
+from visgen._checks import check_choice
 from visgen.fewstep.base import FewStepGenerator, Task, register_method
 from visgen.fewstep.features import FeatureTap
 from visgen.fewstep.mmd import feature_mmd, median_bandwidth
-from visgen.fewstep.student import Stopwatch, student_from_teacher, student_grid
+from visgen.fewstep.student import (
+    Stopwatch,
+    check_steps,
+    seeded_init,
+    student_from_teacher,
+    student_grid,
+)
 from visgen.nn import UNet
 from visgen.objectives import noisy_sample
 
@@ -90,7 +96,7 @@ def train_swd(
     layers=None,
 ) -> FewStepGenerator:
     """Train a scale-wise 1/2/4-step student with the patch MMD loss (see the module docstring)."""
-    check_positive(steps, "steps", integer=True)
+    check_steps(steps)
     if not isinstance(task.teacher.model, UNet):
         raise TypeError(
             "swd evaluates the teacher at several resolutions: it needs a fully convolutional "
@@ -99,7 +105,8 @@ def train_swd(
         )
     teacher = task.teacher
     tap = FeatureTap(teacher.model, layers)
-    student = student_from_teacher(task)
+    with seeded_init(generator):
+        student = student_from_teacher(task)
     opt = torch.optim.Adam(student.model.parameters(), lr=lr)
     full = task.shape[-1]
     bandwidths: dict[int, list[float]] = {}  # median heuristic per scale

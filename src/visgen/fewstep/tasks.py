@@ -20,6 +20,8 @@ SwD): a convolutional teacher whose middle block sees 4×4 "patches" of an 8×8 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from visgen._checks import check_choice
@@ -29,9 +31,7 @@ from visgen.fewstep.base import Task
 from visgen.oracles import eight_gaussians
 from visgen.train import asset, register_asset
 
-__all__ = ["TASKS", "make_task"]
-
-TASKS = ("8gauss", "8gauss_fm", "digits", "digits_unet")
+__all__ = ["TASKS", "get_task"]
 
 
 def _fm_digits_unet() -> dict:
@@ -63,13 +63,30 @@ def _dataset_sampler(name: str):
     return sample
 
 
-def make_task(name: str, *, progress: bool = False) -> Task:
-    """The task ``name`` (see the module table); trains its teacher on first use."""
-    check_choice(name, "task", TASKS)
-    if name == "8gauss":
-        return Task(eight_gaussians().denoiser("linear"), _gmm_data, (2,), None, name)
-    if name == "8gauss_fm":
-        teacher = asset("fm_2d", progress=progress).denoiser()
-        return Task(teacher, _gmm_data, (2,), None, name)
-    teacher = asset("fm_" + name, progress=progress).denoiser()
-    return Task(teacher, _dataset_sampler("digits"), (1, 8, 8), 10, name)
+def _gmm_task() -> Task:
+    return Task(eight_gaussians().denoiser("linear"), _gmm_data, (2,), None, "8gauss")
+
+
+def _asset_task(name: str, asset_name: str, data: str | None):
+    def build() -> Task:
+        teacher = asset(asset_name, progress=False).denoiser()
+        if data is None:
+            return Task(teacher, _gmm_data, (2,), None, name)
+        ds = get_dataset(data)
+        return Task(teacher, _dataset_sampler(data), ds.sample_shape, ds.num_classes, name)
+
+    return build
+
+
+TASKS: dict[str, Callable[[], Task]] = {
+    "8gauss": _gmm_task,
+    "8gauss_fm": _asset_task("8gauss_fm", "fm_2d", None),
+    "digits": _asset_task("digits", "fm_digits", "digits"),
+    "digits_unet": _asset_task("digits_unet", "fm_digits_unet", "digits"),
+}
+
+
+def get_task(name: str) -> Task:
+    """The task ``name`` of :data:`TASKS` (a trained teacher is trained on first use)."""
+    check_choice(name, "task", sorted(TASKS))
+    return TASKS[name]()
