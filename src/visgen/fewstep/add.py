@@ -28,6 +28,8 @@ Both use the non-saturating loss (ADD used the hinge loss).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -41,10 +43,12 @@ from visgen.fewstep.student import (
     as_generator,
     check_steps,
     draw_levels,
+    ema_update,
     seeded_init,
     student_from_teacher,
 )
 from visgen.objectives import noisy_sample
+from visgen.param import Denoiser
 
 __all__ = ["discriminator_loss", "generator_loss", "train_adversarial"]
 
@@ -80,6 +84,7 @@ def train_adversarial(
     lr: float = 1e-4,
     d_lr: float = 1e-3,
     layers=None,
+    ema: float = 0.99,
 ) -> FewStepGenerator:
     """Train an ADD/LADD student for ``steps`` generator updates (see the module docstring).
 
@@ -90,6 +95,8 @@ def train_adversarial(
         disc_t: range of the discriminator's noise level t̂.
         layers: the teacher layers the heads read (default: every hidden layer of an MLP,
             the middle block of a UNet).
+        ema: decay of the exponential moving average of the student's weights, which is
+            the returned generator (GAN iterates oscillate; the average does not).
     """
     check_steps(steps)
     check_positive(d_steps, "d_steps", integer=True)
@@ -105,12 +112,13 @@ def train_adversarial(
     with seeded_init(generator):
         student = student_from_teacher(task)
         disc = Discriminator(FeatureTap(teacher.model, layers), probe, task.num_classes or 0)
+    averaged = Denoiser(copy.deepcopy(student.model), student.schedule, student.prediction)
     opt = torch.optim.Adam(student.model.parameters(), lr=lr, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999))
     levels = torch.tensor(STUDENT_LEVELS)
     watch = Stopwatch(
         distill=distill, d_steps=d_steps, r1=r1, disc_t=list(disc_t), batch_size=batch_size,
-        lr=lr, d_lr=d_lr,
+        lr=lr, d_lr=d_lr, ema=ema,
     )  # fmt: skip
 
     def student_samples(with_grad: bool):
@@ -126,7 +134,7 @@ def train_adversarial(
     def draw_t(n):
         return disc_t[0] + (disc_t[1] - disc_t[0]) * torch.rand(n, generator=generator)
 
-    for _ in range(steps):
+    for step in range(steps):
         for _ in range(d_steps):
             real, fake, cond = student_samples(with_grad=False)
             t = draw_t(batch_size)
@@ -151,8 +159,9 @@ def train_adversarial(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        ema_update(averaged.model, student.model, step, ema)
         watch.log(**logs)
-    return as_generator(name, student, (1, 2, 4), watch.info())
+    return as_generator(name, averaged, (1, 2, 4), watch.info())
 
 
 @register_method("ladd", lecture=7)
