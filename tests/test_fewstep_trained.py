@@ -41,7 +41,7 @@ def test_dmd_with_five_fake_updates_covers_every_mode_in_one_step():
 
 
 def test_sds_without_a_fake_score_collapses():
-    _, x = _train_and_sample("sds", get_task("8gauss"), 300, 1)
+    _, x = _train_and_sample("sds", get_task("8gauss"), 200, 1)
     ed, cov = _measure(x)
     assert ed > 0.5, ed
 
@@ -59,7 +59,7 @@ def test_adversarial_distillation_in_four_steps_is_close_to_the_teacher(method):
     task = get_task("8gauss_fm")
     z = torch.randn(N, 2, generator=torch.Generator().manual_seed(1))
     teacher_ed, _ = _measure(sample_euler(task.teacher, z, uniform(50)))
-    _, x = _train_and_sample(method, task, 800, 4)
+    _, x = _train_and_sample(method, task, 500, 4)
     ed, cov = _measure(x)
     assert ed <= 2 * max(teacher_ed, FLOOR), (ed, teacher_ed)
     assert cov.min_fraction >= 0.05, cov.as_dict()

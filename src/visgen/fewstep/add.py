@@ -18,8 +18,8 @@ with ``d_steps`` discriminator updates per generator update (homework 5: 2).
 
 * **LADD** (``ladd``): L_G only — the teacher acts only through its features.
 * **ADD** (``add``): L_G + λ L_distill, λ = 2.5, with the score-distillation term
-  L_distill = E_t[α_t ‖x̂0 − sg(μ_teacher(α_t x̂0 + σ_t ε, t))‖²] (ADD eq. 4–5, exponential
-  weighting c(t) = α_t).
+  L_distill = E_t[α_t² ‖x̂0 − sg(μ_teacher(α_t x̂0 + σ_t ε, t))‖²] (ADD eq. 4–5 with the
+  "exponential" weighting c(t) = ᾱ_t, DDPM's cumulative signal power, i.e. α_t² here).
 
 CPU-sized simplification for ADD: its discriminator reads a pretrained image encoder (DINOv2)
 on clean images; here both methods use the teacher's features of noised inputs (no download).
@@ -53,21 +53,23 @@ from visgen.param import Denoiser
 __all__ = ["discriminator_loss", "generator_loss", "train_adversarial"]
 
 
-def discriminator_loss(disc, real_t, fake_t, t, cond=None, r1: float = 0.0) -> torch.Tensor:
+def discriminator_loss(
+    disc, real_t, fake_t, t, cond=None, r1: float = 0.0, level=None
+) -> torch.Tensor:
     """Non-saturating D loss on identically noised real and fake inputs, + optional R1 on real."""
     if r1 > 0:
         real_t = real_t.detach().requires_grad_(True)
-    d_real = disc(real_t, t, cond)
-    loss = F.softplus(-d_real).mean() + F.softplus(disc(fake_t.detach(), t, cond)).mean()
+    d_real = disc(real_t, t, cond, level)
+    loss = F.softplus(-d_real).mean() + F.softplus(disc(fake_t.detach(), t, cond, level)).mean()
     if r1 > 0:
         (grad,) = torch.autograd.grad(d_real.sum(), real_t, create_graph=True)
         loss = loss + 0.5 * r1 * grad.pow(2).flatten(1).sum(1).mean()
     return loss
 
 
-def generator_loss(disc, fake_t, t, cond=None) -> torch.Tensor:
+def generator_loss(disc, fake_t, t, cond=None, level=None) -> torch.Tensor:
     """Non-saturating G loss E[softplus(−D(x̂_t̂))] (gradients reach x̂ through the frozen features)."""
-    return F.softplus(-disc(fake_t, t, cond)).mean()
+    return F.softplus(-disc(fake_t, t, cond, level)).mean()
 
 
 def train_adversarial(
@@ -111,7 +113,9 @@ def train_adversarial(
     probe, _ = task.data(2, generator)
     with seeded_init(generator):
         student = student_from_teacher(task)
-        disc = Discriminator(FeatureTap(teacher.model, layers), probe, task.num_classes or 0)
+        disc = Discriminator(
+            FeatureTap(teacher.model, layers), probe, task.num_classes or 0, len(STUDENT_LEVELS)
+        )
     averaged = Denoiser(copy.deepcopy(student.model), student.schedule, student.prediction)
     opt = torch.optim.Adam(student.model.parameters(), lr=lr, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999))
@@ -123,10 +127,11 @@ def train_adversarial(
 
     def student_samples(with_grad: bool):
         x0, cond = task.data(batch_size, generator)
-        s = levels[draw_levels(batch_size, (1, 2, 4), generator)].to(x0.dtype)
+        k = draw_levels(batch_size, (1, 2, 4), generator)
+        s = levels[k].to(x0.dtype)
         xs = noisy_sample(x0, s, teacher.schedule, torch.randn(x0.shape, generator=generator))
         with torch.set_grad_enabled(with_grad):
-            return x0, student(xs, s, cond).x0, cond
+            return x0, student(xs, s, cond).x0, cond, k
 
     def noised(x, t):
         return noisy_sample(x, t, teacher.schedule, torch.randn(x.shape, generator=generator))
@@ -136,24 +141,24 @@ def train_adversarial(
 
     for step in range(steps):
         for _ in range(d_steps):
-            real, fake, cond = student_samples(with_grad=False)
+            real, fake, cond, k = student_samples(with_grad=False)
             t = draw_t(batch_size)
-            d_loss = discriminator_loss(disc, noised(real, t), noised(fake, t), t, cond, r1)
+            d_loss = discriminator_loss(disc, noised(real, t), noised(fake, t), t, cond, r1, k)
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()
-        _, fake, cond = student_samples(with_grad=True)
+        _, fake, cond, k = student_samples(with_grad=True)
         t = draw_t(batch_size)
         disc.requires_grad_(False)
-        loss = generator_loss(disc, noised(fake, t), t, cond)
+        loss = generator_loss(disc, noised(fake, t), t, cond, k)
         disc.requires_grad_(True)
         logs = {"d": float(d_loss.detach()), "g": float(loss.detach())}
         if distill > 0:
             tt = torch.rand(batch_size, generator=generator)
             with torch.no_grad():
                 target = teacher(noised(fake.detach(), tt), tt, cond).x0
-            a = teacher.schedule.alpha(tt).reshape(-1, *[1] * (fake.dim() - 1))
-            dist = (a * (fake - target).pow(2)).flatten(1).mean(1).mean()
+            c = teacher.schedule.alpha(tt).pow(2).reshape(-1, *[1] * (fake.dim() - 1))
+            dist = (c * (fake - target).pow(2)).flatten(1).mean(1).mean()
             loss = loss + distill * dist
             logs["distill"] = float(dist.detach())
         opt.zero_grad(set_to_none=True)

@@ -145,7 +145,7 @@ def train_dmd(
             disc = Discriminator(FeatureTap(fake.model), probe, task.num_classes or 0)
         params += list(disc.parameters())
     fake_opt = torch.optim.Adam(params, lr=fake_lr) if params else None
-    pairs = _regression_pairs(task, reference_pairs, generator) if regression > 0 else None
+    pairs = _regression_pairs(task, reference_pairs, generator) if regression and steps else None
     t_lo, t_hi = t_range
     watch = Stopwatch(
         nfes=list(nfes), fake_updates=fake_updates, regression=regression, gan=gan, sds=sds,

@@ -70,43 +70,59 @@ class FeatureTap:
         return [box[-1] for box in seen]
 
 
+def _project(embed: nn.Embedding | None, labels, h: torch.Tensor) -> torch.Tensor:
+    """⟨e_y, h⟩ per sample (0 where there is no embedding, no label or the null label −1)."""
+    if embed is None or labels is None:
+        return torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
+    labels = torch.as_tensor(labels, device=h.device)
+    proj = (embed(labels.clamp_min(0)) * h).sum(1)
+    return torch.where(labels >= 0, proj, torch.zeros_like(proj))
+
+
 class _Head(nn.Module):
-    def __init__(self, channels: int, spatial: bool, num_classes: int, width: int):
+    def __init__(self, channels: int, spatial: bool, num_classes: int, num_levels: int, width: int):
         super().__init__()
         layer = nn.Conv2d(channels, width, 1) if spatial else nn.Linear(channels, width)
         self.body, self.spatial = nn.Sequential(layer, nn.SiLU()), spatial
         self.logit = nn.Linear(width, 1)
-        self.embed = nn.Embedding(num_classes, width) if num_classes else None
+        self.classes = nn.Embedding(num_classes, width) if num_classes else None
+        self.levels = nn.Embedding(num_levels, width) if num_levels else None
 
-    def forward(self, features: torch.Tensor, cond=None) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, cond=None, level=None) -> torch.Tensor:
         h = self.body(features)
         if self.spatial:
             h = h.mean((2, 3))
         out = self.logit(h).squeeze(1)
-        if self.embed is not None and cond is not None:
-            cond = torch.as_tensor(cond)
-            proj = (self.embed(cond.clamp_min(0)) * h).sum(1)
-            out = out + torch.where(cond >= 0, proj, torch.zeros_like(proj))
-        return out
+        return out + _project(self.classes, cond, h) + _project(self.levels, level, h)
 
 
 class Discriminator(nn.Module):
-    """Trainable heads on the features of a (frozen) network: ``D(x_t, t, cond) -> logits (B,)``.
+    """Trainable heads on the features of a (frozen) network: ``D(x_t, t, cond, level) -> (B,)``.
 
     Built from one probe batch so each head matches its layer's shape (vector or map).
+    ``num_levels`` > 0 adds a projection on the index of the generator level a sample is
+    compared at (real samples get the level of the fakes they are compared with), so each
+    level is judged against the data on its own: at toy scale single samples do not look
+    fake, only their distribution does, and an unconditional D can be fooled by levels whose
+    errors cancel in the mixture.
     """
 
     def __init__(
-        self, tap: FeatureTap, probe: torch.Tensor, num_classes: int = 0, width: int = 128
+        self,
+        tap: FeatureTap,
+        probe: torch.Tensor,
+        num_classes: int = 0,
+        num_levels: int = 0,
+        width: int = 128,
     ):
         super().__init__()
         self.tap = tap
         with torch.no_grad():
             feats = tap(probe, torch.full((probe.shape[0],), 0.5, dtype=probe.dtype))
         self.heads = nn.ModuleList(
-            _Head(f.shape[1], f.dim() == 4, num_classes, width) for f in feats
+            _Head(f.shape[1], f.dim() == 4, num_classes, num_levels, width) for f in feats
         )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, level=None) -> torch.Tensor:
         feats = self.tap(x, t, cond)
-        return torch.stack([head(f, cond) for head, f in zip(self.heads, feats)]).mean(0)
+        return torch.stack([head(f, cond, level) for head, f in zip(self.heads, feats)]).mean(0)
