@@ -33,7 +33,7 @@ def _train_and_sample(method, task, steps, nfe, **kw):
 
 
 def test_dmd_with_five_fake_updates_covers_every_mode_in_one_step():
-    gen, x = _train_and_sample("dmd", get_task("8gauss"), 600, 1, fake_updates=5)
+    gen, x = _train_and_sample("dmd", get_task("8gauss"), 600, 1, fake_updates=5, batch_size=128)
     ed, cov = _measure(x)
     assert gen.nfes == (1,) and gen.info["settings"]["fake_updates"] == 5
     assert ed <= 0.02, ed
