@@ -100,6 +100,33 @@ def test_page_count_out_of_range_fails(tmp_path):
         slides.compile_deck(deck)
 
 
+def test_build_redraws_figures_only_when_figures_py_changes(tmp_path):
+    pages = "".join(f'#slide[S{i}][#image("figures/dot.svg", height: 2cm)]\n' for i in range(24))
+    deck = _scratch_lectures(tmp_path, pages)
+    (deck.path / "figures.py").write_text(
+        "import matplotlib.pyplot as plt\n"
+        "from visgen.course.figurebook import FigureBook\n"
+        "book = FigureBook(__file__)\n\n\n"
+        "@book.figure\n"
+        "def dot(results):\n"
+        "    fig, ax = plt.subplots(figsize=(1, 1))\n"
+        "    ax.plot([0], [0], 'o')\n"
+        "    return fig\n\n\n"
+        "book.run()\n"
+    )
+    lectures = deck.path.parent
+    (first,) = slides.build(lectures)
+    assert first.error is None and first.figures_s is not None and first.pages == 25
+    (second,) = slides.build(lectures)
+    assert second.figures_s is None and not second.pdf_changed
+    manifest = json.loads((lectures / slides.MANIFEST).read_text())[deck.name]
+    assert manifest["pages"] == 25 and set(manifest["figures"]) == {"dot.svg", "results.json"}
+    with open(deck.path / "figures.py", "a") as f:
+        f.write("# edited\n")
+    (third,) = slides.build(lectures)
+    assert third.figures_s is not None
+
+
 def test_figurebook_is_deterministic(tmp_path):
     import matplotlib.pyplot as plt
 

@@ -242,7 +242,7 @@ def conversions(results):
         "VP cosine": (VPCosine(), ORANGE),
         "EDM": (EDM(), PURPLE),
     }
-    fig, axes = plt.subplots(1, 2, figsize=(9.9, 3.5), gridspec_kw={"width_ratios": [1.5, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(9.9, 4.0), gridspec_kw={"width_ratios": [1.15, 1]})
     for name, (s, c) in sch.items():
         axes[0].plot(t, s.logsnr(t), c=c, label=name)
     axes[0].set_ylim(-12, 12)
@@ -267,7 +267,7 @@ def conversions(results):
         axes[1].plot(path_fm[:, j, 0], path_fm[:, j, 1], c=GREEN, lw=3, alpha=0.5)
         axes[1].plot(mapped[:, j, 0], mapped[:, j, 1], c=ORANGE, lw=1, ls="--")
     axes[1].set_title("green: FM; dashed: VP cosine / (α + σ)", fontsize=12)
-    _square(axes[1], 3.4)
+    _square(axes[1], 2.9)
     fig.tight_layout()
     results["conv_max_dev"] = num(float((path_fm - mapped).abs().max()))
     lam_vp, lam_fm = vp.logsnr(ts_vp), FM.logsnr(t_fm)

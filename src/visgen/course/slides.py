@@ -5,8 +5,9 @@ A deck is a folder ``lectures/NN-slug/`` holding ``slides.typ`` (Typst, importin
 that draws ``figures/*`` with visgen). Adding a lecture means adding such a folder. For each deck
 the build
 
-1. re-runs ``figures.py`` when it or any visgen source changed since the figures were drawn
-   (the key is stored in ``lectures/manifest.json``; ``--figures always|never`` overrides);
+1. re-runs ``figures.py`` when it or any visgen source it can use (all but the course tooling)
+   changed since the figures were drawn (the key is stored in ``lectures/manifest.json``;
+   ``--figures always|never`` overrides);
 2. compiles ``slides.typ`` to ``slides.pdf`` with :func:`~visgen.course.typeset.typeset`
    (embedded fonts, fixed date, any warning is an error);
 3. checks that every slide fits on its page and that the deck has 25–45 pages;
@@ -109,12 +110,21 @@ def find_decks(lectures: Path, only: list[str] | None = None) -> list[Deck]:
 
 
 def _visgen_sources() -> list[Path]:
+    """visgen sources a figure can depend on: all but the course tooling (tour, slide build),
+    except the figure helper itself."""
     pkg = Path(visgen.__file__).resolve().parent
-    return sorted(p for p in pkg.rglob("*.py") if "__pycache__" not in p.parts)
+    keep = []
+    for p in pkg.rglob("*.py"):
+        rel = p.relative_to(pkg)
+        if "__pycache__" not in rel.parts and (
+            rel.parts[0] != "course" or rel.name == "figurebook.py"
+        ):
+            keep.append(p)
+    return sorted(keep)
 
 
 def figures_key(deck: Deck) -> str:
-    """Hash of the deck's figures.py and every visgen source: the figures' cache key."""
+    """Hash of the deck's figures.py and the visgen sources it can use: the figures' cache key."""
     h = hashlib.sha256(deck.figures_script.read_bytes())
     pkg = Path(visgen.__file__).resolve().parent
     for p in _visgen_sources():
@@ -245,7 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         help="redraw figures when stale (auto), always, or never",
     )
     args = p.parse_args(argv)
-    reports = build(args.lectures, args.only, args.figures)
+    try:
+        reports = build(args.lectures, args.only, args.figures)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     failed = False
     for r in reports:
         if r.error:
