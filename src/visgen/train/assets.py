@@ -191,7 +191,7 @@ def _fm_2d() -> dict:
         "model": {"name": "mlp", "shape": [2], "width": 128, "depth": 3},
         "method": {"name": "fm"},
         "data": "eight_gaussians",
-        "train": {"steps": budget(full=6000, fast=2000), "batch_size": 512, "lr": 2e-3},
+        "train": {"steps": budget(full=4000, fast=2000), "batch_size": 512, "lr": 2e-3},
     }
 
 
@@ -211,7 +211,7 @@ def _fm_digits() -> dict:
         "model": {"name": "mlp", "shape": [1, 8, 8], "width": 256, "depth": 3, "num_classes": 10},
         "method": {"name": "fm", "t_sampler": "logit_normal", "label_dropout": 0.1},
         "data": "digits",
-        "train": {"steps": budget(full=6000, fast=1500), "batch_size": 256, "lr": 2e-3},
+        "train": {"steps": budget(full=4000, fast=1500), "batch_size": 256, "lr": 2e-3},
     }
 
 

@@ -35,7 +35,9 @@ def _forward_process(ctx, g):
     for i, t in enumerate(ts):
         a, s = float(sch.alpha(torch.tensor(t))), float(sch.sigma(torch.tensor(t)))
         scatter(axes[i], a * pts + s * eps, title=f"t = {t}   (α = {a:.2f}, σ = {abs(s):.2f})")
-        axes[len(ts) + i].imshow((a * digit + s * deps)[0], cmap="gray", vmin=-1.5, vmax=1.5)
+        axes[len(ts) + i].imshow(
+            (a * digit + s * deps)[0].numpy(), cmap="gray", vmin=-1.5, vmax=1.5
+        )
         axes[len(ts) + i].set_axis_off()
     ctx.figure(
         fig,
@@ -69,7 +71,7 @@ def _loss_floor(den, exact, x0, t, g) -> tuple[float, float]:
     ],
 )
 def run(ctx):
-    n = budget(full=2000, fast=1000)
+    n = budget(full=2000, fast=500)
     g = ctx.generator()
     gmm = eight_gaussians()
     ctx.text(
@@ -211,7 +213,7 @@ def run(ctx):
         nrow=len(ts),
         scale=6,
     )
-    n_ideal = budget(full=397, fast=100)
+    n_ideal = budget(full=397, fast=50)
     x_ideal = sample_euler(ideal, torch.randn(n_ideal, 1, 8, 8, generator=g), uniform(100))
     nearest = torch.cdist(x_ideal.flatten(1), train.x.flatten(1)).argmin(1)
     ctx.images(

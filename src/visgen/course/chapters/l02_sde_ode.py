@@ -46,7 +46,7 @@ def _density_grid(den, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 def run(ctx):
     g = ctx.generator()
     gmm = eight_gaussians()
-    n = budget(full=2000, fast=1000)
+    n = budget(full=2000, fast=500)
     ddpm = ctx.asset("ddpm_2d")
     den = ddpm.denoiser()
     exact = gmm.denoiser(VPDiscrete())
@@ -71,13 +71,13 @@ def run(ctx):
     ):
         scatter(ax, data, title=title, color="0.75")
         for j in range(path.shape[1]):
-            ax.plot(path[:, j, 0], path[:, j, 1], lw=0.8, color=f"C{j % 10}")
-        ax.scatter(path[0, :, 0], path[0, :, 1], s=12, c="k", marker="x", label="start, t = 1")
-        ax.scatter(path[-1, :, 0], path[-1, :, 1], s=12, c="k", marker="o", label="end, t = 0")
+            ax.plot(path[:, j, 0].numpy(), path[:, j, 1].numpy(), lw=0.8, color=f"C{j % 10}")
+        ax.scatter(*path[0].T.numpy(), s=12, c="k", marker="x", label="start, t = 1")
+        ax.scatter(*path[-1].T.numpy(), s=12, c="k", marker="o", label="end, t = 0")
     axes[0].legend(loc="lower left", fontsize=7)
     for j in range(4):
-        axes[2].plot(uniform(500), sde[:, j, 0], lw=0.7, color=f"C{j}")
-        axes[2].plot(uniform(50), ode[:, j, 0], lw=1.6, ls="--", color=f"C{j}")
+        axes[2].plot(uniform(500).numpy(), sde[:, j, 0].numpy(), lw=0.7, color=f"C{j}")
+        axes[2].plot(uniform(50).numpy(), ode[:, j, 0].numpy(), lw=1.6, ls="--", color=f"C{j}")
     axes[2].set_xlabel("t (1 = noise, 0 = data)")
     axes[2].set_ylabel("first coordinate")
     axes[2].invert_xaxis()
@@ -124,14 +124,14 @@ def run(ctx):
         "(its prior at t = 1 is exactly N(0, I)) and compare with the true density of the "
         "mixture.",
     )
-    m = budget(full=500, fast=150)
+    m = budget(full=500, fast=100)
     x_test = gmm.sample(m, g)
     true = gmm.log_prob(x_test.double(), 0.0, Linear())
     model_ll = log_likelihood(fden, x_test.double(), t_min=1e-4, rtol=1e-5, atol=1e-5)
     oracle_ll = log_likelihood(
         gmm.denoiser("linear"), x_test.double(), t_min=1e-4, rtol=1e-5, atol=1e-5
     )
-    k = budget(full=40, fast=24)
+    k = budget(full=40, fast=16)
     pts, model_grid = _density_grid(fden, k)
     true_grid = gmm.log_prob(pts, 0.0, Linear()).reshape(k, k)
     fig, axes = figure(3, size=3.2)
@@ -141,11 +141,13 @@ def run(ctx):
         (axes[0], true_grid, "true density p₀"),
         (axes[1], model_grid, "model density, via the PF-ODE"),
     ):
-        ax.imshow(grid.exp(), origin="lower", extent=extent, vmin=0, vmax=vmax, cmap="magma")
+        ax.imshow(
+            grid.exp().numpy(), origin="lower", extent=extent, vmin=0, vmax=vmax, cmap="magma"
+        )
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[2].scatter(true, model_ll.nats, s=4)
+    axes[2].scatter(true.numpy(), model_ll.nats.numpy(), s=4)
     lo, hi = float(true.min()), float(true.max())
     axes[2].plot([lo, hi], [lo, hi], "k--", lw=0.8)
     axes[2].set_xlabel("true log p₀(x)")

@@ -58,7 +58,7 @@ def _straightness(path: torch.Tensor) -> tuple[float, float]:
 def run(ctx):
     g = ctx.generator()
     gmm = eight_gaussians()
-    n = budget(full=2000, fast=1000)
+    n = budget(full=2000, fast=500)
     fm, ddpm = ctx.asset("fm_2d"), ctx.asset("ddpm_2d")
     dens = {
         "flow matching (network)": fm.denoiser(),
@@ -144,20 +144,25 @@ def run(ctx):
             )
 
     # --- straightness ------------------------------------------------------------------------
-    m = budget(full=500, fast=200)
+    m = budget(full=500, fast=100)
     start = torch.randn(m, 2, generator=g)
     paths = {name: _path(d, start, 200) for name, d in dens.items()}
     fig, axes = figure(3, size=3.2)
     x0 = gmm.sample(24, g)
     scatter(axes[0], ref, color="0.8", title="conditional paths (what FM regresses on)")
     for j in range(24):
-        axes[0].plot([start[j, 0], x0[j, 0]], [start[j, 1], x0[j, 1]], lw=0.8, color=f"C{j % 10}")
-    axes[0].scatter(start[:24, 0], start[:24, 1], s=8, c="k", marker="x")
+        axes[0].plot(*torch.stack([start[j], x0[j]]).T.numpy(), lw=0.8, color=f"C{j % 10}")
+    axes[0].scatter(*start[:24].T.numpy(), s=8, c="k", marker="x")
     for ax, name in zip(axes[1:], ("flow matching (network)", "DDPM, PF-ODE (network)")):
         scatter(ax, ref, color="0.8", title=f"PF-ODE: {name.split(' (')[0].split(',')[0]}")
         for j in range(24):
-            ax.plot(paths[name][:, j, 0], paths[name][:, j, 1], lw=0.8, color=f"C{j % 10}")
-        ax.scatter(start[:24, 0], start[:24, 1], s=8, c="k", marker="x")
+            ax.plot(
+                paths[name][:, j, 0].numpy(),
+                paths[name][:, j, 1].numpy(),
+                lw=0.8,
+                color=f"C{j % 10}",
+            )
+        ax.scatter(*start[:24].T.numpy(), s=8, c="k", marker="x")
     ctx.figure(
         fig,
         "Left: the straight conditional paths x_t = (1 − t) x0 + t ε between random "
@@ -203,8 +208,8 @@ def run(ctx):
     err_t, mag_t = torch.tensor(err), torch.tensor(mag)
     pooled = float((err_t.pow(2).sum() / mag_t.pow(2).sum()).sqrt())
     fig, (ax,) = figure(size=3.6)
-    ax.plot(ts, mag_t, "k-", label="RMS ‖v*‖ (exact)")
-    ax.plot(ts, err_t, "C0-o", ms=3, label="RMS ‖v_θ − v*‖ (network error)")
+    ax.plot(ts.numpy(), mag_t.numpy(), "k-", label="RMS ‖v*‖ (exact)")
+    ax.plot(ts.numpy(), err_t.numpy(), "C0-o", ms=3, label="RMS ‖v_θ − v*‖ (network error)")
     ax.set_xlabel("t")
     ax.legend(fontsize=7)
     ctx.figure(
