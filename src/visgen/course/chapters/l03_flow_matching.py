@@ -46,7 +46,7 @@ def _straightness(path: torch.Tensor) -> tuple[float, float]:
     "Flow matching and its link to diffusion",
     lecture=3,
     summary="Flow matching vs DDPM with the same network and budget: quality per NFE, "
-    "straighter paths, and the learned velocity against the exact one.",
+    "straight conditional paths vs the marginal flow, learned vs exact velocity.",
     slides="lectures/03-flow-matching/slides.pdf",
     code=[
         "visgen.objectives.flow_matching_loss",
