@@ -12,7 +12,7 @@
 #    and train a small network on the course's eight-Gaussian target.
 #
 # **Rules.** Fill in every function marked `TODO`; keep names and signatures. The grader
-# (`python -m visgen.course.grade hw1 practice_template.ipynb`) keeps only imports,
+# (`visgen grade hw1 practice_template.ipynb`) keeps only imports,
 # functions, classes and UPPERCASE constants from this notebook and tests each function on
 # its own, so a graded function may use other functions and UPPERCASE constants but no
 # lowercase global variables. Each part ends with public self-checks: run them. Written

@@ -17,7 +17,7 @@
 #
 # **Rules.** Fill in every function marked `TODO`, keeping names and signatures; graded
 # functions may use imports, other functions and UPPERCASE constants, no lowercase globals.
-# The grader: `python -m visgen.course.grade hw2 practice_dpm_solver.ipynb`. Written
+# The grader: `visgen grade hw2 practice_dpm_solver.ipynb`. Written
 # conclusions go in the cells marked *Your answer here*.
 
 # %%
@@ -640,8 +640,8 @@ show_digits(
 #
 # If you have a GPU and the weights of a flow-matching text-to-image pipeline on disk (for
 # example SANA-600M, `Efficient-Large-Model/Sana_600M_1024px_diffusers`, downloaded
-# beforehand), set `SANA_PATH` to that folder: the cell below runs your CFG and solvers on
-# it. It never downloads anything and is skipped otherwise (and in CI). Compare the
+# beforehand) and `diffusers` + `transformers` installed, set `SANA_PATH` to that folder:
+# the cell below runs your CFG and solvers on it. It never downloads anything and is skipped otherwise (and in CI). Compare the
 # schedules and solvers at 10–20 NFE on a few prompts.
 
 # %%
@@ -656,7 +656,7 @@ def real_pipeline_available(path):
         path is not None
         and os.path.isdir(path)
         and torch.cuda.is_available()
-        and importlib.util.find_spec("diffusers") is not None
+        and all(importlib.util.find_spec(m) is not None for m in ("diffusers", "transformers"))
     )
 
 
@@ -699,4 +699,6 @@ def run_sana(path, prompt, method="dpm2m", schedule="sd3", steps=20, w=4.5, seed
 if real_pipeline_available(SANA_PATH):
     run_sana(SANA_PATH, "a barred owl peeking out from dense tree branches")
 else:
-    print("No local pipeline (SANA_PATH unset, no GPU or no diffusers): section skipped.")
+    print(
+        "No local pipeline (SANA_PATH unset, no GPU, or diffusers/transformers missing): skipped."
+    )

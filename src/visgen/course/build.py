@@ -34,7 +34,7 @@ from visgen.course.notebook import build_notebook, read_source, write_notebook
 
 __all__ = ["execute_notebook", "expected_files", "main", "measure", "render_readme"]
 
-GRADE_COMMAND = "python -m visgen.course.grade"
+GRADE_COMMAND = "visgen grade"
 
 
 def _duration(seconds: float) -> str:
