@@ -5,13 +5,15 @@ generator updates on each task and reports, at 1, 2 and 4 NFE (where a method su
 
 * ``8gauss_fm`` (flow-matching teacher on the 8-Gaussian target): energy distance to fresh
   target samples, share of samples within 3σ of a mode, smallest mode share (ideal 0.125);
-* ``digits`` (flow-matching MLP teacher, class-conditional): Fréchet distance on the visgen
-  classifier's features against the test split, and the classifier's mean confidence;
+* ``digits`` (flow-matching MLP teacher, class-conditional, sampled with the 397 labels of
+  the test split): Fréchet distance on the visgen classifier's features against the test
+  split, the classifier's mean confidence and its agreement with the requested class;
 * ``digits_unet`` (convolutional teacher; only the methods that need spatial features or
   several resolutions, see ``UNET_METHODS``): the same image metrics.
 
 Each task's teacher is measured with a 50-step Euler sampler (50 NFE) as the reference, and
-the data-vs-data floor is printed beside it. A method that cannot run on a task (e.g. SwD
+the data-vs-data floor is printed beside it (rows of :mod:`visgen.course.helpers`, as in the
+tour). A method that cannot run on a task (e.g. SwD
 without a convolutional teacher) is listed as n/a with the reason. Wall time per method is
 the training time; timings on a shared machine are noisy (compare ratios within one run).
 
@@ -23,7 +25,6 @@ the training time; timings on a shared machine are noisy (compare ratios within 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -32,7 +33,10 @@ import time
 import torch
 
 from visgen import budget, set_threads
+from visgen.course import helpers
+from visgen.data import get_dataset
 from visgen.fewstep import METHODS, get_task
+from visgen.oracles import eight_gaussians
 from visgen.sampling import sample_euler, uniform
 
 NFES = (1, 2, 4)
@@ -40,61 +44,53 @@ TASKS = ("8gauss_fm", "digits", "digits_unet")
 UNET_METHODS = ("mmd", "swd")  # a conv teacher costs ~10x per step: only where it is needed
 
 
-def _points_metrics(x: torch.Tensor, n: int) -> dict:
-    from visgen.metrics import energy_distance, mode_coverage
-    from visgen.oracles import eight_gaussians
-
-    gmm = eight_gaussians()
-    ref = gmm.sample(n, torch.Generator().manual_seed(123))
-    cov = mode_coverage(x, gmm.means, 0.3)
-    return {"ed": energy_distance(x, ref), "in_mode": cov.in_mode, "min_mode": cov.min_fraction}
-
-
-def _image_metrics(x: torch.Tensor, cond: torch.Tensor) -> dict:
-    from visgen.metrics import image_metrics
-
-    m = image_metrics(x.clamp(-1, 1), "digits", cond=cond)
-    return {"fd": m["fd"], "confidence": m["confidence"], "agreement": m.get("agreement")}
-
-
-def _inputs(task, n: int):
+def _reference(task, n: int):
+    """(noise, cond, reference, floor row) of a task; digits use the test split's labels."""
     noise = torch.randn((n, *task.shape), generator=torch.Generator().manual_seed(1))
-    cond = None if not task.num_classes else torch.arange(n) % task.num_classes
-    return noise, cond
-
-
-def _teacher_sample(teacher, noise, cond):
-    return sample_euler(teacher, noise, uniform(50), cond)
-
-
-def _student_sample(gen, nfe, generator, noise, cond):
-    return gen.sample(noise, nfe, cond, generator)
-
-
-def _evaluate(task, sample, n: int) -> dict:
-    noise, cond = _inputs(task, n)
-    x = sample(noise, cond)
-    return _points_metrics(x, n) if task.num_classes is None else _image_metrics(x, cond)
-
-
-def _floor(task, n: int) -> dict:
     if task.num_classes is None:
-        from visgen.oracles import eight_gaussians
-
-        return _points_metrics(eight_gaussians().sample(n, torch.Generator().manual_seed(7)), n)
-    from visgen.metrics import data_floor
-
-    f = data_floor("digits", n)
-    return {"fd": f["fd"], "confidence": f["confidence"]}
+        ref = eight_gaussians().sample(n, torch.Generator().manual_seed(123))
+        return noise, None, ref, helpers.gaussians_floor_row(ref, torch.Generator().manual_seed(7))
+    cond = get_dataset("digits", "test").labels[:n]
+    return noise, cond, None, helpers.digits_floor_row()
 
 
-def run(tasks, methods, steps: int, n_points: int, n_images: int) -> dict:
+def _metrics(task, x, cond, ref) -> dict:
+    if task.num_classes is None:
+        r = helpers.gaussians_row("", x, ref)
+        return {
+            "ed": r["energy distance"],
+            "in_mode": r["in a mode"],
+            "min_mode": r["smallest mode"],
+        }
+    r = helpers.digits_row("", x.clamp(-1, 1), cond)
+    return {
+        "fd": r["FD (classifier)"],
+        "confidence": r["confidence"],
+        "agreement": r["right class"],
+    }
+
+
+def _floor(task, floor_row) -> dict:
+    if task.num_classes is None:
+        return {"ed": floor_row["energy distance"], "in_mode": floor_row["in a mode"],
+                "min_mode": floor_row["smallest mode"]}  # fmt: skip
+    return {"fd": floor_row["FD (classifier)"], "confidence": floor_row["confidence"],
+            "agreement": floor_row["right class"]}  # fmt: skip
+
+
+def run(tasks, methods, steps: int, n_points: int) -> dict:
     results = {}
     for name in tasks:
         task = get_task(name)
-        n = n_points if task.num_classes is None else n_images
-        teacher = _evaluate(task, functools.partial(_teacher_sample, task.teacher), n)
-        out = {"teacher_50nfe": teacher, "floor": _floor(task, n), "n": n, "methods": {}}
+        n = n_points if task.num_classes is None else len(get_dataset("digits", "test"))
+        noise, cond, ref, floor_row = _reference(task, n)
+        teacher = sample_euler(task.teacher, noise, uniform(50), cond)
+        out = {
+            "teacher_50nfe": _metrics(task, teacher, cond, ref),
+            "floor": _floor(task, floor_row),
+            "n": n,
+            "methods": {},
+        }
         chosen = [m for m in methods if name != "digits_unet" or m in UNET_METHODS]
         for method in chosen:
             lecture, train = METHODS[method]
@@ -105,14 +101,13 @@ def run(tasks, methods, steps: int, n_points: int, n_images: int) -> dict:
                 out["methods"][method] = {"lecture": lecture, "n/a": str(err)}
                 print(f"[{name}] {method}: n/a ({err})", flush=True)
                 continue
-            wall = time.perf_counter() - start
-            row = {"lecture": lecture, "train_s": wall}
+            row = {"lecture": lecture, "train_s": time.perf_counter() - start}
             for nfe in NFES:
                 if nfe in gen.nfes:
-                    g = torch.Generator().manual_seed(2)
-                    row[nfe] = _evaluate(task, functools.partial(_student_sample, gen, nfe, g), n)
+                    x = gen.sample(noise, nfe, cond, torch.Generator().manual_seed(2))
+                    row[nfe] = _metrics(task, x, cond, ref)
             out["methods"][method] = row
-            print(f"[{name}] {method}: {wall:.0f} s {row}", flush=True)
+            print(f"[{name}] {method}: {row['train_s']:.0f} s {row}", flush=True)
         results[name] = out
     return results
 
@@ -122,14 +117,14 @@ def _cell(m: dict | None, points: bool) -> str:
         return "—"
     if points:
         return f"{m['ed']:.4f} / {m['in_mode']:.2f} / {m['min_mode']:.3f}"
-    return f"{m['fd']:.2f} / {m['confidence']:.2f}"
+    return f"{m['fd']:.2f} / {m['confidence']:.2f} / {m['agreement']:.2f}"
 
 
 def markdown(results: dict) -> str:
     lines = []
     for name, out in results.items():
         points = name.startswith("8gauss")
-        what = "ED / in-mode / min mode share" if points else "FD / confidence"
+        what = "ED / in-mode / min mode share" if points else "FD / confidence / right class"
         lines += [
             f"**{name}** (n = {out['n']}; cells: {what})",
             "",
@@ -150,12 +145,12 @@ def markdown(results: dict) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=budget(full=2000, fast=50),
-                   help="generator updates per method (default: 2000, FAST: 50)")  # fmt: skip
+    p.add_argument("--steps", type=int, default=budget(full=1000, fast=50),
+                   help="generator updates per method (default: 1000, FAST: 50)")  # fmt: skip
     p.add_argument("--methods", default=None, help="comma-separated subset of METHODS")
     p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {TASKS}")
-    p.add_argument("--n", type=int, default=budget(full=2000, fast=500), help="2D samples")
-    p.add_argument("--n-images", type=int, default=budget(full=1000, fast=200))
+    p.add_argument("--n", type=int, default=budget(full=2000, fast=500),
+                   help="2D samples (digits: the 397 test labels)")  # fmt: skip
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
     set_threads(1)
@@ -170,7 +165,7 @@ def main(argv=None) -> None:
     if set(tasks) - set(TASKS):
         p.error(f"unknown tasks {sorted(set(tasks) - set(TASKS))}; choose from {TASKS}")
     start = time.perf_counter()
-    results = run(tasks, methods, args.steps, args.n, args.n_images)
+    results = run(tasks, methods, args.steps, args.n)
     print(f"\n{platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, 1 thread, {args.steps} generator updates per method, "
           f"total {time.perf_counter() - start:.0f} s\n")  # fmt: skip
