@@ -29,6 +29,11 @@ test-booking:
 tour: venv
 	$(PY) -m visgen tour --out runs/tour
 
+# Redraw stale lecture figures (figures.py or visgen changed) and compile every
+# lectures/NN-slug/slides.typ to slides.pdf; fails on any Typst warning.
+slides: venv
+	$(PY) -m visgen.course.slides
+
 lint: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .

@@ -5,8 +5,24 @@ from __future__ import annotations
 import torch
 
 
+def _is_number(t) -> bool:
+    return isinstance(t, (float, int)) and not isinstance(t, bool)
+
+
+def _check_number_time(t: float, name: str) -> None:
+    if t != t:
+        raise ValueError(f"{name} contains NaN")
+    if not 0 <= t <= 1:
+        raise ValueError(f"{name} must lie in [0, 1] (t = 0 is data, t = 1 is noise); got {t!r}")
+
+
 def as_time(t, name: str = "t", *, like: torch.Tensor | None = None) -> torch.Tensor:
     """Convert `t` to a float tensor and check it lies in [0, 1] and holds no NaN."""
+    if _is_number(t):  # a sampler's scalar time: validated in Python, one tensor op
+        _check_number_time(t, name)
+        if like is None:
+            return torch.tensor(t, dtype=torch.float64)
+        return torch.tensor(t, dtype=like.dtype, device=like.device)
     if isinstance(t, torch.Tensor):
         if not t.is_floating_point():
             t = t.to(torch.get_default_dtype() if like is None else like.dtype)
@@ -19,6 +35,8 @@ def as_time(t, name: str = "t", *, like: torch.Tensor | None = None) -> torch.Te
             ) from err
     if like is not None and t.device != like.device:
         t = t.to(like.device)
+    if ((t >= 0) & (t <= 1)).all():  # one check on the hot path (False for NaN too)
+        return t
     if torch.isnan(t).any():
         raise ValueError(f"{name} contains NaN")
     if (t < 0).any() or (t > 1).any():
@@ -62,6 +80,9 @@ def check_positive(value, name: str, *, integer: bool = False):
 
 def batch_time(t, x: torch.Tensor, name: str = "t") -> torch.Tensor:
     """Time as a (B,) tensor on x's device and dtype; a scalar is broadcast over the batch."""
+    if _is_number(t):
+        _check_number_time(t, name)
+        return torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
     t = as_time(t, name, like=x)
     if t.dim() == 0:
         return t.expand(x.shape[0])

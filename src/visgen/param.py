@@ -30,31 +30,47 @@ __all__ = ["PREDICTIONS", "Denoiser", "Prediction", "convert", "to_x0_eps", "fro
 PREDICTIONS = ("eps", "x0", "v", "velocity", "score")
 
 
-def _coefficients(schedule: Schedule, t: torch.Tensor, x: torch.Tensor, derivatives: bool = False):
+def _coefficients(
+    schedule: Schedule, t: torch.Tensor, x: torch.Tensor, derivatives: bool = False, given=None
+):
+    if given is not None and (len(given) == 4 or not derivatives):
+        # (α, σ) or (α, σ, α', σ') at t, precomputed by a sampler for its grid
+        return tuple(given) if derivatives else tuple(given[:2])
     a, s = expand_to(schedule.alpha(t), x), expand_to(schedule.sigma(t), x)
     if not derivatives:
         return a, s
     return a, s, expand_to(schedule.d_alpha(t), x), expand_to(schedule.d_sigma(t), x)
 
 
-def to_x0_eps(pred: torch.Tensor, kind: str, x: torch.Tensor, t: torch.Tensor, schedule: Schedule):
-    """(x0, ε) implied by a prediction of type `kind` at (x_t, t). t has shape (B,) or ()."""
+def to_x0_eps(
+    pred: torch.Tensor,
+    kind: str,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    schedule: Schedule,
+    coefficients=None,
+):
+    """(x0, ε) implied by a prediction of type `kind` at (x_t, t). t has shape (B,) or ().
+
+    ``coefficients`` = (α_t, σ_t) or (α_t, σ_t, α'_t, σ'_t) skips evaluating the schedule
+    at t (the derivatives are needed for the velocity only).
+    """
     check_choice(kind, "prediction", PREDICTIONS)
     if kind == "x0":
-        a, s = _coefficients(schedule, t, x)
+        a, s = _coefficients(schedule, t, x, given=coefficients)
         return pred, (x - a * pred) / s
     if kind == "eps":
-        a, s = _coefficients(schedule, t, x)
+        a, s = _coefficients(schedule, t, x, given=coefficients)
         return (x - s * pred) / a, pred
     if kind == "score":
-        a, s = _coefficients(schedule, t, x)
+        a, s = _coefficients(schedule, t, x, given=coefficients)
         return (x + s**2 * pred) / a, -s * pred
     if kind == "v":
-        a, s = _coefficients(schedule, t, x)
+        a, s = _coefficients(schedule, t, x, given=coefficients)
         n = a**2 + s**2
         return (a * x - s * pred) / n, (s * x + a * pred) / n
     # velocity u = α' x0 + σ' ε together with x = α x0 + σ ε
-    a, s, da, ds = _coefficients(schedule, t, x, derivatives=True)
+    a, s, da, ds = _coefficients(schedule, t, x, derivatives=True, given=coefficients)
     det = a * ds - s * da
     return (ds * x - s * pred) / det, (a * pred - da * x) / det
 
@@ -66,6 +82,7 @@ def from_x0_eps(
     x: torch.Tensor,
     t: torch.Tensor,
     schedule: Schedule,
+    coefficients=None,
 ) -> torch.Tensor:
     """The prediction of type `kind` that corresponds to (x0, ε) at (x_t, t)."""
     check_choice(kind, "prediction", PREDICTIONS)
@@ -74,11 +91,11 @@ def from_x0_eps(
     if kind == "eps":
         return eps
     if kind == "score":
-        return -eps / expand_to(schedule.sigma(t), x)
+        return -eps / _coefficients(schedule, t, x, given=coefficients)[1]
     if kind == "v":
-        a, s = _coefficients(schedule, t, x)
+        a, s = _coefficients(schedule, t, x, given=coefficients)
         return a * eps - s * x0
-    a, s, da, ds = _coefficients(schedule, t, x, derivatives=True)
+    a, s, da, ds = _coefficients(schedule, t, x, derivatives=True, given=coefficients)
     return da * x0 + ds * eps
 
 
@@ -106,23 +123,38 @@ class Prediction:
     from the raw network output, so a sampler pays one NFE however many it reads.
     """
 
-    __slots__ = ("_cache", "kind", "raw", "schedule", "t", "x")
+    __slots__ = ("_cache", "coefficients", "kind", "raw", "schedule", "t", "x")
 
     def __init__(
-        self, raw: torch.Tensor, kind: str, x: torch.Tensor, t: torch.Tensor, schedule: Schedule
+        self,
+        raw: torch.Tensor,
+        kind: str,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        schedule: Schedule,
+        coefficients=None,
     ):
         self.raw, self.kind, self.x, self.t, self.schedule = raw, kind, x, t, schedule
+        self.coefficients = coefficients
         self._cache = {kind: raw}
 
     def _get(self, kind: str) -> torch.Tensor:
         if kind not in self._cache:
             if "x0" not in self._cache or "eps" not in self._cache:
-                x0, eps = to_x0_eps(self.raw, self.kind, self.x, self.t, self.schedule)
+                x0, eps = to_x0_eps(
+                    self.raw, self.kind, self.x, self.t, self.schedule, self.coefficients
+                )
                 self._cache.setdefault("x0", x0)
                 self._cache.setdefault("eps", eps)
             if kind not in self._cache:
                 self._cache[kind] = from_x0_eps(
-                    self._cache["x0"], self._cache["eps"], kind, self.x, self.t, self.schedule
+                    self._cache["x0"],
+                    self._cache["eps"],
+                    kind,
+                    self.x,
+                    self.t,
+                    self.schedule,
+                    self.coefficients,
                 )
         return self._cache[kind]
 
@@ -144,6 +176,11 @@ class Denoiser:
     type ``prediction``. Calling the denoiser, ``den(x, t, cond)``, evaluates the model once
     (one NFE, counted in ``den.nfe``) and returns a :class:`Prediction`; ``den.x0(x, t)``,
     ``den.eps``, ``den.velocity``, ``den.v`` and ``den.score`` are one-NFE shortcuts.
+
+    A sampler that has evaluated the schedule on its whole grid once passes
+    ``coefficients=(α_t, σ_t)`` or ``(α_t, σ_t, α'_t, σ'_t)`` (floats) so that the
+    conversions of each evaluation do not evaluate the schedule again; they must be the
+    schedule's values at t.
     """
 
     def __init__(self, model: Model, schedule: Schedule | str, prediction: str):
@@ -156,7 +193,7 @@ class Denoiser:
         self.prediction = check_choice(prediction, "prediction", PREDICTIONS)
         self.nfe = 0
 
-    def __call__(self, x: torch.Tensor, t, cond=None) -> Prediction:
+    def __call__(self, x: torch.Tensor, t, cond=None, *, coefficients=None) -> Prediction:
         check_tensor(x, "x", min_dim=2, finite=False)
         t = batch_time(t, x)
         self.nfe += 1
@@ -165,7 +202,7 @@ class Denoiser:
             raise ValueError(
                 f"model returned shape {tuple(raw.shape)} for input of shape {tuple(x.shape)}"
             )
-        return Prediction(raw, self.prediction, x, t, self.schedule)
+        return Prediction(raw, self.prediction, x, t, self.schedule, coefficients)
 
     def x0(self, x, t, cond=None):
         return self(x, t, cond).x0

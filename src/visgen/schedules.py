@@ -154,7 +154,8 @@ class _VP(Schedule):
 
 
 class VPDiscrete(_VP):
-    """DDPM's discrete schedule (Ho et al. 2020, arXiv 2006.11239, §4): β_k linear, k = 0..T−1.
+    """DDPM's discrete schedule (Ho et al. 2020, arXiv 2006.11239, §4): β_k linear, k = 0..T−1
+    (any other β by :meth:`from_betas`).
 
     ᾱ_k = Π_{i≤k} (1 − β_i) and α = √ᾱ. Discrete step k sits at continuous time
     ``t = (k + 1) / T`` (:meth:`t_of_index`, the one place this mapping is defined); in
@@ -169,13 +170,31 @@ class VPDiscrete(_VP):
             raise ValueError(
                 f"need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}"
             )
-        self.beta_start, self.beta_end, self.T = beta_start, beta_end, T
-        self.betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        self._set_betas(torch.linspace(beta_start, beta_end, T, dtype=torch.float64))
+
+    @classmethod
+    def from_betas(cls, betas) -> VPDiscrete:
+        """The discrete schedule of given β_0..β_{T−1} (e.g. Stable Diffusion's "scaled_linear"
+        or the cosine β of Nichol & Dhariwal, as a diffusers scheduler holds them)."""
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        if betas.dim() != 1 or betas.numel() < 1:
+            raise ValueError(
+                f"betas must be a non-empty 1-D sequence, got shape {tuple(betas.shape)}"
+            )
+        if not ((betas > 0) & (betas < 1)).all():
+            raise ValueError("betas must lie in (0, 1) (β = 1 gives ᾱ = 0: a zero-SNR last step)")
+        schedule = cls.__new__(cls)
+        schedule._set_betas(betas)
+        return schedule
+
+    def _set_betas(self, betas: torch.Tensor) -> None:
+        self.beta_start, self.beta_end, self.T = betas[0].item(), betas[-1].item(), len(betas)
+        self.betas = betas
         self.alphas_cumprod = torch.cumprod(1 - self.betas, 0)
         log_alpha = 0.5 * torch.log(self.alphas_cumprod)
-        self._knots_t = torch.arange(T + 1, dtype=torch.float64) / T
+        self._knots_t = torch.arange(self.T + 1, dtype=torch.float64) / self.T
         self._knots_log_alpha = torch.cat([torch.zeros(1, dtype=torch.float64), log_alpha])
-        self._slopes = torch.diff(self._knots_log_alpha) * T
+        self._slopes = torch.diff(self._knots_log_alpha) * self.T
 
     def t_of_index(self, k) -> torch.Tensor:
         """Continuous time of discrete step k ∈ {0, …, T−1}: t = (k + 1)/T."""

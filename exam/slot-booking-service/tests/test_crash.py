@@ -47,12 +47,12 @@ def test_kill_inside_the_booking_transaction(vendor, databases_for, tmp_path):
 
     state = database_state(url, seeded["exam"])
     assert state["slots"][slot] == (0, 1, 0)  # the uncommitted seat is gone
-    started = time.monotonic()
+    # The dead process left no lock: the next booking goes through (with a lock left
+    # behind it would fail with "database is locked" on SQLite, or hang on PostgreSQL).
     with ProcessPoolExecutor(
         1, mp_context=get_context("spawn"), initializer=workers.init, initargs=(url,)
     ) as pool:
         assert pool.submit(workers.run, [("book", second, slot)]).result(timeout=60) == ["booked"]
-    assert time.monotonic() - started < 30  # no lock left behind by the dead process
     assert database_state(url, seeded["exam"])["slots"][slot] == (1, 1, 1)
 
 

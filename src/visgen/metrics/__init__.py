@@ -1,5 +1,13 @@
-"""Sample-quality metrics."""
+"""Sample-quality metrics: point-cloud distances and image metrics (Fréchet distance)."""
 
+from visgen.metrics.images import (
+    IMAGE_DATASETS,
+    ClassifierFeatures,
+    PCAFeatures,
+    data_floor,
+    frechet_distance,
+    image_metrics,
+)
 from visgen.metrics.samples import (
     ModeCoverage,
     energy_distance,
@@ -8,4 +16,16 @@ from visgen.metrics.samples import (
     sliced_wasserstein,
 )
 
-__all__ = ["ModeCoverage", "energy_distance", "mmd_rbf", "mode_coverage", "sliced_wasserstein"]
+__all__ = [
+    "IMAGE_DATASETS",
+    "ClassifierFeatures",
+    "ModeCoverage",
+    "PCAFeatures",
+    "data_floor",
+    "energy_distance",
+    "frechet_distance",
+    "image_metrics",
+    "mmd_rbf",
+    "mode_coverage",
+    "sliced_wasserstein",
+]
