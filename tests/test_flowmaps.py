@@ -32,6 +32,8 @@ from visgen.nn import MLP
 from visgen.oracles import GaussianMixture, gaussian_pfode, reference_pfode
 from visgen.sampling import sample_euler, sample_heun
 
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+
 MU, STD = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.4
 
 

@@ -23,7 +23,10 @@ x0 = ε − u_θ(ε, 1, 0) (Alg. 2); n steps chain the map over a uniform grid.
 **Finite-difference variant** (homework 4, no JVP): d/dt u ≈ (u_θ(x_t, t, r) −
 u_θ(x_{t−h}, t − h, r))/h, with x_{t−h} = x_t − h v one Euler step along the same velocity
 (for flow matching with the teacher's velocity this is the teacher's DDIM step), evaluated
-under stop-gradient. Homework 4 also fixes r to K segment boundaries (``segments``).
+under stop-gradient. Homework 4 also fixes r to K segment boundaries (``segments``). Its
+step is 1 of 1000 DDPM steps; here h = 0.01: with h = 10⁻³ the difference of the network's
+sinusoidal time features, amplified by (t − r)/h, made the target too noisy on the toy
+(1-NFE energy distance 0.20 against 0.03 with h = 0.01, 1500 steps, measured).
 CPU-sized simplification: MLP students, no classifier-free guidance in the target.
 """
 
@@ -52,7 +55,7 @@ __all__ = [
 
 
 def average_velocity_derivative(
-    fm: FlowMap, x, t, r, v, cond=None, *, method: str = "jvp", h: float = 1e-3
+    fm: FlowMap, x, t, r, v, cond=None, *, method: str = "jvp", h: float = 1e-2
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(u_θ(x, t, r), d/dt u_θ along dx/dt = v) per sample.
 
@@ -87,7 +90,7 @@ def meanflow_loss(
     cond=None,
     *,
     derivative: str = "jvp",
-    h: float = 1e-3,
+    h: float = 1e-2,
     p: float = 1.0,
     c: float = 1e-3,
 ) -> torch.Tensor:
@@ -126,7 +129,7 @@ def train_meanflow(
     *,
     derivative: str = "jvp",
     velocity: str = "data",
-    h: float = 1e-3,
+    h: float = 1e-2,
     segments: int | None = None,
     ratio: float = 0.25,
     time_mean: float = -0.4,
