@@ -281,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--list", action="store_true", help="list the chapters and exit")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=_tour)
+
+    from visgen.course import grade
+
+    g = sub.add_parser(
+        "grade",
+        help="grade a homework notebook against its hidden tests",
+        description=grade.DESCRIPTION,
+    )
+    grade.add_arguments(g)
+    g.set_defaults(func=grade.run)
     return p
 
 

@@ -61,7 +61,7 @@ def figure(ncols: int = 1, nrows: int = 1, size: float = 3.0, **kw):
 
 def scatter(ax, x, title: str | None = None, limits=LIMITS_2D, **kw) -> None:
     """A 2D point cloud (N, 2) on square axes with the toy data's limits."""
-    x = torch.as_tensor(x).detach().cpu()
+    x = torch.as_tensor(x).detach().cpu().numpy()
     ax.scatter(x[:, 0], x[:, 1], s=kw.pop("s", 2), alpha=kw.pop("alpha", 0.5), lw=0, **kw)
     ax.set_xlim(*limits)
     ax.set_ylim(*limits)

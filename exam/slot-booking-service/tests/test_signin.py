@@ -163,6 +163,7 @@ def test_production_settings_hash_passwords_with_argon2():
             "DJANGO_SETTINGS_MODULE": "config.settings_prod",
             "DJANGO_SECRET_KEY": "k" * 60,
             "DJANGO_ALLOWED_HOSTS": "exam.example.org",
+            "DATABASE_URL": "sqlite://:memory:",
             "PATH": "/usr/bin:/bin",
         },
     )

@@ -280,13 +280,13 @@ def run_tour(
     out.mkdir(parents=True, exist_ok=True)
     mode = fast_mode(fast) if fast is not None else contextlib.nullcontext()
     sections, results, failed = [], {}, []
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     with mode:
         fast_now = is_fast()
         for ch in chapters:
             log(f"[tour] {ch.id} {ch.title} ...")
             ctx = Context(ch, out, progress)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             error = None
             try:
                 ch.run(ctx)
@@ -294,8 +294,8 @@ def run_tour(
                 error = traceback.format_exc()
                 failed.append(ch.id)
                 log(f"[tour] {ch.id} FAILED:\n{error}")
-            seconds = time.perf_counter() - t0
-            log(f"[tour] {ch.id} done in {seconds:.1f} s")
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            log(f"[tour] {ch.id} done in {seconds:.1f} s ({cpu:.1f} s CPU)")
             slides, code = _links(ch, out)
             sections.append(
                 {
@@ -311,19 +311,21 @@ def run_tour(
                 "title": ch.title,
                 "lecture": ch.lecture,
                 "seconds": round(seconds, 2),
+                "cpu_seconds": round(cpu, 2),  # ≈ wall time on an idle machine (1 thread)
                 "status": "error" if error else "ok",
                 **ctx.metrics,
             }
-    total = time.perf_counter() - start
+    total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     meta = {
         "fast": fast_now,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "seconds": round(total, 1),
+        "cpu_seconds": round(total_cpu, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
         "version": importlib.import_module("visgen").__version__,
     }
     report = {**meta, "failed": failed, "chapters": results}
     atomic_write_bytes(out / "metrics.json", json.dumps(_json_safe(report), indent=1).encode())
     _render(out, sections, meta)
-    log(f"[tour] wrote {out / 'index.html'} in {total:.1f} s")
+    log(f"[tour] wrote {out / 'index.html'} in {total:.1f} s ({total_cpu:.1f} s CPU)")
     return report

@@ -45,8 +45,10 @@ class Typeset:
         return json.loads(self._compiler.query(f"<{label}>", field="value"))
 
 
-def typeset(source: str | Path, root: str | Path) -> Typeset:
+def typeset(source: str | Path, root: str | Path, inputs: dict[str, str] | None = None) -> Typeset:
     """Compile ``source`` (a .typ file) with imports allowed under ``root``; fail on any warning.
+
+    ``inputs`` become the document's ``sys.inputs`` (e.g. ``{"instructor": "true"}``).
 
     Raises:
         FileNotFoundError: no such source.
@@ -57,7 +59,9 @@ def typeset(source: str | Path, root: str | Path) -> Typeset:
         raise FileNotFoundError(f"no Typst source at {source}")
     if not source.is_relative_to(root):
         raise ValueError(f"source {source} must lie under root {root}")
-    compiler = typst.Compiler(str(source), root=str(root), ignore_system_fonts=True)
+    compiler = typst.Compiler(
+        str(source), root=str(root), ignore_system_fonts=True, sys_inputs=dict(inputs or {})
+    )
     try:
         pdf, warnings = compiler.compile_with_warnings(timestamp=TIMESTAMP)
     except typst.TypstError as err:

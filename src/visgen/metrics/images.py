@@ -178,9 +178,18 @@ def image_metrics(samples, data: str = "digits", *, reference=None, cond=None) -
 
 
 def data_floor(
-    data: str = "digits", n: int | None = None, *, repeats: int = 5, seed: int = 0
+    data: str = "digits",
+    n: int | None = None,
+    *,
+    repeats: int = 5,
+    seed: int = 0,
+    match_labels: bool = False,
 ) -> dict:
     """The metrics of real held-out data: ``n`` random training images vs the test split.
+
+    ``match_labels=True`` draws, for each test image, a random training image of the same
+    class (``n`` is then the test size): the floor of class-conditional samples generated
+    with the test labels, whose class histogram matches the test split exactly.
 
     Returns the mean of ``fd``, ``fd_pca16`` and ``confidence`` over ``repeats`` draws, their
     standard deviations (``*_std``), and the test split's own ``histogram``. ``n`` defaults to
@@ -190,14 +199,22 @@ def data_floor(
 
     check_choice(data, "data", IMAGE_DATASETS)
     train, test = get_dataset(data), get_dataset(data, "test")
-    n = n or len(test)
+    n = len(test) if match_labels or n is None else n
     check_positive(n, "n", integer=True)
     g = torch.Generator().manual_seed(seed)
-    draws = [
-        _summarise(train.x[torch.randperm(len(train), generator=g)[:n]], data, test.x, None)
-        for _ in range(repeats)
-    ]
-    out = {"n": n, "repeats": repeats}
+
+    def draw() -> torch.Tensor:
+        if not match_labels:
+            return torch.randperm(len(train), generator=g)[:n]
+        idx = torch.empty(len(test), dtype=torch.long)
+        for c in test.labels.unique():
+            pool = (train.labels == c).nonzero().squeeze(1)
+            where = (test.labels == c).nonzero().squeeze(1)
+            idx[where] = pool[torch.randint(0, len(pool), (len(where),), generator=g)]
+        return idx
+
+    draws = [_summarise(train.x[draw()], data, test.x, None) for _ in range(repeats)]
+    out = {"n": n, "repeats": repeats, "match_labels": match_labels}
     for key in ("fd", "fd_pca16", "confidence"):
         values = torch.tensor([getattr(d, key) for d in draws], dtype=torch.float64)
         out[key], out[f"{key}_std"] = (

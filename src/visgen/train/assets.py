@@ -191,7 +191,7 @@ def _fm_2d() -> dict:
         "model": {"name": "mlp", "shape": [2], "width": 128, "depth": 3},
         "method": {"name": "fm"},
         "data": "eight_gaussians",
-        "train": {"steps": budget(full=6000, fast=2000), "batch_size": 512, "lr": 2e-3},
+        "train": {"steps": budget(full=4000, fast=2000), "batch_size": 512, "lr": 2e-3},
     }
 
 
@@ -199,13 +199,24 @@ def _ddpm_2d() -> dict:
     return {**_fm_2d(), "method": {"name": "ddpm"}}
 
 
+def _dsm_2d() -> dict:
+    return {
+        **_fm_2d(),
+        "method": {"name": "dsm", "sigma_min": 0.01, "sigma_max": 10.0, "levels": 10},
+    }
+
+
 def _fm_digits() -> dict:
     return {
         "model": {"name": "mlp", "shape": [1, 8, 8], "width": 256, "depth": 3, "num_classes": 10},
         "method": {"name": "fm", "t_sampler": "logit_normal", "label_dropout": 0.1},
         "data": "digits",
-        "train": {"steps": budget(full=6000, fast=2500), "batch_size": 256, "lr": 2e-3},
+        "train": {"steps": budget(full=4000, fast=1500), "batch_size": 256, "lr": 2e-3},
     }
+
+
+def _ddpm_digits() -> dict:
+    return {**_fm_digits(), "method": {"name": "ddpm", "label_dropout": 0.1}}
 
 
 def _classifier(data: str, channels: int, classes: int, width: int, steps: tuple[int, int]):
@@ -236,7 +247,9 @@ def _classifier(data: str, channels: int, classes: int, width: int, steps: tuple
 ASSETS: dict[str, Callable[[], dict]] = {
     "fm_2d": _fm_2d,
     "ddpm_2d": _ddpm_2d,
+    "dsm_2d": _dsm_2d,
     "fm_digits": _fm_digits,
+    "ddpm_digits": _ddpm_digits,
     "classifier_digits": _classifier("digits", 1, 10, 16, (1500, 600)),
     "classifier_shapes16": _classifier("shapes16", 3, 12, 32, (2500, 800)),
     "classifier_shapes32": _classifier("shapes32", 3, 12, 32, (2500, 800)),
