@@ -178,10 +178,10 @@ def flowmap_student(
     """A :class:`FlowMapNet` student for ``task`` in the teacher's schedule.
 
     ``base`` defaults to the teacher network's own config (a trained :mod:`visgen.nn` teacher)
-    or, for an analytic teacher, an MLP of width 256 and depth 3. With ``init_from_teacher``
-    and a flow-matching velocity teacher of the same config, the student starts as the
-    teacher (u_θ = v), as consistency distillation does (Song et al. 2023, §6); otherwise the
-    weights are drawn from ``generator``.
+    or, for an analytic teacher, an MLP of width 128 and depth 3 (the size of the ``fm_2d``
+    teacher). With ``init_from_teacher`` and a flow-matching velocity teacher of the same
+    config, the student starts as the teacher (u_θ = v), as consistency distillation does
+    (Song et al. 2023, §6); otherwise the weights are drawn from ``generator``.
     """
     teacher = task.teacher
     teacher_net = teacher.model if isinstance(teacher.model, nn.Module) else None
@@ -189,7 +189,7 @@ def flowmap_student(
         base = getattr(teacher_net, "config", None) or {
             "name": "mlp",
             "shape": list(task.shape),
-            "width": 256,
+            "width": 128,
             "depth": 3,
             "num_classes": task.num_classes or 0,
         }
