@@ -31,7 +31,7 @@ def trained(
 ) -> FewStepGenerator:
     """The student of ``method`` on ``task`` after ``steps`` updates, from the cache or trained now.
 
-    ``options`` (JSON-able) go to the method's training function; ``info["wall_time"]`` is
+    ``options`` (JSON-able) go to the method's training function; ``info["wall_s"]`` is
     the training time in seconds of the run that filled the cache entry.
     """
     check_choice(method, "method", sorted(METHODS))
@@ -61,7 +61,7 @@ def trained(
             return student
         start = time.perf_counter()
         student = train(task, steps, torch.Generator().manual_seed(seed), **options)
-        student.info["wall_time"] = time.perf_counter() - start
+        student.info["wall_s"] = time.perf_counter() - start
         tensors = {k: v.contiguous() for k, v in student.model.state_dict().items()}
         save_checkpoint(stem, tensors, {"method": method, "task": task.key, "info": student.info})
     return student

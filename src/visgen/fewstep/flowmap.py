@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from visgen._checks import batch_time, check_tensor
+from visgen.fewstep.student import seeded_init
 from visgen.nn import MODELS, build_model
 from visgen.nn.embeddings import ConditionEmbedding, SinusoidalEmbedding
 from visgen.param import Denoiser
@@ -193,9 +194,7 @@ def flowmap_student(
             "depth": 3,
             "num_classes": task.num_classes or 0,
         }
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with seeded_init(generator):
         net = FlowMapNet(base)
     if (
         init_from_teacher

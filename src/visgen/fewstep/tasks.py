@@ -1,18 +1,24 @@
-"""The shared teachers of lectures 6 and 7 as :class:`~visgen.fewstep.Task` objects.
+"""The standard few-step tasks: one teacher + its data, shared by the tests, the tour chapters
+L6/L7 and ``benchmarks/fewstep.py`` so every method is compared on the same footing.
 
-=================  =======================================================  =======  =======
-name               teacher                                                  shape    classes
-=================  =======================================================  =======  =======
-``8gauss``         exact flow-matching denoiser of the 8-Gaussian target    (2,)     —
-``8gauss_cond``    the same, class-conditional (class k = component k)      (2,)     8
-``8gauss_fm``      trained flow-matching MLP (asset ``fm_2d``)              (2,)     —
-``digits``         trained class-conditional FM MLP (asset ``fm_digits``)   (1,8,8)  10
-=================  =======================================================  =======  =======
+============  ============================================  =========  =======
+name          teacher                                       shape      classes
+============  ============================================  =========  =======
+``8gauss``    the exact 8-Gaussian denoiser (no network)    (2,)       —
+``8gauss_cond`` the same, class-conditional (class k = mode k)  (2,)       8
+``8gauss_fm`` flow-matching MLP, asset ``fm_2d``            (2,)       —
+``digits``    flow-matching MLP, asset ``fm_digits``        (1, 8, 8)  10
+``digits_unet`` flow-matching UNet, asset ``fm_digits_unet``  (1, 8, 8)  10
+============  ============================================  =========  =======
 
-The analytic tasks draw fresh data from the mixture; the trained ones draw rows of the
-teacher's training set. Trained teachers come from the cache of :mod:`visgen.train.assets`
-(trained on first use), and ``Task.key`` names that cache entry, so caches of students
-trained on a teacher follow the teacher.
+Trained teachers come from the training cache (:func:`visgen.train.asset`), so the first
+use trains them and later uses load them. Training data are the train splits of
+:func:`visgen.data.get_dataset`; the 8-Gaussian tasks are unconditional, digits is
+class-conditional (the teachers were trained with 10 % label dropout). A trained teacher's
+``Task.key`` names its cache entry, so students cached by :func:`visgen.fewstep.trained` follow
+their teacher (FAST and full teachers differ). ``digits_unet`` exists
+for the methods that need spatial teacher features or several resolutions (patch-level MMD,
+SwD): a convolutional teacher whose middle block sees 4×4 "patches" of an 8×8 digit.
 """
 
 from __future__ import annotations
@@ -22,50 +28,78 @@ from collections.abc import Callable
 import torch
 
 from visgen._checks import check_choice
-from visgen.data.registry import get_dataset
+from visgen.config import budget
+from visgen.data import get_dataset
 from visgen.fewstep.base import Task
 from visgen.oracles import eight_gaussians
-from visgen.train.assets import asset
+from visgen.train import asset, register_asset
 
-__all__ = ["TASKS", "get_task", "gmm_task", "asset_task"]
-
-
-def gmm_task(conditional: bool = False) -> Task:
-    """The analytic 8-Gaussian teacher (``visgen.oracles.eight_gaussians().denoiser("linear")``)."""
-    gmm = eight_gaussians()
-
-    def data(n: int, generator: torch.Generator | None = None):
-        x, y = gmm.sample(n, generator, return_labels=True)
-        return x, (y if conditional else None)
-
-    name = "8gauss_cond" if conditional else "8gauss"
-    return Task(gmm.denoiser("linear"), data, (2,), 8 if conditional else None, name)
+__all__ = ["TASKS", "get_task"]
 
 
-def asset_task(asset_name: str, name: str | None = None) -> Task:
-    """A task whose teacher is the trained asset ``asset_name`` (see ``visgen.train.ASSETS``)."""
-    teacher = asset(asset_name, progress=False)
-    ds = get_dataset(teacher.config["data"])
-    classes = teacher.model.config.get("num_classes", 0) or None
+def _fm_digits_unet() -> dict:
+    return {
+        "model": {
+            "name": "unet", "in_channels": 1, "size": 8, "channels": 16, "mults": [1, 2],
+            "num_classes": 10,
+        },
+        "method": {"name": "fm", "t_sampler": "logit_normal", "label_dropout": 0.1},
+        "data": "digits",
+        "train": {"steps": budget(full=4000, fast=1000), "batch_size": 128, "lr": 2e-3},
+    }  # fmt: skip
 
-    def data(n: int, generator: torch.Generator | None = None):
-        idx = torch.randint(0, len(ds), (n,), generator=generator)
-        return ds.x[idx], (ds.labels[idx] if classes else None)
 
-    return Task(
-        teacher.denoiser(), data, ds.sample_shape, classes, name or asset_name, teacher.path.stem
-    )
+register_asset("fm_digits_unet", _fm_digits_unet)
+
+
+def _gmm_data(n: int, generator: torch.Generator | None = None):
+    return eight_gaussians().sample(n, generator), None
+
+
+def _gmm_labelled_data(n: int, generator: torch.Generator | None = None):
+    return eight_gaussians().sample(n, generator, return_labels=True)
+
+
+def _dataset_sampler(name: str):
+    data = get_dataset(name)
+
+    def sample(n: int, generator: torch.Generator | None = None):
+        idx = torch.randint(len(data), (n,), generator=generator)
+        return data.x[idx], (None if data.labels is None else data.labels[idx])
+
+    return sample
+
+
+def _gmm_task() -> Task:
+    return Task(eight_gaussians().denoiser("linear"), _gmm_data, (2,), None, "8gauss")
+
+
+def _gmm_cond_task() -> Task:
+    return Task(eight_gaussians().denoiser("linear"), _gmm_labelled_data, (2,), 8, "8gauss_cond")
+
+
+def _asset_task(name: str, asset_name: str, data: str | None):
+    def build() -> Task:
+        trained = asset(asset_name, progress=False)
+        teacher, key = trained.denoiser(), trained.path.stem
+        if data is None:
+            return Task(teacher, _gmm_data, (2,), None, name, key)
+        ds = get_dataset(data)
+        return Task(teacher, _dataset_sampler(data), ds.sample_shape, ds.num_classes, name, key)
+
+    return build
 
 
 TASKS: dict[str, Callable[[], Task]] = {
-    "8gauss": lambda: gmm_task(False),
-    "8gauss_cond": lambda: gmm_task(True),
-    "8gauss_fm": lambda: asset_task("fm_2d", "8gauss_fm"),
-    "digits": lambda: asset_task("fm_digits", "digits"),
+    "8gauss": _gmm_task,
+    "8gauss_cond": _gmm_cond_task,
+    "8gauss_fm": _asset_task("8gauss_fm", "fm_2d", None),
+    "digits": _asset_task("digits", "fm_digits", "digits"),
+    "digits_unet": _asset_task("digits_unet", "fm_digits_unet", "digits"),
 }
 
 
 def get_task(name: str) -> Task:
-    """The task ``name`` of :data:`TASKS` (trained teachers are trained on first use)."""
+    """The task ``name`` of :data:`TASKS` (a trained teacher is trained on first use)."""
     check_choice(name, "task", sorted(TASKS))
     return TASKS[name]()

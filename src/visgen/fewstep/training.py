@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from visgen.fewstep.student import check_steps, ema_update
 from visgen.train.trainer import TrainConfig, learning_rate
 
 __all__ = ["optimize"]
@@ -40,6 +41,7 @@ def optimize(
     copy of the model in eval mode and frozen, loss of every step). ``steps = 0`` returns an
     untrained copy (used to rebuild a cached student).
     """
+    check_steps(steps)
     history: list[float] = []
     ema = copy.deepcopy(model).requires_grad_(False)
     if steps:
@@ -59,10 +61,7 @@ def optimize(
             if grad_clip > 0:
                 nn.utils.clip_grad_norm_(params, grad_clip)
             opt.step()
-            decay = min(ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for e, p in zip(ema.parameters(), model.parameters()):
-                    e.lerp_(p, 1 - decay)
+            ema_update(ema, model, step, ema_decay)
             if after_step is not None:
                 after_step(step)
             history.append(value)

@@ -14,6 +14,7 @@ import torch
 from scipy.stats import chi2
 
 from visgen._checks import check_positive, check_tensor
+from visgen.metrics.kernels import mmd2
 
 __all__ = ["ModeCoverage", "energy_distance", "mmd_rbf", "mode_coverage", "sliced_wasserstein"]
 
@@ -41,24 +42,11 @@ def mmd_rbf(x, y, bandwidth=1.0) -> float:
     """Unbiased MMD² with the Gaussian kernel k(a, b) = exp(−‖a − b‖²/(2h²)) (Gretton et al. 2012, eq. 3).
 
     ``bandwidth`` may be a sequence: the kernel is then the sum over bandwidths. Zero in
-    expectation for identical distributions, so it can come out slightly negative.
+    expectation for identical distributions, so it can come out slightly negative. The
+    estimator is :func:`visgen.metrics.kernels.mmd2` (shared with MMD distillation).
     """
     x, y = _pair(x, y)
-    hs = [bandwidth] if isinstance(bandwidth, (int, float)) else list(bandwidth)
-    for h in hs:
-        check_positive(h, "bandwidth")
-    if x.shape[0] < 2 or y.shape[0] < 2:
-        raise ValueError("mmd_rbf needs at least 2 samples in x and in y")
-
-    def k(a, b):
-        d2 = torch.cdist(a, b) ** 2
-        return sum(torch.exp(-d2 / (2 * h**2)) for h in hs)
-
-    m, n = x.shape[0], y.shape[0]
-    kxx, kyy = k(x, x), k(y, y)
-    sxx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
-    syy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
-    return float(sxx + syy - 2 * k(x, y).mean())
+    return float(mmd2(x, y, "rbf", bandwidth))
 
 
 def sliced_wasserstein(x, y, n_projections: int = 256, generator=None) -> float:

@@ -7,7 +7,8 @@ import math
 import torch
 
 from visgen import budget
-from visgen.course import chapter
+from visgen.course import chapter, helpers
+from visgen.data import get_dataset
 from visgen.fewstep import (
     FlowMap,
     average_velocity_derivative,
@@ -16,8 +17,6 @@ from visgen.fewstep import (
     meanflow_loss,
     trained,
 )
-from visgen.metrics import energy_distance, mode_coverage
-from visgen.metrics.images import data_floor, image_metrics
 from visgen.oracles import GaussianMixture, eight_gaussians, gaussian_pfode
 from visgen.sampling import sample_euler, uniform
 from visgen.sampling.guidance import classifier_free_guidance
@@ -33,7 +32,7 @@ METHODS_2D = {
 }
 TEACHER_NFE = 50
 DIGITS_GUIDANCE = 2.0
-DIGITS_STEPS = (2000, 800)
+DIGITS_STEPS = (2000, 800)  # CD starts from the teacher's weights
 
 
 def _steps(pair) -> int:
@@ -101,17 +100,11 @@ def _oracle_section(ctx) -> None:
         ctx.metric(f"oracle.{row['identity'].split(':')[0]}", row["max |residual|"])
 
 
-def _scores(x, data, gmm) -> dict:
-    mc = mode_coverage(x, gmm.means, 0.3)
-    return {"ED": energy_distance(x, data), "in-mode": mc.in_mode, "min mode": mc.min_fraction}
-
-
 def _gmm_section(ctx) -> None:
     task = get_task("8gauss")
-    gmm = eight_gaussians()
     n = budget(full=2000, fast=1000)
     g = ctx.generator(1)
-    data, floor_data = gmm.sample(n, g), gmm.sample(n, g)
+    ref = eight_gaussians().sample(n, g)
     z = torch.randn(n, 2, generator=g)
     teacher = sample_euler(task.teacher, z, uniform(TEACHER_NFE))
     ctx.text(
@@ -127,12 +120,11 @@ def _gmm_section(ctx) -> None:
         "distilled from the teacher's velocity with a finite-difference du/dt (homework 4's "
         "variant, no JVP), both sampled by chaining jumps over a uniform grid.",
     )
-    rows = [{"method": "data vs data (floor)", "NFE": math.nan, **_scores(floor_data, data, gmm)}]
-    rows[0]["_floor"] = True
-    rows.append({"method": "teacher, Euler", "NFE": TEACHER_NFE, **_scores(teacher, data, gmm)})
+    rows = [helpers.gaussians_floor_row(ref, g, NFE=math.nan)]
+    rows.append(helpers.gaussians_row("teacher, Euler", teacher, ref, NFE=TEACHER_NFE))
     for nfe in (1, 2, 4):
         x = sample_euler(task.teacher, z, uniform(nfe))
-        rows.append({"method": "teacher, Euler", "NFE": nfe, **_scores(x, data, gmm)})
+        rows.append(helpers.gaussians_row("teacher, Euler", x, ref, NFE=nfe))
     for name, (label, steps, options) in METHODS_2D.items():
         student = trained(name, task, _steps(steps), **options)
         fig, axes = figure(1 + len(student.nfes), size=2.2)
@@ -140,81 +132,54 @@ def _gmm_section(ctx) -> None:
         for ax, nfe in zip(axes[1:], student.nfes):
             x = student.sample(z, nfe, None, ctx.generator(10 + nfe))
             scatter(ax, x, title=f"{nfe} NFE")
-            row = {"method": label, "NFE": nfe, **_scores(x, data, gmm)}
-            row["train s"] = student.info.get("wall_time", math.nan)
+            row = helpers.gaussians_row(label, x, ref, NFE=nfe)
+            row["train s"] = student.info.get("wall_s", math.nan)
             rows.append(row)
-            ctx.metric(f"gmm.{name}.nfe{nfe}.energy_distance", row["ED"])
+            ctx.metric(f"gmm.{name}.nfe{nfe}.energy_distance", row["energy distance"])
         ctx.figure(fig, f"{label} ({_steps(steps)} steps): samples next to the teacher.")
     ctx.table(
         rows,
-        f"8 Gaussians, {n} samples: energy distance (ED), share within 3σ of a mode and the "
+        f"8 Gaussians, {n} samples: energy distance, share within 3σ of a mode and the "
         "smallest mode's share (ideal 0.125). Training time from the run that filled the cache "
         "(2-core machine, shared).",
+        columns=["samples", "NFE", "energy distance", "in a mode", "smallest mode", "train s"],
     )
 
 
 def _digits_section(ctx) -> None:
     task = get_task("digits")
-    n = budget(full=1000, fast=300)
-    g = ctx.generator(2)
-    labels = torch.arange(n) % 10
-    noise = torch.randn(n, *task.shape, generator=g)
+    labels = get_dataset("digits", "test").labels  # the floor row's labels
+    noise = torch.randn(len(labels), *task.shape, generator=ctx.generator(2))
     guided = classifier_free_guidance(task.teacher, DIGITS_GUIDANCE)
     teacher = sample_euler(guided, noise, uniform(TEACHER_NFE), labels)
-    steps = _steps(DIGITS_STEPS)
-    student = trained("consistency_distillation", task, steps, guidance=DIGITS_GUIDANCE)
+    student = trained(
+        "consistency_distillation", task, _steps(DIGITS_STEPS), guidance=DIGITS_GUIDANCE
+    )
     ctx.text(
         "**Guidance distilled into the student.** On the class-conditional flow-matching MLP of "
         f"8×8 digits (`fm_digits`), consistency distillation runs the teacher step with "
         f"classifier-free guidance w = {DIGITS_GUIDANCE:g} inside it (homework 4's recipe): "
         "the student learns the guided trajectories and needs one network evaluation per step "
-        "instead of the guided teacher's two. It starts from the teacher's weights (u_θ = v, "
-        "so at step 0 it is the teacher's one-step denoiser). Rows: the guided teacher with "
-        f"{TEACHER_NFE} Euler steps, then the student at 1, 2 and 4 NFE; columns: digits 0–9."
+        "where the guided teacher runs the network on a doubled batch (condition and null "
+        "label). It starts from the teacher's weights (u_θ = v: at step 0 it is the teacher's "
+        f"one-step denoiser). Rows: the guided teacher with {TEACHER_NFE} Euler steps, then "
+        "the student at 1, 2 and 4 NFE; columns: the first ten requested digits."
     )
-    floor = data_floor("digits", n)
-    rows = [
-        {
-            "sampler": "held-out digits (floor)",
-            "NFE": math.nan,
-            "FD": floor["fd"],
-            "confidence": floor["confidence"],
-            "agreement": math.nan,
-            "_floor": True,
-        }
-    ]
-    shown = [teacher[:10]]
-    m = image_metrics(teacher, "digits", cond=labels)
+    rows = [helpers.digits_floor_row(NFE=math.nan)]
     rows.append(
-        {
-            "sampler": f"teacher, CFG w = {DIGITS_GUIDANCE:g}, Euler",
-            "NFE": TEACHER_NFE,
-            "FD": m["fd"],
-            "confidence": m["confidence"],
-            "agreement": m["agreement"],
-        }
+        helpers.digits_row(f"teacher, CFG w = {DIGITS_GUIDANCE:g}", teacher, labels, NFE=50)
     )
+    shown = [teacher[:10]]
     for nfe in (1, 2, 4):
-        x = student.sample(noise, nfe, labels, ctx.generator(20 + nfe))
+        x = student.sample(noise, nfe, labels, ctx.generator(20 + nfe)).clamp(-1, 1)
         shown.append(x[:10])
-        m = image_metrics(x, "digits", cond=labels)
-        rows.append(
-            {
-                "sampler": "CD student",
-                "NFE": nfe,
-                "FD": m["fd"],
-                "confidence": m["confidence"],
-                "agreement": m["agreement"],
-            }
-        )
-        ctx.metric(f"digits.cd.nfe{nfe}.fd", m["fd"])
+        rows.append(helpers.digits_row("CD student", x, labels, NFE=nfe))
+        ctx.metric(f"digits.cd.nfe{nfe}.fd", rows[-1]["FD (classifier)"])
     ctx.images(torch.cat(shown), "Guided teacher (top), CD student at 1, 2, 4 NFE.", nrow=10)
     ctx.table(
         rows,
-        f"Digits, {n} samples: Fréchet distance on the digit classifier's features, its mean "
-        "confidence and the share classified as the requested digit (shaded: held-out data). "
-        "Each of the guided teacher's evaluations runs the network on a doubled batch "
-        "(condition and null label).",
+        f"Digits, the {len(labels)} labels of the test split: Fréchet distances, classifier "
+        "confidence and the share classified as the requested digit (shaded: real digits).",
     )
 
 
