@@ -188,6 +188,7 @@ def _digits_section(ctx) -> None:
     "Flow maps: consistency models and MeanFlow",
     lecture=6,
     summary="Consistency distillation and training, multi-boundary CD and MeanFlow at 1, 2, 4 NFE.",
+    slides="lectures/06-flow-maps/slides.pdf",
     code=[
         "visgen.fewstep.flowmap.FlowMap",
         "visgen.fewstep.consistency.train_cd",
