@@ -45,7 +45,9 @@ def test_method_registry_and_nfe_contract():
 
     @register_method("_identity_for_test", lecture=6)
     def train(task, steps, generator):
-        return FewStepGenerator("identity", torch.nn.Identity(), lambda z, nfe, c, g: z * nfe, nfes=(1, 2))
+        return FewStepGenerator(
+            "identity", torch.nn.Identity(), lambda z, nfe, c, g: z * nfe, nfes=(1, 2)
+        )
 
     try:
         student = METHODS["_identity_for_test"][1](None, 1, None)
