@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv test test-lib test-booking tour lint assignments slides clean
+.PHONY: venv test test-lib test-booking tour lint assignments instructor slides clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,19 @@ test-booking:
 
 tour: venv
 	$(PY) -m visgen tour --out runs/tour
+
+# Student folders assignments/hwN (starter notebook, task PDF, README) from solutions/hwN.
+assignments: venv
+	$(PY) -m visgen.course.build
+
+# Solution notebooks and task PDFs with worked solutions, in build/instructor/hwN.
+instructor: venv
+	$(PY) -m visgen.course.build --instructor
+
+# Redraw stale lecture figures (figures.py or visgen changed) and compile every
+# lectures/NN-slug/slides.typ to slides.pdf; fails on any Typst warning.
+slides: venv
+	$(PY) -m visgen.course.slides
 
 lint: venv
 	$(PY) -m ruff check --fix .

@@ -49,3 +49,15 @@ def test_metric_bad_input():
         sliced_wasserstein(torch.zeros(4, 2), torch.zeros(5, 2))
     with pytest.raises(ValueError, match="x contains NaN"):
         energy_distance(torch.full((4, 2), float("nan")), torch.zeros(4, 2))
+
+
+def test_mode_coverage_core_sees_blurred_modes(gen):
+    g = eight_gaussians()
+    exact = mode_coverage(g.sample(4000, gen), g.means, 0.3)
+    assert exact.core_expected == pytest.approx(1 - math.exp(-0.5))
+    assert abs(exact.core - exact.core_expected) < 0.03
+    blurred = eight_gaussians(std=0.45).sample(4000, gen)  # modes 1.5x too wide
+    cov = mode_coverage(blurred, g.means, 0.3)
+    assert cov.covered == 8 and cov.min_fraction >= 0.08  # the 3-std counts are fooled
+    # exact: 1 - exp(-0.3² / (2 · 0.45²)) = 0.20, half of 0.39
+    assert cov.core == pytest.approx(1 - math.exp(-0.09 / (2 * 0.45**2)), abs=0.03)

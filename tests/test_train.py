@@ -186,3 +186,12 @@ def test_cached_training_trains_once(tmp_path, monkeypatch):
     assert meta["config"]["data"] == "moons"
     with pytest.raises(ValueError, match="unknown keys"):
         train_cached({**_spec(), "epochs": 3}, cache=tmp_path)
+
+
+def test_a_float64_model_trains_on_float32_data():
+    trainer = _trainer(20)
+    trainer.model.double()
+    trainer = Trainer(trainer.model, trainer.method, trainer.data, trainer.config, progress=False)
+    history = trainer.fit().history
+    assert all(math.isfinite(h) for h in history)
+    assert next(trainer.ema.parameters()).dtype == torch.float64

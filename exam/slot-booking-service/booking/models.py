@@ -158,10 +158,6 @@ class Slot(models.Model):
     def free(self) -> int:
         return self.capacity - self.booked
 
-    @property
-    def place(self) -> str:
-        return self.room or self.online_url
-
 
 class Booking(models.Model):
     ACTIVE = "active"

@@ -90,7 +90,9 @@ def _audit(action: str, *, actor: User | None, exam_id: int, **fields) -> None:
 
 def active_booking(enrollment: Enrollment) -> Booking | None:
     return (
-        Booking.objects.select_related("slot", "slot__examiner", "enrollment__student")
+        Booking.objects.select_related(
+            "slot__exam", "slot__examiner", "enrollment__exam", "enrollment__student"
+        )
         .filter(enrollment=enrollment, status=Booking.ACTIVE)
         .first()
     )

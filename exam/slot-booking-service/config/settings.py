@@ -75,10 +75,7 @@ def database_from_env() -> dict:
     read-then-write transaction never fails with "database is locked"), WAL journal, 20 s busy
     timeout. PostgreSQL: READ COMMITTED (default) with persistent, health-checked connections.
     """
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
     db = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
     if db["ENGINE"] == "django.db.backends.sqlite3":
         db["OPTIONS"] = {

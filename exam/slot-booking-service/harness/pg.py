@@ -24,16 +24,17 @@ class PostgresMissing(RuntimeError):
     pass
 
 
+def _major(bindir: Path) -> int:
+    version = bindir.parent.name  # /usr/lib/postgresql/<major>/bin
+    return int(version) if version.isdigit() else 0
+
+
 def find_bindir() -> Path:
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: (
-            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
-        ),
-    )
+    """The newest Debian PostgreSQL server bin directory, else initdb's directory on PATH."""
+    debian = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    if debian:
+        return max(debian, key=_major)
     on_path = shutil.which("initdb")
-    if candidates:
-        return Path(candidates[-1]).parent
     if on_path:
         return Path(on_path).parent
     raise PostgresMissing(

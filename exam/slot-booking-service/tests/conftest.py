@@ -2,7 +2,6 @@
 HTTP, crash and browser tests use real databases (a SQLite file, and a throwaway PostgreSQL
 cluster) through ``harness``."""
 
-import datetime as dt
 import os
 import shutil
 import tempfile
@@ -68,16 +67,6 @@ def student_client(enrollment):
 @pytest.fixture
 def staff_client(instructor):
     return client_for(instructor)
-
-
-@pytest.fixture
-def in_days():
-    def at(days: float, hour: int = 9) -> dt.datetime:
-        return (timezone.now() + dt.timedelta(days=days)).replace(
-            hour=hour, minute=0, second=0, microsecond=0
-        )
-
-    return at
 
 
 # --- real databases for other processes -------------------------------------------------------

@@ -4,7 +4,7 @@ of step with the bookings, on SQLite and PostgreSQL.
 1. Deterministic: a process is stopped inside its booking transaction, after the seat counter
    was incremented and the booking row written, and killed there. Nothing of it survives, and
    the next booking goes through at once (no lock left behind).
-2. Under traffic: gunicorn workers are SIGKILLed while 400 students book and move. Every
+2. Under traffic: gunicorn workers are SIGKILLed while 240 students book and move. Every
    booking the server acknowledged is in the database, counters equal bookings.
 """
 
@@ -47,12 +47,12 @@ def test_kill_inside_the_booking_transaction(vendor, databases_for, tmp_path):
 
     state = database_state(url, seeded["exam"])
     assert state["slots"][slot] == (0, 1, 0)  # the uncommitted seat is gone
-    started = time.monotonic()
+    # The dead process left no lock: the next booking goes through (with a lock left
+    # behind it would fail with "database is locked" on SQLite, or hang on PostgreSQL).
     with ProcessPoolExecutor(
         1, mp_context=get_context("spawn"), initializer=workers.init, initargs=(url,)
     ) as pool:
         assert pool.submit(workers.run, [("book", second, slot)]).result(timeout=60) == ["booked"]
-    assert time.monotonic() - started < 30  # no lock left behind by the dead process
     assert database_state(url, seeded["exam"])["slots"][slot] == (1, 1, 1)
 
 
@@ -80,26 +80,36 @@ def expected_slot(responses) -> tuple[bool, int | None]:
 @pytest.mark.parametrize("vendor", BACKENDS)
 def test_workers_killed_mid_traffic(vendor, databases_for, static_root):
     url = databases_for(vendor).fresh()
-    seeded = seed_database(url, {"slots": 20, "capacity": 10, "students": 400, "auth": "token"})
+    students = 240
+    seeded = seed_database(
+        url, {"slots": 12, "capacity": 10, "students": students, "auth": "token"}
+    )
     exam, slots = seeded["exam"], seeded["slots"]
+    done = threading.Semaphore(0)  # released once per finished journey
     killed = []
     with Gunicorn(url, static_root=static_root, workers=3) as server:
 
         def killer():
-            for _ in range(3):
-                time.sleep(0.6)
-                pids = server.worker_pids()
-                if pids:
-                    victim = random.choice(pids)
-                    os.kill(victim, signal.SIGKILL)
-                    killed.append(victim)
+            """SIGKILL a random worker after 1/4, 2/4 and 3/4 of the journeys, whatever the
+            speed of the machine."""
+            finished = 0
+            for quarter in (1, 2, 3):
+                while finished < quarter * students // 4:
+                    done.acquire()
+                    finished += 1
+                victim = random.choice(server.worker_pids())
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+
+        def journey(student, index):
+            try:
+                return student_journey(server.url, exam, slots, student["credential"], index)
+            finally:
+                done.release()
 
         thread = threading.Thread(target=killer)
         thread.start()
-        calls = [
-            partial(student_journey, server.url, exam, slots, s["credential"], i)
-            for i, s in enumerate(seeded["students"])
-        ]
+        calls = [partial(journey, s, i) for i, s in enumerate(seeded["students"])]
         journeys = run_all(calls, concurrency=32)
         thread.join()
         log = server.log_text()
@@ -108,7 +118,7 @@ def test_workers_killed_mid_traffic(vendor, databases_for, static_root):
     # 404: a move after a refused booking ("book a slot instead"); None: the killed worker's
     # connections. Never a 5xx.
     assert set(statuses) <= {200, 201, 404, 409, None}, (statuses, log)
-    assert statuses[201] > 100  # real traffic happened around the kills
+    assert statuses[201] >= 100  # real traffic happened around the kills
 
     state = database_state(url, exam)
     assert_consistent(state)
@@ -120,4 +130,4 @@ def test_workers_killed_mid_traffic(vendor, databases_for, static_root):
             assert by_enrollment.get(student["enrollment"]) == slot, (student, journey)
         else:
             unknown += 1
-    assert unknown < 100
+    assert unknown < students // 4

@@ -419,6 +419,7 @@ def test_deploy_checklist_is_clean_in_production_settings():
         "DJANGO_SETTINGS_MODULE": "config.settings_prod",
         "DJANGO_SECRET_KEY": "x9!" * 20 + "long-random-production-secret",
         "DJANGO_ALLOWED_HOSTS": "exams.example.org",
+        "DATABASE_URL": "sqlite://:memory:",  # no data/ folder in the checkout
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

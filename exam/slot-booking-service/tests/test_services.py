@@ -1,11 +1,13 @@
 """Booking rules of booking.services, one behaviour per test."""
 
 import datetime as dt
+from io import StringIO
 
 import pytest
 from django.core import mail
+from django.core.management import CommandError, call_command
 
-from booking import services
+from booking import outbox, services
 from booking.models import AuditEvent, Booking, OutboxEmail, Slot
 from harness import factories
 
@@ -240,3 +242,27 @@ def test_integrity_report_finds_counter_drift(enrollment, slots):
     assert services.integrity_report() == []
     Slot.objects.filter(pk=slots[1].pk).update(booked=1)
     assert services.integrity_report() == [services.Drift(slots[1].pk, 1, 0)]
+
+
+def test_send_outbox_retries_pending_and_stale_emails(enrollment, slots, settings):
+    settings.EMAIL_BACKEND = "tests.broken_mail.Backend"
+    services.book(enrollment, slots[0].pk, actor=enrollment.student)
+    outbox.deliver()  # fails: stays pending
+    OutboxEmail.objects.update(
+        status=OutboxEmail.SENDING, claimed_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    )
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    out = StringIO()
+    call_command("send_outbox", stdout=out)
+    assert out.getvalue().strip() == "sent 1 emails (1 stale claims released)"
+    assert OutboxEmail.objects.get().status == OutboxEmail.SENT and len(mail.outbox) == 1
+
+
+def test_check_integrity_command(enrollment, slots):
+    services.book(enrollment, slots[0].pk, actor=enrollment.student)
+    out = StringIO()
+    call_command("check_integrity", stdout=out)
+    assert out.getvalue().startswith("ok")
+    Slot.objects.filter(pk=slots[1].pk).update(booked=2)
+    with pytest.raises(CommandError, match=f"slot {slots[1].pk}: counter 2, bookings 0"):
+        call_command("check_integrity")

@@ -137,6 +137,9 @@ def test_bootstrap_link_sets_the_password_once(client, db):
     out = StringIO()
     call_command("bootstrap", stdout=out)
     assert "nothing to do" in out.getvalue()
+    call_command("bootstrap", email="second@example.org", stdout=StringIO())
+    second = User.objects.get(email="second@example.org")
+    assert second.is_staff and not second.is_superuser and not second.has_usable_password()
 
 
 def test_api_token_replaces_the_old_one(enrollment):
@@ -160,6 +163,7 @@ def test_production_settings_hash_passwords_with_argon2():
             "DJANGO_SETTINGS_MODULE": "config.settings_prod",
             "DJANGO_SECRET_KEY": "k" * 60,
             "DJANGO_ALLOWED_HOSTS": "exam.example.org",
+            "DATABASE_URL": "sqlite://:memory:",
             "PATH": "/usr/bin:/bin",
         },
     )

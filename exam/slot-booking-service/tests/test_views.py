@@ -36,6 +36,10 @@ def test_book_move_cancel_through_the_pages(student_client, enrollment, slots):
     )
     assert messages_of(response)[0].startswith("You are booked for")
     assert page(response).count("Move here") == 2
+    response = student_client.post(  # the same submit again, e.g. a double click
+        reverse("student-book", args=[enrollment.exam_id]), {"slot": slots[0].pk}, follow=True
+    )
+    assert messages_of(response)[0].startswith("You are already booked for")
 
     response = student_client.post(
         reverse("student-move", args=[enrollment.exam_id]), {"slot": slots[1].pk}, follow=True

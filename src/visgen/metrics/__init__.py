@@ -1,5 +1,14 @@
-"""Sample-quality metrics (and the linear probe of representations)."""
+"""Sample-quality metrics: point-cloud distances, image metrics (Fréchet distance) and the
+linear probe of representations."""
 
+from visgen.metrics.images import (
+    IMAGE_DATASETS,
+    ClassifierFeatures,
+    PCAFeatures,
+    data_floor,
+    frechet_distance,
+    image_metrics,
+)
 from visgen.metrics.probe import linear_probe
 from visgen.metrics.samples import (
     ModeCoverage,
@@ -10,8 +19,14 @@ from visgen.metrics.samples import (
 )
 
 __all__ = [
+    "IMAGE_DATASETS",
+    "ClassifierFeatures",
     "ModeCoverage",
+    "PCAFeatures",
+    "data_floor",
     "energy_distance",
+    "frechet_distance",
+    "image_metrics",
     "linear_probe",
     "mmd_rbf",
     "mode_coverage",

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from scipy.stats import chi2
 
 from visgen._checks import check_positive, check_tensor
+from visgen.metrics.kernels import mmd2
 
 __all__ = ["ModeCoverage", "energy_distance", "mmd_rbf", "mode_coverage", "sliced_wasserstein"]
 
@@ -40,24 +42,11 @@ def mmd_rbf(x, y, bandwidth=1.0) -> float:
     """Unbiased MMD² with the Gaussian kernel k(a, b) = exp(−‖a − b‖²/(2h²)) (Gretton et al. 2012, eq. 3).
 
     ``bandwidth`` may be a sequence: the kernel is then the sum over bandwidths. Zero in
-    expectation for identical distributions, so it can come out slightly negative.
+    expectation for identical distributions, so it can come out slightly negative. The
+    estimator is :func:`visgen.metrics.kernels.mmd2` (shared with MMD distillation).
     """
     x, y = _pair(x, y)
-    hs = [bandwidth] if isinstance(bandwidth, (int, float)) else list(bandwidth)
-    for h in hs:
-        check_positive(h, "bandwidth")
-    if x.shape[0] < 2 or y.shape[0] < 2:
-        raise ValueError("mmd_rbf needs at least 2 samples in x and in y")
-
-    def k(a, b):
-        d2 = torch.cdist(a, b) ** 2
-        return sum(torch.exp(-d2 / (2 * h**2)) for h in hs)
-
-    m, n = x.shape[0], y.shape[0]
-    kxx, kyy = k(x, x), k(y, y)
-    sxx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
-    syy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
-    return float(sxx + syy - 2 * k(x, y).mean())
+    return float(mmd2(x, y, "rbf", bandwidth))
 
 
 def sliced_wasserstein(x, y, n_projections: int = 256, generator=None) -> float:
@@ -84,10 +73,14 @@ class ModeCoverage:
     in_mode: float  # share of samples within the radius of some mode
     min_fraction: float  # smallest entry of `fractions`
     covered: int  # modes holding at least `min_share` of their expected share
+    core: float  # share of samples within 1 std of the nearest centre
+    core_expected: float  # that share for exact samples of the mixture: P(χ²_D ≤ 1)
 
     def as_dict(self) -> dict:
         return {
             "in_mode": self.in_mode,
+            "core": self.core,
+            "core_expected": self.core_expected,
             "min_fraction": self.min_fraction,
             "covered": self.covered,
             "fractions": [round(f, 4) for f in self.fractions.tolist()],
@@ -98,6 +91,10 @@ def mode_coverage(x, centers, std, n_std: float = 3.0, min_share: float = 0.5) -
     """Assign each sample to the nearest centre if within ``n_std · std`` of it.
 
     A mode counts as covered when it holds at least ``min_share`` of its uniform share 1/K.
+    ``core`` (the share within one std of a centre) catches blurred modes, which the 3-std
+    counts and the energy distance barely see: exact samples of well-separated isotropic
+    Gaussians give ``core ≈ core_expected`` = P(χ²_D ≤ 1) (0.39 in 2D); modes 1.5× too wide
+    give 0.20 while every mode still holds ≥ 8 % of the samples.
     """
     x, centers = _pair(x, centers)
     check_positive(std, "std")
@@ -108,4 +105,13 @@ def mode_coverage(x, centers, std, n_std: float = 3.0, min_share: float = 0.5) -
     K = centers.shape[0]
     fractions = torch.bincount(k[inside], minlength=K).to(torch.float64) / x.shape[0]
     covered = int((fractions >= min_share / K).sum())
-    return ModeCoverage(fractions, float(inside.double().mean()), float(fractions.min()), covered)
+    core = float((dmin <= std).double().mean())
+    core_expected = float(chi2.cdf(1.0, x.shape[1]))
+    return ModeCoverage(
+        fractions,
+        float(inside.double().mean()),
+        float(fractions.min()),
+        covered,
+        core,
+        core_expected,
+    )

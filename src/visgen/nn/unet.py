@@ -9,7 +9,9 @@ conv of every residual block and the output conv start at zero, so each block st
 identity and the untrained network predicts 0. CPU-sized simplification: one attention block
 (only in the middle), no dropout by default.
 
-``size`` must be divisible by 2^(len(mults) − 1). Parameter counts (:func:`count_parameters`;
+``size`` must be divisible by 2^(len(mults) − 1); the network is fully convolutional, so it
+also runs at any other size divisible by it (scale-wise generators evaluate it at lower
+resolutions). Parameter counts (:func:`count_parameters`;
 checked by ``tests/test_nn.py`` against this table):
 
 =============================================================  ==========
@@ -146,9 +148,13 @@ class UNet(nn.Module):
         self.shape = (in_channels, size, size)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
-        if tuple(x.shape[1:]) != self.shape:
+        # fully convolutional: trained at `size`, callable at any size the down-sampling
+        # divides (scale-wise generation, visgen.fewstep.swd)
+        f = 2 ** (len(self.config["mults"]) - 1)
+        if x.dim() != 4 or x.shape[1] != self.shape[0] or x.shape[2] % f or x.shape[3] % f:
             raise ValueError(
-                f"x must have shape (B, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}"
+                f"x must have shape (B, {self.shape[0]}, H, W) with H and W divisible by {f} "
+                f"(trained at {self.shape[1]}×{self.shape[2]}), got {tuple(x.shape)}"
             )
         emb = self.embed(t, cond)
         h = self.inp(x)

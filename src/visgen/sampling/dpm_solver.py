@@ -1,7 +1,7 @@
 r"""DPM-Solver (Lu et al. 2022, arXiv 2206.00927) and DPM-Solver++ (Lu et al. 2022, arXiv 2211.01095).
 
 Both integrate the PF-ODE exactly in its linear part, in the log-SNR λ = log(α/σ). From t to
-s < t with h = λ_s − λ_t > 0 (DPM-Solver eq. 3.4, DPM-Solver++ eq. 8):
+s < t with h = λ_s − λ_t > 0 (DPM-Solver eq. 3.4; DPM-Solver++ §3 in x̂0):
 
 .. math::
     x_s = \frac{α_s}{α_t} x_t − α_s \int_{λ_t}^{λ_s} e^{−λ} \hat ε(λ)\, dλ
@@ -54,7 +54,7 @@ def _stages(den: Denoiser, g: GridValues, fraction: float) -> GridValues:
 
 @torch.no_grad()
 def sample_dpm_1(den, x, ts, cond=None, *, callback=None, denoise_to_zero=False):
-    r"""DPM-Solver-1 (Lu et al. 2022, eq. 3.7): x_s = (α_s/α_t) x_t − σ_s (e^h − 1) ε̂.
+    r"""DPM-Solver-1 (Lu et al. 2022, eq. 3.4 with ε̂ frozen): x_s = (α_s/α_t) x_t − σ_s (e^h − 1) ε̂.
 
     Order 1, 1 NFE per step; ≡ DDIM (η = 0), ≡ Euler for flow matching.
     """
@@ -73,7 +73,7 @@ def sample_dpm_1(den, x, ts, cond=None, *, callback=None, denoise_to_zero=False)
 
 @torch.no_grad()
 def sample_dpm_2(den, x, ts, cond=None, *, callback=None, denoise_to_zero=False):
-    r"""Singlestep DPM-Solver-2 (Lu et al. 2022, Alg. 4 with r₁ = ½): the λ-midpoint method.
+    r"""Singlestep DPM-Solver-2 (Lu et al. 2022, §3.3, r₁ = ½): the λ-midpoint method.
 
     u = (α_m/α_t) x_t − σ_m (e^{h/2} − 1) ε̂(x_t, t) at λ_m = λ_t + h/2, then
     x_s = (α_s/α_t) x_t − σ_s (e^h − 1) ε̂(u, m). Order 2, 2 NFE per step (1 for a final
@@ -97,7 +97,7 @@ def sample_dpm_2(den, x, ts, cond=None, *, callback=None, denoise_to_zero=False)
 
 @torch.no_grad()
 def sample_dpm_3(den, x, ts, cond=None, *, callback=None, denoise_to_zero=False):
-    r"""Singlestep DPM-Solver-3 (Lu et al. 2022, Alg. 5 with r₁ = 1/3, r₂ = 2/3).
+    r"""Singlestep DPM-Solver-3 (Lu et al. 2022, §3.3, r₁ = 1/3, r₂ = 2/3).
 
     With D₁ = ε̂(u₁, s₁) − ε̂_t, D₂ = ε̂(u₂, s₂) − ε̂_t and φ(z) = (e^z − 1)/z − 1:
 

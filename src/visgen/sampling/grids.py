@@ -171,7 +171,8 @@ def sd3(n: int, shift: float = 3.0, t_start: float = 1.0, t_end: float = 0.0) ->
     """A uniform grid warped by SD3's shift t' = s t / (1 + (s − 1) t) (Esser et al. 2024, eq. 23).
 
     s > 1 spends more steps near noise (the larger the image, the larger s should be);
-    s = 1 is :func:`uniform`. The ends are shifted too (0 and 1 are fixed points).
+    s = 1 is :func:`uniform`. The ends are shifted too (0 and 1 are fixed points), so for a
+    λ-based solver on flow matching start below t = 1 (e.g. ``t_start=1 - T_EPS``).
     """
     check_positive(n, "n", integer=True)
     check_positive(shift, "shift")

@@ -17,7 +17,7 @@ __all__ = ["sample_unipc"]
 
 
 def _unic(step, x0_new):
-    r"""UniC (Zhao et al. 2023, Alg. 1 / eq. 12) for the step t → s just predicted.
+    r"""UniC (Zhao et al. 2023, §3.1) for the step t → s just predicted.
 
     ``step`` = (base, α_s, B, h, x̂0_t, x̂0_prev, r) with base the first-order update and
     r = (λ_prev − λ_t)/h. The coefficients ρ solve Σ_k ρ_k r_k^{j−1} = (j − 1)! g_j / B for
@@ -37,7 +37,7 @@ def _unic(step, x0_new):
 def sample_unipc(
     den: Denoiser, x: torch.Tensor, ts, cond=None, *, callback=None, denoise_to_zero=False
 ) -> torch.Tensor:
-    r"""UniPC-2 with B(h) = e^{−h} − 1 (Zhao et al. 2023, Alg. 1–2), x̂0 form.
+    r"""UniPC-2 with B(h) = e^{−h} − 1 (Zhao et al. 2023, §3), x̂0 form.
 
     Predictor UniP-2 (with ρ = ½ it is DPM-Solver++(2M)):
     x̃_s = (σ_s/σ_t) x_t − α_s B x̂0_t − α_s B · ½ (x̂0_{prev} − x̂0_t)/r, r = (λ_prev − λ_t)/h.

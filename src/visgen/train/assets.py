@@ -191,7 +191,7 @@ def _fm_2d() -> dict:
         "model": {"name": "mlp", "shape": [2], "width": 128, "depth": 3},
         "method": {"name": "fm"},
         "data": "eight_gaussians",
-        "train": {"steps": budget(full=6000, fast=2000), "batch_size": 512, "lr": 2e-3},
+        "train": {"steps": budget(full=4000, fast=2000), "batch_size": 512, "lr": 2e-3},
     }
 
 
@@ -199,25 +199,43 @@ def _ddpm_2d() -> dict:
     return {**_fm_2d(), "method": {"name": "ddpm"}}
 
 
+def _dsm_2d() -> dict:
+    return {
+        **_fm_2d(),
+        "method": {"name": "dsm", "sigma_min": 0.01, "sigma_max": 10.0, "levels": 10},
+    }
+
+
 def _fm_digits() -> dict:
     return {
         "model": {"name": "mlp", "shape": [1, 8, 8], "width": 256, "depth": 3, "num_classes": 10},
         "method": {"name": "fm", "t_sampler": "logit_normal", "label_dropout": 0.1},
         "data": "digits",
-        "train": {"steps": budget(full=6000, fast=2500), "batch_size": 256, "lr": 2e-3},
+        "train": {"steps": budget(full=4000, fast=1500), "batch_size": 256, "lr": 2e-3},
     }
 
 
-def _classifier(data: str, channels: int, classes: int) -> Callable[[], dict]:
+def _ddpm_digits() -> dict:
+    return {**_fm_digits(), "method": {"name": "ddpm", "label_dropout": 0.1}}
+
+
+def _classifier(data: str, channels: int, classes: int, width: int, steps: tuple[int, int]):
+    """Evaluation classifier of the image metrics (measured test accuracy in docs/metrics.md)."""
+
     def recipe() -> dict:
         return {
-            "model": {"name": "classifier", "in_channels": channels, "num_classes": classes},
+            "model": {
+                "name": "classifier",
+                "in_channels": channels,
+                "num_classes": classes,
+                "width": width,
+            },
             "method": {"name": "classifier"},
             "data": data,
             "train": {
-                "steps": budget(full=2000, fast=800),
+                "steps": budget(full=steps[0], fast=steps[1]),
                 "batch_size": 128,
-                "lr": 2e-3,
+                "lr": 5e-3,
                 "weight_decay": 1e-4,
                 "ema_decay": 0.99,
             },
@@ -229,9 +247,12 @@ def _classifier(data: str, channels: int, classes: int) -> Callable[[], dict]:
 ASSETS: dict[str, Callable[[], dict]] = {
     "fm_2d": _fm_2d,
     "ddpm_2d": _ddpm_2d,
+    "dsm_2d": _dsm_2d,
     "fm_digits": _fm_digits,
-    "classifier_digits": _classifier("digits", 1, 10),
-    "classifier_shapes16": _classifier("shapes16", 3, 12),
+    "ddpm_digits": _ddpm_digits,
+    "classifier_digits": _classifier("digits", 1, 10, 16, (1500, 600)),
+    "classifier_shapes16": _classifier("shapes16", 3, 12, 32, (2500, 800)),
+    "classifier_shapes32": _classifier("shapes32", 3, 12, 32, (2500, 800)),
 }
 """Named recipes: a function returning a spec (evaluated at call time, so budgets apply)."""
 

@@ -36,8 +36,11 @@ class CheckpointError(ValueError):
 
 
 def checkpoint_paths(path) -> tuple[Path, Path]:
-    """(tensor file, JSON file) of a checkpoint given its stem or either file."""
+    """(tensor file, JSON file) of a checkpoint given its stem, either file, or a training
+    output folder (which holds ``checkpoint.{safetensors,json}``)."""
     path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint"
     if path.suffix in (".safetensors", ".json"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
@@ -87,7 +90,9 @@ def load_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, config) of a checkpoint; :class:`CheckpointError` if it cannot be trusted."""
     st_path, json_path = checkpoint_paths(path)
     if not json_path.exists():
-        raise FileNotFoundError(f"no checkpoint at {str(json_path)!r} (expected {json_path.name})")
+        raise FileNotFoundError(
+            f"no checkpoint at {str(path)!r} (looked for {str(json_path)!r} and its .safetensors)"
+        )
     try:
         meta = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -208,7 +208,8 @@ class Trainer:
     def _batch(self, step: int) -> dict:
         g = step_generator(self.config.seed, step)
         idx = torch.randint(0, len(self.data), (self.config.batch_size,), generator=g)
-        batch = {"x0": self.data.x[idx]}
+        # data sets are float32; the batch follows the model's dtype (float64 models train too)
+        batch = {"x0": self.data.x[idx].to(next(self.model.parameters()).dtype)}
         if self.labels:
             batch["cond"] = self.data.labels[idx]
         batch = self.method.draw(batch, g)

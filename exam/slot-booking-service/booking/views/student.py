@@ -131,8 +131,9 @@ def book(request, exam_id):
 
     def action(enrollment):
         result = services.book(enrollment, slot_id, actor=request.user)
-        verb = "You are booked" if result.created else "You were already booked"
-        return f"{verb} for {_when(result.booking)}. A confirmation email is on its way."
+        if not result.created:  # a repeated submit: nothing changed, no second email
+            return f"You are already booked for {_when(result.booking)}."
+        return f"You are booked for {_when(result.booking)}. A confirmation email is on its way."
 
     return _act(request, exam_id, action)
 

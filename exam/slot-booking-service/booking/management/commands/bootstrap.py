@@ -12,7 +12,7 @@ class Command(BaseCommand):
     help = (
         "Create the first instructor if there is none and print a one-time link to set the "
         "password (printed again on each start until an instructor has a password). With "
-        "--email, create that instructor, or print a new link for them."
+        "--email, create that instructor (staff, not superuser), or print a new link for them."
     )
 
     def add_arguments(self, parser):
@@ -28,8 +28,10 @@ class Command(BaseCommand):
             email = first.email if first else "instructor@example.org"
         email = email.strip().lower()
         user = User.objects.filter(email=email).first()
-        if user is None:
+        if user is None and not staff.exists():  # the first instructor also administers
             user = User.objects.create_superuser(email, name="Instructor")
+        elif user is None:
+            user = User.objects.create_user(email, name="Instructor", is_staff=True)
         elif not user.is_staff:
             raise CommandError(f"{email} is a student account; choose another address.")
         link = settings.SITE_URL + reverse(

@@ -1,0 +1,181 @@
+"""Few-step generators of lectures 6 and 7 side by side, on the same teachers and budget.
+
+Trains every method registered in :data:`visgen.fewstep.METHODS` for the same number of
+generator updates on each task and reports, at 1, 2 and 4 NFE (where a method supports them):
+
+* ``8gauss_fm`` (flow-matching teacher on the 8-Gaussian target): energy distance to fresh
+  target samples, share of samples within 3σ of a mode, smallest mode share (ideal 0.125);
+* ``digits`` (flow-matching MLP teacher, class-conditional, sampled with the 397 labels of
+  the test split): Fréchet distance on the visgen classifier's features against the test
+  split, the classifier's mean confidence and its agreement with the requested class;
+* ``digits_unet`` (convolutional teacher; only the methods that need spatial features or
+  several resolutions, see ``UNET_METHODS``): the same image metrics.
+
+Each task's teacher is measured with a 50-step Euler sampler (50 NFE) as the reference, and
+the data-vs-data floor is printed beside it (rows of :mod:`visgen.course.helpers`, as in the
+tour). A method that cannot run on a task (e.g. SwD
+without a convolutional teacher) is listed as n/a with the reason. Wall time per method is
+the training time; timings on a shared machine are noisy (compare ratios within one run).
+
+    python benchmarks/fewstep.py                       # full budget (BENCHMARKS.md)
+    VISGEN_FAST=1 python benchmarks/fewstep.py         # smoke test
+    python benchmarks/fewstep.py --methods dmd,drifting --tasks 8gauss_fm --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+
+from visgen import budget, set_threads
+from visgen.course import helpers
+from visgen.data import get_dataset
+from visgen.fewstep import METHODS, get_task
+from visgen.oracles import eight_gaussians
+from visgen.sampling import sample_euler, uniform
+
+NFES = (1, 2, 4)
+TASKS = ("8gauss_fm", "digits", "digits_unet")
+UNET_METHODS = ("mmd", "swd")  # a conv teacher costs ~10x per step: only where it is needed
+
+
+def _reference(task, n: int):
+    """(noise, cond, reference, floor row) of a task; digits use the test split's labels."""
+    noise = torch.randn((n, *task.shape), generator=torch.Generator().manual_seed(1))
+    if task.num_classes is None:
+        ref = eight_gaussians().sample(n, torch.Generator().manual_seed(123))
+        return noise, None, ref, helpers.gaussians_floor_row(ref, torch.Generator().manual_seed(7))
+    cond = get_dataset("digits", "test").labels[:n]
+    return noise, cond, None, helpers.digits_floor_row()
+
+
+def _metrics(task, x, cond, ref) -> dict:
+    if task.num_classes is None:
+        r = helpers.gaussians_row("", x, ref)
+        return {
+            "ed": r["energy distance"],
+            "in_mode": r["in a mode"],
+            "min_mode": r["smallest mode"],
+        }
+    r = helpers.digits_row("", x.clamp(-1, 1), cond)
+    return {
+        "fd": r["FD (classifier)"],
+        "confidence": r["confidence"],
+        "agreement": r["right class"],
+    }
+
+
+def _floor(task, floor_row) -> dict:
+    if task.num_classes is None:
+        return {"ed": floor_row["energy distance"], "in_mode": floor_row["in a mode"],
+                "min_mode": floor_row["smallest mode"]}  # fmt: skip
+    return {"fd": floor_row["FD (classifier)"], "confidence": floor_row["confidence"],
+            "agreement": floor_row["right class"]}  # fmt: skip
+
+
+def run(tasks, methods, steps: int, n_points: int) -> dict:
+    results = {}
+    for name in tasks:
+        task = get_task(name)
+        n = n_points if task.num_classes is None else len(get_dataset("digits", "test"))
+        noise, cond, ref, floor_row = _reference(task, n)
+        teacher = sample_euler(task.teacher, noise, uniform(50), cond)
+        out = {
+            "teacher_50nfe": _metrics(task, teacher, cond, ref),
+            "floor": _floor(task, floor_row),
+            "n": n,
+            "methods": {},
+        }
+        chosen = [m for m in methods if name != "digits_unet" or m in UNET_METHODS]
+        for method in chosen:
+            lecture, train = METHODS[method]
+            start = time.perf_counter()
+            try:
+                gen = train(task, steps, torch.Generator().manual_seed(0))
+            except TypeError as err:  # the method cannot use this teacher
+                out["methods"][method] = {"lecture": lecture, "n/a": str(err)}
+                print(f"[{name}] {method}: n/a ({err})", flush=True)
+                continue
+            row = {"lecture": lecture, "train_s": time.perf_counter() - start}
+            for nfe in NFES:
+                if nfe in gen.nfes:
+                    x = gen.sample(noise, nfe, cond, torch.Generator().manual_seed(2))
+                    row[nfe] = _metrics(task, x, cond, ref)
+            out["methods"][method] = row
+            print(f"[{name}] {method}: {row['train_s']:.0f} s {row}", flush=True)
+        results[name] = out
+    return results
+
+
+def _cell(m: dict | None, points: bool) -> str:
+    if m is None:
+        return "—"
+    if points:
+        return f"{m['ed']:.4f} / {m['in_mode']:.2f} / {m['min_mode']:.3f}"
+    return f"{m['fd']:.2f} / {m['confidence']:.2f} / {m['agreement']:.2f}"
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    for name, out in results.items():
+        points = name.startswith("8gauss")
+        what = "ED / in-mode / min mode share" if points else "FD / confidence / right class"
+        lines += [
+            f"**{name}** (n = {out['n']}; cells: {what})",
+            "",
+            "| method | lecture | 1 NFE | 2 NFE | 4 NFE | train time |",
+            "|---|---|---|---|---|---|",
+            f"| data vs data (floor) | — | {_cell(out['floor'], points)} | | | |",
+            f"| teacher, Euler 50 NFE | — | {_cell(out['teacher_50nfe'], points)} | | | |",
+        ]
+        for method, row in out["methods"].items():
+            if "n/a" in row:
+                lines.append(f"| {method} | {row['lecture']} | n/a | n/a | n/a | — |")
+                continue
+            cells = " | ".join(_cell(row.get(k), points) for k in NFES)
+            lines.append(f"| {method} | {row['lecture']} | {cells} | {row['train_s']:.0f} s |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=budget(full=1000, fast=50),
+                   help="generator updates per method (default: 1000, FAST: 50)")  # fmt: skip
+    p.add_argument("--methods", default=None, help="comma-separated subset of METHODS")
+    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {TASKS}")
+    p.add_argument("--n", type=int, default=budget(full=2000, fast=500),
+                   help="2D samples (digits: the 397 test labels)")  # fmt: skip
+    p.add_argument("--json", default=None, help="also write the results to this file")
+    args = p.parse_args(argv)
+    set_threads(1)
+    methods = sorted(METHODS, key=lambda m: (METHODS[m][0], m))
+    if args.methods:
+        wanted = args.methods.split(",")
+        unknown = sorted(set(wanted) - set(METHODS))
+        if unknown:
+            p.error(f"unknown methods {unknown}; registered: {', '.join(methods)}")
+        methods = [m for m in methods if m in wanted]
+    tasks = args.tasks.split(",")
+    if set(tasks) - set(TASKS):
+        p.error(f"unknown tasks {sorted(set(tasks) - set(TASKS))}; choose from {TASKS}")
+    start = time.perf_counter()
+    results = run(tasks, methods, args.steps, args.n)
+    print(f"\n{platform.node()} {platform.processor() or platform.machine()}, torch "
+          f"{torch.__version__}, 1 thread, {args.steps} generator updates per method, "
+          f"total {time.perf_counter() - start:.0f} s\n")  # fmt: skip
+    print(markdown(results))
+    if args.json:
+        tmp = f"{args.json}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"steps": args.steps, "results": results}, f, indent=1, default=str)
+        os.replace(tmp, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""``python -m visgen`` is the ``visgen`` command."""
+
+import sys
+
+from visgen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,187 @@
+"""A homework's manifest: where its files are, its points rubric and its measured run times.
+
+Each homework lives in ``solutions/hwN/``:
+
+===========================  =================================================================
+``<notebook>.py``            jupytext source of the notebook (solutions between markers)
+``<document>.typ``           Typst task sheet (``task`` or ``theory``) with worked solutions
+``tests_hidden.py``          hidden tests: functions ``test_*(sub)`` taking the submission
+``homework.json``            title, file names, limits and the rubric (below)
+``runtime.json``             measured run times of the solution (written by ``--measure``)
+===========================  =================================================================
+
+``homework.json``::
+
+    {"title": ..., "notebook": "practice_template", "document": "task",
+     "limits": {"time_s": 60, "memory_mb": 4096, "statement_time_s": 30, "load_time_s": 120},
+     "rubric": [{"id": "1.1", "title": ..., "functions": ["ve_score"], "points": 1,
+                 "tests": ["test_ve_score"], "time_s": 30}, ...],
+     "manual": [{"id": "T1", "title": ..., "points": 2}, ...],
+     "inputs": ["artifacts/*.safetensors"]}
+
+A rubric item earns its points when every one of its tests passes (one rule, no partial
+credit inside an item); ``manual`` items are graded by hand from the written answers.
+``inputs`` are files next to the submitted notebook that the hidden tests may read
+(trained weights, for homeworks whose deliverable is a model).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Homework", "ManualItem", "RubricItem", "list_homeworks", "load_homework", "repo_root"]
+
+DEFAULT_TIME_S = 60.0  # per hidden test
+DEFAULT_MEMORY_MB = 4096  # address space of the grading process
+DEFAULT_STATEMENT_TIME_S = 30.0  # each import / UPPERCASE constant while loading a notebook
+DEFAULT_LOAD_TIME_S = 120.0  # hard cap on loading the notebook and the hidden tests
+
+
+@dataclass(frozen=True)
+class RubricItem:
+    id: str
+    title: str
+    points: float
+    tests: tuple[str, ...]
+    functions: tuple[str, ...] = ()
+    time_s: float | None = None  # per-test limit; the homework default when None
+
+
+@dataclass(frozen=True)
+class ManualItem:
+    id: str
+    title: str
+    points: float
+
+
+def repo_root() -> Path:
+    """The repository this visgen was installed from (editable install), else the cwd."""
+    here = Path(__file__).resolve().parents[3]
+    return here if (here / "solutions").is_dir() else Path.cwd()
+
+
+def _solutions(root: str | Path | None) -> Path:
+    path = Path(root) if root is not None else repo_root() / "solutions"
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"solutions folder {path} not found; pass --solutions PATH (the repository's solutions/)"
+        )
+    return path
+
+
+def list_homeworks(root: str | Path | None = None) -> list[str]:
+    """Names (``hw1``, ``hw2``, …) of every folder under solutions/ with a homework.json."""
+    root = _solutions(root)
+    names = [p.parent.name for p in root.glob("*/homework.json")]
+    return sorted(names, key=lambda n: (len(n), n))
+
+
+def _field(data: dict, key: str, kind, where: str):
+    if key not in data:
+        raise ValueError(f"{where}: missing field {key!r}")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{where}: field {key!r} must be {kind}, got {value!r}")
+    return value
+
+
+class Homework:
+    """The manifest of one homework (``load_homework("hw1")``)."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.name = directory.name
+        where = str(directory / "homework.json")
+        try:
+            data = json.loads((directory / "homework.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where} is not valid JSON: {err}") from err
+        self.title: str = _field(data, "title", str, where)
+        self.notebook: str = _field(data, "notebook", str, where)
+        self.document: str | None = data.get("document")
+        limits = data.get("limits", {})
+        self.time_s = float(limits.get("time_s", DEFAULT_TIME_S))
+        self.memory_mb = int(limits.get("memory_mb", DEFAULT_MEMORY_MB))
+        self.statement_time_s = float(limits.get("statement_time_s", DEFAULT_STATEMENT_TIME_S))
+        self.load_time_s = float(limits.get("load_time_s", DEFAULT_LOAD_TIME_S))
+        self.inputs: tuple[str, ...] = tuple(data.get("inputs", ()))
+        self.items: list[RubricItem] = []
+        for i, raw in enumerate(_field(data, "rubric", list, where)):
+            w = f"{where}: rubric[{i}]"
+            self.items.append(
+                RubricItem(
+                    id=_field(raw, "id", str, w),
+                    title=_field(raw, "title", str, w),
+                    points=float(_field(raw, "points", (int, float), w)),
+                    tests=tuple(_field(raw, "tests", list, w)),
+                    functions=tuple(raw.get("functions", ())),
+                    time_s=raw.get("time_s"),
+                )
+            )
+        self.manual: list[ManualItem] = [
+            ManualItem(
+                _field(m, "id", str, f"{where}: manual[{i}]"),
+                _field(m, "title", str, f"{where}: manual[{i}]"),
+                float(_field(m, "points", (int, float), f"{where}: manual[{i}]")),
+            )
+            for i, m in enumerate(data.get("manual", []))
+        ]
+        ids = [it.id for it in self.items] + [m.id for m in self.manual]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{where}: rubric ids must be unique, got {ids}")
+        tests = [t for it in self.items for t in it.tests]
+        if len(set(tests)) != len(tests):
+            raise ValueError(f"{where}: a test may belong to one rubric item only")
+
+    # --- files -----------------------------------------------------------------------
+    @property
+    def source_path(self) -> Path:
+        return self.dir / f"{self.notebook}.py"
+
+    @property
+    def tests_path(self) -> Path:
+        return self.dir / "tests_hidden.py"
+
+    @property
+    def document_path(self) -> Path | None:
+        return None if self.document is None else self.dir / f"{self.document}.typ"
+
+    @property
+    def runtime_path(self) -> Path:
+        return self.dir / "runtime.json"
+
+    # --- points ----------------------------------------------------------------------
+    @property
+    def auto_points(self) -> float:
+        return sum(it.points for it in self.items)
+
+    @property
+    def manual_points(self) -> float:
+        return sum(m.points for m in self.manual)
+
+    def item_of_function(self, function: str) -> RubricItem:
+        for item in self.items:
+            if function in item.functions:
+                return item
+        raise KeyError(f"no rubric item grades the function {function!r}")
+
+    def runtime(self) -> dict:
+        """Measured run times ({"full": {...}, "fast": {...}}), {} if never measured."""
+        if not self.runtime_path.is_file():
+            return {}
+        return json.loads(self.runtime_path.read_text(encoding="utf-8"))
+
+    def __repr__(self) -> str:
+        return f"Homework({self.name!r}, {self.title!r})"
+
+
+def load_homework(name: str, root: str | Path | None = None) -> Homework:
+    """Load ``solutions/<name>/homework.json`` (``name`` like ``hw1``)."""
+    solutions = _solutions(root)
+    directory = solutions / name
+    if not (directory / "homework.json").is_file():
+        known = ", ".join(list_homeworks(solutions)) or "none"
+        raise ValueError(f"unknown homework {name!r} (known: {known})")
+    return Homework(directory)

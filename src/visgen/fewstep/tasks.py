@@ -1,0 +1,92 @@
+"""The standard few-step tasks: one teacher + its data, shared by the tests, the tour chapters
+L6/L7 and ``benchmarks/fewstep.py`` so every method is compared on the same footing.
+
+============  ============================================  =========  =======
+name          teacher                                       shape      classes
+============  ============================================  =========  =======
+``8gauss``    the exact 8-Gaussian denoiser (no network)    (2,)       —
+``8gauss_fm`` flow-matching MLP, asset ``fm_2d``            (2,)       —
+``digits``    flow-matching MLP, asset ``fm_digits``        (1, 8, 8)  10
+``digits_unet`` flow-matching UNet, asset ``fm_digits_unet``  (1, 8, 8)  10
+============  ============================================  =========  =======
+
+Trained teachers come from the training cache (:func:`visgen.train.asset`), so the first
+use trains them and later uses load them. Training data are the train splits of
+:func:`visgen.data.get_dataset`; the 8-Gaussian tasks are unconditional, digits is
+class-conditional (the teachers were trained with 10 % label dropout). ``digits_unet`` exists
+for the methods that need spatial teacher features or several resolutions (patch-level MMD,
+SwD): a convolutional teacher whose middle block sees 4×4 "patches" of an 8×8 digit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from visgen._checks import check_choice
+from visgen.config import budget
+from visgen.data import get_dataset
+from visgen.fewstep.base import Task
+from visgen.oracles import eight_gaussians
+from visgen.train import asset, register_asset
+
+__all__ = ["TASKS", "get_task"]
+
+
+def _fm_digits_unet() -> dict:
+    return {
+        "model": {
+            "name": "unet", "in_channels": 1, "size": 8, "channels": 16, "mults": [1, 2],
+            "num_classes": 10,
+        },
+        "method": {"name": "fm", "t_sampler": "logit_normal", "label_dropout": 0.1},
+        "data": "digits",
+        "train": {"steps": budget(full=4000, fast=1000), "batch_size": 128, "lr": 2e-3},
+    }  # fmt: skip
+
+
+register_asset("fm_digits_unet", _fm_digits_unet)
+
+
+def _gmm_data(n: int, generator: torch.Generator | None = None):
+    return eight_gaussians().sample(n, generator), None
+
+
+def _dataset_sampler(name: str):
+    data = get_dataset(name)
+
+    def sample(n: int, generator: torch.Generator | None = None):
+        idx = torch.randint(len(data), (n,), generator=generator)
+        return data.x[idx], (None if data.labels is None else data.labels[idx])
+
+    return sample
+
+
+def _gmm_task() -> Task:
+    return Task(eight_gaussians().denoiser("linear"), _gmm_data, (2,), None, "8gauss")
+
+
+def _asset_task(name: str, asset_name: str, data: str | None):
+    def build() -> Task:
+        teacher = asset(asset_name, progress=False).denoiser()
+        if data is None:
+            return Task(teacher, _gmm_data, (2,), None, name)
+        ds = get_dataset(data)
+        return Task(teacher, _dataset_sampler(data), ds.sample_shape, ds.num_classes, name)
+
+    return build
+
+
+TASKS: dict[str, Callable[[], Task]] = {
+    "8gauss": _gmm_task,
+    "8gauss_fm": _asset_task("8gauss_fm", "fm_2d", None),
+    "digits": _asset_task("digits", "fm_digits", "digits"),
+    "digits_unet": _asset_task("digits_unet", "fm_digits_unet", "digits"),
+}
+
+
+def get_task(name: str) -> Task:
+    """The task ``name`` of :data:`TASKS` (a trained teacher is trained on first use)."""
+    check_choice(name, "task", sorted(TASKS))
+    return TASKS[name]()

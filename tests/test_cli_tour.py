@@ -1,0 +1,191 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+import visgen.course.tour as tour
+from visgen.cli import main
+from visgen.course import chapter, run_tour, select_chapters
+from visgen.viz import figure, scatter
+
+
+def test_cli_train_then_sample(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "fm",
+                "--data",
+                "digits",
+                "--steps",
+                "20",
+                "--out",
+                str(out),
+                "--conditional",
+                "--width",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert "trained fm on digits for 20 steps" in capsys.readouterr().out
+    cfg = json.loads((out / "checkpoint.json").read_text())["config"]
+    assert cfg["model"]["num_classes"] == 10 and cfg["method"]["label_dropout"] == 0.1
+    png = tmp_path / "grid.png"
+    assert (
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                str(out),
+                "--sampler",
+                "heun",
+                "--steps",
+                "4",
+                "--n",
+                "12",
+                "--out",
+                str(png),
+                "--label",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert "12 samples, heun, 7 network evaluations" in capsys.readouterr().out
+    w, h = Image.open(png).size
+    assert w > 8 * 3 and h > 8 * 3
+    # resume: a longer run in the same folder refuses (a different configuration)...
+    with pytest.raises(SystemExit, match="different run"):
+        main(
+            [
+                "train",
+                "--method",
+                "fm",
+                "--data",
+                "digits",
+                "--steps",
+                "30",
+                "--out",
+                str(out),
+                "--conditional",
+                "--width",
+                "32",
+                "--quiet",
+                "--resume",
+            ]
+        )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["train", "--method", "fm", "--data", "cifar10", "--steps", "5", "--out", "x"],
+            "unknown dataset",
+        ),
+        (
+            ["train", "--method", "fm", "--data", "moons", "--steps", "0", "--out", "x"],
+            "--steps must be",
+        ),
+        (
+            [
+                "train",
+                "--method",
+                "fm",
+                "--data",
+                "moons",
+                "--steps",
+                "5",
+                "--out",
+                "x",
+                "--conditional",
+            ],
+            "needs labels",
+        ),
+        (["sample", "--checkpoint", "missing", "--out", "x.png"], "no checkpoint"),
+        (["tour", "--only", "L77", "--out", "x"], "unknown chapter"),
+    ],
+)
+def test_cli_errors_are_clear(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        main(argv)
+
+
+def test_python_dash_m_help():
+    proc = subprocess.run(
+        [sys.executable, "-m", "visgen", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0
+    for command in ("train", "sample", "tour"):
+        assert command in proc.stdout
+
+
+@pytest.fixture
+def demo_chapters():
+    @chapter(
+        "L98",
+        "A demo chapter",
+        lecture=1,
+        summary="shows every block",
+        slides="lectures/01-ddpm-dsm/slides.pdf",
+        code=["visgen.sampling.sample_euler"],
+    )
+    def demo(ctx):
+        ctx.text("The *velocity* `v = ε − x0` is **learned**.", "Second paragraph <not html>.")
+        fig, (ax,) = figure()
+        scatter(ax, torch.randn(100, 2, generator=ctx.generator()), title="points")
+        ctx.figure(fig, "A scatter plot.")
+        ctx.images(torch.zeros(4, 1, 8, 8), "Four grey digits.", nrow=2)
+        ctx.table(
+            [
+                {"method": "model", "ED": 0.0123},
+                {"method": "data vs data", "ED": 0.0025, "_floor": True},
+            ],
+            "Energy distance.",
+        )
+        ctx.metric("ed", 0.0123)
+        ctx.metric("fast", ctx.fast)
+
+    @chapter("L99", "A failing chapter", lecture=2)
+    def broken(ctx):
+        ctx.text("before the failure")
+        raise RuntimeError("deliberate failure")
+
+    yield
+    tour._REGISTRY.pop("L98")
+    tour._REGISTRY.pop("L99")
+
+
+def test_tour_writes_report(tmp_path, demo_chapters):
+    assert [c.id for c in select_chapters(["98", "l99"])] == ["L98", "L99"]
+    report = run_tour(tmp_path, ["L98", "L99"], fast=True, progress=False, log=lambda s: None)
+    assert report["failed"] == ["L99"] and report["fast"] is True
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["chapters"]["L98"]["values"] == {"ed": 0.0123, "fast": True}
+    assert metrics["chapters"]["L98"]["tables"][0]["rows"][1] == {
+        "method": "data vs data",
+        "ED": 0.0025,
+    }
+    assert metrics["chapters"]["L99"]["status"] == "error"
+    page = (tmp_path / "index.html").read_text()
+    assert (
+        "<i>velocity</i>" in page and "<code>v = ε − x0</code>" in page and "<b>learned</b>" in page
+    )
+    assert "&lt;not html&gt;" in page
+    assert page.count("data:image/png;base64,") == 2
+    assert (tmp_path / "L98" / "fig01.png").exists() and (tmp_path / "L98" / "fig02.png").exists()
+    assert 'class="floor"' in page and "0.0123" in page
+    assert "deliberate failure" in page and "This chapter failed" in page
+    assert "src/visgen/sampling/ode.py" in page  # the code link
+
+
+def test_chapter_registry_rejects_bad_ids():
+    with pytest.raises(ValueError, match="chapter id"):
+        chapter("lecture1", "x", lecture=1)
