@@ -7,7 +7,7 @@ import torch
 
 import visgen.nn.dit as dit_module
 from visgen.data import CAPTION_WORDS, make_shapes, tokenize_captions
-from visgen.nn import DiT, build_model, count_parameters
+from visgen.nn import DiT, build_model, count_parameters, drop_labels
 from visgen.nn.dit import apply_rope, patchify, rope_2d, unpatchify
 
 
@@ -152,3 +152,17 @@ def test_build_model_round_trip_and_documented_parameter_counts():
     assert len(rows) >= 3
     for expr, count in rows:
         assert count_parameters(eval(expr, {"DiT": DiT})) == int(count.replace(" ", "")), expr
+
+
+def test_label_dropout_drops_whole_captions(gen):
+    caps = tokenize_captions(make_shapes(4000).captions)
+    dropped = drop_labels(caps, 0.25, gen)
+    gone = (dropped == -1).all(1)
+    assert torch.equal(dropped[~gone], caps[~gone])  # a kept caption is kept whole
+    assert abs(gone.double().mean().item() - 0.25) < 4 * (0.25 * 0.75 / 4000) ** 0.5
+    labels = torch.arange(10)
+    # for class labels the draws are the same as before (one uniform per row)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(
+        drop_labels(labels, 0.5, g1), torch.where(torch.rand(10, generator=g2) < 0.5, -1, labels)
+    )

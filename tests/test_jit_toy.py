@@ -11,11 +11,14 @@ bias), whatever it learns. Both are trained with the same v-loss, time sampler a
 import pytest
 import torch
 
+from visgen import Denoiser
 from visgen.data import embedding_matrix, get_dataset
 from visgen.metrics import energy_distance
+from visgen.nn import MLP
+from visgen.objectives import LogitNormal, diffusion_loss, flow_matching_loss, shift_time
 from visgen.oracles import eight_gaussians
 from visgen.sampling import sample_euler
-from visgen.train import train_cached
+from visgen.train import make_method, train_cached
 
 D, WIDTH = 512, 64
 
@@ -72,3 +75,53 @@ def test_x_prediction_samples_the_manifold_eps_prediction_does_not(models, gen):
     # noise is never removed); a velocity network sits between (ED 9.7, off-plane 21)
     assert ed["x0"] < 0.06 and off_plane["x0"] < 0.1
     assert ed["eps"] > 10 and off_plane["eps"] > 10
+
+
+def test_fm_method_options_and_their_specs(gen):
+    # defaults are left out of the spec: existing cache keys do not change
+    assert make_method("fm").spec == {"name": "fm", "label_dropout": 0.0, "t_sampler": "uniform"}
+    jit = make_method(
+        {
+            "name": "fm",
+            "prediction": "x0",
+            "t_eps": 0.05,
+            "t_sampler": "logit_normal",
+            "t_mean": 0.8,
+            "t_std": 0.8,
+            "t_shift": 2.0,
+        }
+    )
+    assert jit.spec["prediction"] == "x0" and jit.denoiser(lambda x, t, c: x).prediction == "x0"
+    # the shifted logit-normal: shift_time of the base draws with the same generator
+    t = jit.t_sampler(1000, torch.Generator().manual_seed(3))
+    base = LogitNormal(0.8, 0.8)(1000, torch.Generator().manual_seed(3))
+    assert torch.allclose(t, shift_time(base, 2.0))
+    # the loss space: ε-loss of an ε-network is diffusion_loss(target="eps")
+    model = MLP(2, width=16, depth=2)
+    eps_net = make_method({"name": "fm", "prediction": "eps", "loss": "eps"})
+    batch = eps_net.draw({"x0": torch.randn(8, 2, generator=gen)}, gen)
+    den = Denoiser(model, "linear", "eps")
+    expected = diffusion_loss(
+        den, batch["x0"], t=batch["t"], noise=batch["noise"], target="eps", reduction="none"
+    )
+    assert torch.allclose(eps_net.loss(model, batch), expected)
+    with pytest.raises(ValueError, match="fm method only"):
+        make_method({"name": "ddpm", "prediction": "x0"})
+    with pytest.raises(ValueError, match="unknown prediction"):
+        make_method({"name": "fm", "prediction": "score"})
+
+
+def test_eps_network_v_loss_clamps_like_jit(gen):
+    # an ε-network's velocity is (ε̂ − x_t)/(1 − t); t_eps bounds the division near t = 1
+    g = eight_gaussians().to(torch.float64)
+    x0 = g.sample(64, gen)
+    t = torch.rand(64, generator=gen, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
+    den = Denoiser(lambda x, tt, c=None: g.denoiser("linear").eps(x, tt, c), "linear", "eps")
+    got = flow_matching_loss(den, x0, t=t, noise=noise, t_eps=0.05, reduction="none")
+    xt = (1 - t)[:, None] * x0 + t[:, None] * noise
+    v_hat = (den.eps(xt, t) - xt) / (1 - t).clamp_min(0.05)[:, None]
+    assert torch.allclose(got, ((v_hat - (noise - x0)) ** 2).mean(1))
+    plain = flow_matching_loss(den, x0, t=t, noise=noise, reduction="none")
+    keep = t <= 0.95
+    assert torch.allclose(plain[keep], got[keep]) and not torch.allclose(plain[~keep], got[~keep])

@@ -18,7 +18,8 @@ Derived sets (same splits):
 * ``embedded:<toy>:<D>``: a toy 2D set placed on a plane of R^D by the fixed orthonormal
   ``embedding_matrix(D)`` (JiT's high-dimensional toy), labels as the toy's;
 * ``latent:<asset>``: the data set an autoencoder asset was trained on, encoded to its scaled
-  latents (``visgen.train.latent.latent_dataset``), labels kept.
+  latents (``visgen.train.latent.latent_dataset``), labels kept; training specs pin the
+  autoencoder as ``latent:<asset>:<its cache key>``.
 
 Splits are fixed: train and test of the toy sets and of shapes come from different seeds.
 """
@@ -80,7 +81,8 @@ def _load(name: str, split: str) -> Dataset:
     if name.startswith("latent:"):
         from visgen.train.latent import latent_dataset  # the encoder is a trained asset
 
-        return latent_dataset(name.removeprefix("latent:"), split)
+        asset, _, key = name.removeprefix("latent:").partition(":")
+        return latent_dataset(asset, split, key=key or None)
     if name.startswith("embedded:"):
         toy, _, dim = name.removeprefix("embedded:").rpartition(":")
         if not dim.isdigit():

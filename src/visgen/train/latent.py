@@ -17,7 +17,7 @@ import torch
 from visgen.config import budget
 from visgen.data.registry import Dataset, get_dataset
 from visgen.nn.autoencoder import Autoencoder
-from visgen.train.assets import asset, register_asset
+from visgen.train.assets import asset, asset_key, register_asset
 from visgen.train.methods import METHODS
 
 __all__ = ["AutoencoderTraining", "autoencoder", "latent_dataset"]
@@ -96,11 +96,22 @@ def autoencoder(name: str) -> Autoencoder:
 
 
 @torch.no_grad()
-def latent_dataset(name: str, split: str = "train", batch_size: int = 1024) -> Dataset:
-    """The training data of autoencoder asset ``name`` as scaled latents s·μ(x), labels kept."""
+def latent_dataset(
+    name: str, split: str = "train", *, key: str | None = None, batch_size: int = 1024
+) -> Dataset:
+    """The training data of autoencoder asset ``name`` as scaled latents s·μ(x), labels kept.
+
+    ``key``: the autoencoder's expected cache key (:func:`~visgen.train.asset_key`); a
+    mismatch (the recipe or the budget changed) is an error rather than silently other latents.
+    """
+    if key is not None and key != asset_key(name):
+        raise ValueError(
+            f"latents of {name!r} were requested for autoencoder {key}, but the asset is now "
+            f"{asset_key(name)} (FAST vs full budget, or a changed recipe)"
+        )
     vae = autoencoder(name)
     data = get_dataset(asset(name, progress=False).config["data"], split)
     z = torch.cat(
         [vae.to_latent(data.x[i : i + batch_size]) for i in range(0, len(data), batch_size)]
     )
-    return Dataset(f"latent:{name}", z, data.labels, data.num_classes)
+    return Dataset(f"latent:{name}:{asset_key(name)}", z, data.labels, data.num_classes)

@@ -175,9 +175,15 @@ class Diffusion:
     def encoder(self):
         """The frozen REPA encoder (a cached asset, loaded on first use)."""
         if self._encoder is None:
-            from visgen.train.assets import asset  # assets imports this module
+            from visgen.train.assets import asset, asset_key  # assets imports this module
 
-            self._encoder = asset(self.repa["encoder"], progress=False).model
+            name = self.repa["encoder"]
+            if asset_key(name) != self.repa["encoder_key"]:
+                raise ValueError(
+                    f"this method was specified with REPA encoder {self.repa['encoder_key']}, "
+                    f"but asset {name!r} is now {asset_key(name)} (FAST vs full, or changed)"
+                )
+            self._encoder = asset(name, progress=False).model
         return self._encoder
 
 
@@ -186,10 +192,15 @@ def _repa_options(repa) -> dict:
         raise ValueError(
             f"repa must be a dict with 'encoder' (an asset name) and 'layer', got {repa!r}"
         )
-    unknown = set(repa) - {"encoder", "layer", "weight", "normalize"}
+    unknown = set(repa) - {"encoder", "encoder_key", "layer", "weight", "normalize"}
     if unknown:
         raise ValueError(f"unknown repa options {sorted(unknown)}")
     out = {"weight": 0.5, "normalize": False, **repa}
+    if "encoder_key" not in out:
+        # pin the encoder (FAST and full assets differ), so the cache never mixes them
+        from visgen.train.assets import asset_key  # assets imports this module
+
+        out["encoder_key"] = asset_key(out["encoder"])
     if not isinstance(out["layer"], int) or out["layer"] < 1:
         raise ValueError(f"repa layer must be a block index >= 1, got {out['layer']!r}")
     if not out["weight"] > 0:

@@ -53,27 +53,31 @@ register_asset("repa_encoder_shapes16", _encoder("shapes16", 3, 12, 16))
 
 
 @torch.no_grad()
-def hidden_features(model, x0, layer: int, t: float, *, cond=None, generator=None, batch_size=512):
-    """Mean-pooled image tokens (N, dim) after block ``layer`` of a DiT on x_t at time t."""
+def hidden_features(model, x0, layers, t: float, *, generator=None, batch_size=512) -> dict:
+    """Mean-pooled image tokens (N, dim) after each block of ``layers`` of a DiT on
+    x_t = (1 − t) x0 + t ε, evaluated unconditionally (null condition): {layer: features}."""
     t = float(as_time(t, "t"))
-    feats = []
+    layers = (layers,) if isinstance(layers, int) else tuple(layers)
+    feats = {layer: [] for layer in layers}
     for i in range(0, len(x0), batch_size):
         x = x0[i : i + batch_size]
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        xt = (1 - t) * x + t * noise
-        c = None if cond is None else cond[i : i + batch_size]
-        _, hidden = model(xt, torch.full((len(x),), t), c, return_hidden=(layer,))
-        feats.append(hidden[layer].mean(1))
-    return torch.cat(feats)
+        xt = (1 - t) * x + t * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        _, hidden = model(xt, torch.full((len(x),), t), return_hidden=layers)
+        for layer in layers:
+            feats[layer].append(hidden[layer].mean(1))
+    return {layer: torch.cat(f) for layer, f in feats.items()}
 
 
-def probe_accuracy(model, data: str, layer: int, t: float = 0.25, *, seed: int = 0) -> float:
-    """Linear-probe test accuracy of the class from block ``layer``'s pooled tokens at time t
-    (unconditional evaluation: the null class, so the label is not given to the model)."""
+def probe_accuracy(model, data: str, layers, t: float = 0.25, *, seed: int = 0) -> dict:
+    """Linear-probe test accuracy of the class from the pooled tokens of each block of
+    ``layers`` at time t: {layer: accuracy}. The model sees no label (null condition)."""
     train, test = get_dataset(data, "train"), get_dataset(data, "test")
     if train.labels is None or train.labels.dim() != 1:
         raise ValueError(f"data set {data!r} has no class labels to probe")
     g = torch.Generator().manual_seed(seed)
-    f_train = hidden_features(model, train.x, layer, t, generator=g)
-    f_test = hidden_features(model, test.x, layer, t, generator=g)
-    return linear_probe(f_train, train.labels, f_test, test.labels)
+    f_train = hidden_features(model, train.x, layers, t, generator=g)
+    f_test = hidden_features(model, test.x, layers, t, generator=g)
+    return {
+        layer: linear_probe(f_train[layer], train.labels, f_test[layer], test.labels)
+        for layer in f_train
+    }
