@@ -13,7 +13,7 @@ import torch
 
 from visgen import Denoiser
 from visgen.data import embedding_matrix, get_dataset
-from visgen.metrics import energy_distance
+from visgen.metrics import energy_distance, mode_coverage
 from visgen.nn import MLP
 from visgen.objectives import LogitNormal, diffusion_loss, flow_matching_loss, shift_time
 from visgen.oracles import eight_gaussians
@@ -28,7 +28,7 @@ def spec(prediction):
         "model": {"name": "mlp", "shape": [D], "width": WIDTH, "depth": 4},
         "method": {"name": "fm", "prediction": prediction, "t_eps": 0.05},
         "data": f"embedded:eight_gaussians:{D}",
-        "train": {"steps": 1000, "batch_size": 256, "lr": 2e-3},
+        "train": {"steps": 1500, "batch_size": 256, "lr": 4e-3},
     }
 
 
@@ -57,7 +57,7 @@ def test_x_prediction_denoises_where_eps_prediction_cannot(models, gen):
         for name, den in models.items():
             err[name] = (den.x0(xt.float(), t).double() - x0).pow(2).sum(1).mean().item()
     bound = (D - 2 - WIDTH - 1) * (t / (1 - t)) ** 2
-    # measured (1000 steps, 3 noise seeds): x0 1.28–1.37 vs floor 1.16–1.19; eps 474 vs bound 445
+    # measured (1500 steps): x0 1.20 vs floor 1.17; eps 470 vs bound 445
     assert err["x0"] < 1.6 * floor.mean().item()
     assert err["eps"] >= bound
     assert err["eps"] > 100 * err["x0"]
@@ -69,12 +69,14 @@ def test_x_prediction_samples_the_manifold_eps_prediction_does_not(models, gen):
     z = torch.randn(2000, D, generator=gen)
     grid = torch.linspace(0.95, 0.0, 41)  # from 1 − t_eps: the ε-network's v-loss clamp
     out = {name: sample_euler(den, 0.95 * z, grid) for name, den in models.items()}
-    ed = {name: energy_distance(x, ref) for name, x in out.items()}
-    off_plane = {name: (x - (x @ p) @ p.T).norm(dim=1).mean().item() for name, x in out.items()}
-    # measured (3 seeds): x0 ED 0.027–0.031, off-plane 0.026; eps ED 239, off-plane 410 (the
-    # noise is never removed); a velocity network sits between (ED 9.7, off-plane 21)
-    assert ed["x0"] < 0.06 and off_plane["x0"] < 0.1
-    assert ed["eps"] > 10 and off_plane["eps"] > 10
+    plane = {name: x @ p for name, x in out.items()}
+    off_plane = {name: (x - plane[name] @ p.T).norm(dim=1).mean().item() for name, x in out.items()}
+    # x-prediction: the eight modes on the plane (2-D energy distance, share within 3σ of a
+    # mode; measured 0.011 and 0.87, data vs data 0.0025 and 0.99) and nothing off it
+    assert energy_distance(plane["x0"], ref @ p) < 0.03 and off_plane["x0"] < 0.1
+    assert mode_coverage(plane["x0"], eight_gaussians().means, 0.3).in_mode > 0.75
+    # ε-prediction: the noise is never removed (measured ED 239 in R^512, off-plane 410)
+    assert energy_distance(out["eps"], ref) > 10 and off_plane["eps"] > 10
 
 
 def test_fm_method_options_and_their_specs(gen):

@@ -27,8 +27,9 @@ block ℓ (1-based), the features REPA aligns (:mod:`visgen.objectives.repa`) an
 read; :meth:`DiT.project` is REPA's projector (an MLP on tokens, or iREPA's 3×3 convolution
 on the token grid), trained with the model and unused when sampling.
 
-CPU-scale simplifications: a few blocks of width 64–256, learned (not sin-cos) absolute
-positions, no QK-norm, attention through ``torch.nn.functional.scaled_dot_product_attention``.
+CPU-scale simplifications: a few blocks of width 64–256; absolute positions are learned (DiT
+uses fixed sin-cos) unless RoPE is chosen; no QK-norm; attention through
+``torch.nn.functional.scaled_dot_product_attention``.
 
 Parameter counts (:func:`~visgen.nn.count_parameters`; checked by ``tests/test_dit.py``):
 

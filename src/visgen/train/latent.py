@@ -68,7 +68,7 @@ def _vae(data: str, channels: int, size: int, levels: int):
             "method": {"name": "vae", "kl_weight": 1e-4},
             "data": data,
             "train": {
-                "steps": budget(full=1500, fast=600),
+                "steps": budget(full=1000, fast=600),
                 "batch_size": 64,
                 "lr": 3e-3,
                 "ema_decay": 0.99,
