@@ -9,7 +9,8 @@ A method is a function registered with :func:`register_method`::
 
 It trains a student on ``task`` for ``steps`` generator updates and returns a
 :class:`FewStepGenerator`, whose ``sample(noise, nfe)`` maps prior noise to data in ``nfe``
-network evaluations.
+network evaluations. ``steps = 0`` returns the untrained generator (same architecture and
+sampler), which :func:`visgen.fewstep.trained` uses to rebuild a cached student.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Task:
         shape: shape of one sample, e.g. (2,) or (1, 8, 8).
         num_classes: number of classes for class-conditional tasks (None if unconditional).
         name: a short label for tables ("8gauss", "digits").
+        key: what identifies teacher and data for caches of trained students (e.g. the
+            teacher asset's cache entry); defaults to ``name``.
     """
 
     teacher: Denoiser
@@ -44,6 +47,10 @@ class Task:
     shape: tuple[int, ...]
     num_classes: int | None = None
     name: str = "task"
+    key: str = ""
+
+    def __post_init__(self):
+        self.key = self.key or self.name
 
 
 @dataclass

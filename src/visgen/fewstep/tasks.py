@@ -5,6 +5,7 @@ L6/L7 and ``benchmarks/fewstep.py`` so every method is compared on the same foot
 name          teacher                                       shape      classes
 ============  ============================================  =========  =======
 ``8gauss``    the exact 8-Gaussian denoiser (no network)    (2,)       —
+``8gauss_cond`` the same, class-conditional (class k = mode k)  (2,)       8
 ``8gauss_fm`` flow-matching MLP, asset ``fm_2d``            (2,)       —
 ``digits``    flow-matching MLP, asset ``fm_digits``        (1, 8, 8)  10
 ``digits_unet`` flow-matching UNet, asset ``fm_digits_unet``  (1, 8, 8)  10
@@ -13,7 +14,9 @@ name          teacher                                       shape      classes
 Trained teachers come from the training cache (:func:`visgen.train.asset`), so the first
 use trains them and later uses load them. Training data are the train splits of
 :func:`visgen.data.get_dataset`; the 8-Gaussian tasks are unconditional, digits is
-class-conditional (the teachers were trained with 10 % label dropout). ``digits_unet`` exists
+class-conditional (the teachers were trained with 10 % label dropout). A trained teacher's
+``Task.key`` names its cache entry, so students cached by :func:`visgen.fewstep.trained` follow
+their teacher (FAST and full teachers differ). ``digits_unet`` exists
 for the methods that need spatial teacher features or several resolutions (patch-level MMD,
 SwD): a convolutional teacher whose middle block sees 4×4 "patches" of an 8×8 digit.
 """
@@ -53,6 +56,10 @@ def _gmm_data(n: int, generator: torch.Generator | None = None):
     return eight_gaussians().sample(n, generator), None
 
 
+def _gmm_labelled_data(n: int, generator: torch.Generator | None = None):
+    return eight_gaussians().sample(n, generator, return_labels=True)
+
+
 def _dataset_sampler(name: str):
     data = get_dataset(name)
 
@@ -67,19 +74,25 @@ def _gmm_task() -> Task:
     return Task(eight_gaussians().denoiser("linear"), _gmm_data, (2,), None, "8gauss")
 
 
+def _gmm_cond_task() -> Task:
+    return Task(eight_gaussians().denoiser("linear"), _gmm_labelled_data, (2,), 8, "8gauss_cond")
+
+
 def _asset_task(name: str, asset_name: str, data: str | None):
     def build() -> Task:
-        teacher = asset(asset_name, progress=False).denoiser()
+        trained = asset(asset_name, progress=False)
+        teacher, key = trained.denoiser(), trained.path.stem
         if data is None:
-            return Task(teacher, _gmm_data, (2,), None, name)
+            return Task(teacher, _gmm_data, (2,), None, name, key)
         ds = get_dataset(data)
-        return Task(teacher, _dataset_sampler(data), ds.sample_shape, ds.num_classes, name)
+        return Task(teacher, _dataset_sampler(data), ds.sample_shape, ds.num_classes, name, key)
 
     return build
 
 
 TASKS: dict[str, Callable[[], Task]] = {
     "8gauss": _gmm_task,
+    "8gauss_cond": _gmm_cond_task,
     "8gauss_fm": _asset_task("8gauss_fm", "fm_2d", None),
     "digits": _asset_task("digits", "fm_digits", "digits"),
     "digits_unet": _asset_task("digits_unet", "fm_digits_unet", "digits"),
