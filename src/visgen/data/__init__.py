@@ -7,10 +7,22 @@ Everything is generated or ships with scikit-learn: nothing is downloaded. Image
 from visgen.data.digits import load_digits
 from visgen.data.folder import load_image_folder, resize_center_crop
 from visgen.data.registry import DATASETS, Dataset, get_dataset
-from visgen.data.shapes import COLOURS, REGIONS, SHAPES, SIZES, Shapes, make_shapes
-from visgen.data.toy2d import TOY2D, toy2d
+from visgen.data.shapes import (
+    CAPTION_LENGTH,
+    CAPTION_WORDS,
+    COLOURS,
+    REGIONS,
+    SHAPES,
+    SIZES,
+    Shapes,
+    make_shapes,
+    tokenize_captions,
+)
+from visgen.data.toy2d import TOY2D, embedding_matrix, toy2d
 
 __all__ = [
+    "CAPTION_LENGTH",
+    "CAPTION_WORDS",
     "COLOURS",
     "DATASETS",
     "REGIONS",
@@ -19,10 +31,12 @@ __all__ = [
     "TOY2D",
     "Dataset",
     "Shapes",
+    "embedding_matrix",
     "get_dataset",
     "load_digits",
     "load_image_folder",
     "make_shapes",
     "resize_center_crop",
+    "tokenize_captions",
     "toy2d",
 ]

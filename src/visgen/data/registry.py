@@ -11,6 +11,16 @@ toy 2D (5 names)    :data:`visgen.data.TOY2D`, 50 000 train pts  (2,)          8
 ``folder:PATH``     PNG/JPEG folder, 32 px (train split only)    (3, 32, 32)   sub-folders
 ==================  ===========================================  ============  =========
 
+Derived sets (same splits):
+
+* ``shapes16_captions`` / ``shapes32_captions``: the shapes with their captions as word ids
+  (N, 8) in place of class labels (``visgen.data.tokenize_captions``; −1 = padding);
+* ``embedded:<toy>:<D>``: a toy 2D set placed on a plane of R^D by the fixed orthonormal
+  ``embedding_matrix(D)`` (JiT's high-dimensional toy), labels as the toy's;
+* ``latent:<asset>``: the data set an autoencoder asset was trained on, encoded to its scaled
+  latents (``visgen.train.latent.latent_dataset``), labels kept; training specs pin the
+  autoencoder as ``latent:<asset>:<its cache key>``.
+
 Splits are fixed: train and test of the toy sets and of shapes come from different seeds.
 """
 
@@ -24,8 +34,8 @@ import torch
 from visgen._checks import check_choice
 from visgen.data.digits import load_digits
 from visgen.data.folder import load_image_folder
-from visgen.data.shapes import make_shapes
-from visgen.data.toy2d import TOY2D, toy2d
+from visgen.data.shapes import make_shapes, tokenize_captions
+from visgen.data.toy2d import TOY2D, embedding_matrix, toy2d
 from visgen.oracles import eight_gaussians
 
 __all__ = ["DATASETS", "Dataset", "get_dataset"]
@@ -38,7 +48,8 @@ _SPLIT_SEEDS = {"train": 0, "test": 1}
 
 @dataclass(frozen=True)
 class Dataset:
-    """A named tensor data set: samples ``x`` (N, ...) and optional class ``labels`` (N,)."""
+    """A named tensor data set: samples ``x`` (N, ...) and optional ``labels``: class labels
+    (N,), or caption word ids (N, L) for the ``*_captions`` sets."""
 
     name: str
     x: torch.Tensor
@@ -66,8 +77,24 @@ def _load(name: str, split: str) -> Dataset:
         if len(classes) == 1:
             return Dataset(name, x, None, 0)
         return Dataset(name, x, labels, len(classes))
-    check_choice(name, "dataset", DATASETS)
     check_choice(split, "split", ("train", "test"))
+    if name.startswith("latent:"):
+        from visgen.train.latent import latent_dataset  # the encoder is a trained asset
+
+        asset, _, key = name.removeprefix("latent:").partition(":")
+        return latent_dataset(asset, split, key=key or None)
+    if name.startswith("embedded:"):
+        toy, _, dim = name.removeprefix("embedded:").rpartition(":")
+        if not dim.isdigit():
+            raise ValueError(f"embedded data sets are named 'embedded:<toy>:<D>', got {name!r}")
+        base = _load(toy, split)
+        return Dataset(name, base.x @ embedding_matrix(int(dim)).T, base.labels, base.num_classes)
+    if name.endswith("_captions"):
+        check_choice(name, "dataset", ("shapes16_captions", "shapes32_captions"))
+        size = int(name.removeprefix("shapes").removesuffix("_captions"))
+        shapes = make_shapes(_SHAPE_SIZES[split], size, _SPLIT_SEEDS[split])
+        return Dataset(name, shapes.images, tokenize_captions(shapes.captions), 0)
+    check_choice(name, "dataset", DATASETS)
     g = torch.Generator().manual_seed(_SPLIT_SEEDS[split])
     if name == "eight_gaussians":
         x, labels = eight_gaussians().sample(_TOY_SIZES[split], g, return_labels=True)

@@ -6,7 +6,8 @@ Each image holds one shape on a black background; its attributes are labels:
 * ``size``: small | medium | large (circumradius 0.16, 0.23, 0.30 of the image side);
 * ``position``: the centre (x, y) in [0, 1]² (x to the right, y down) and its ``region`` on a
   3×3 grid (top left … bottom right);
-* ``caption``: e.g. ``"a large red disc at the top left"`` (for text-conditioning lectures).
+* ``caption``: e.g. ``"a large red disc at the top left"`` (for text-conditioning lectures);
+  :func:`tokenize_captions` turns captions into word ids over :data:`CAPTION_WORDS`.
 
 The class label used by class-conditional models and the evaluation classifier is
 ``shape × 4 + colour`` (12 classes). Edges are anti-aliased by 4×4 supersampling. Generation
@@ -22,7 +23,17 @@ import torch
 
 from visgen._checks import check_choice, check_positive
 
-__all__ = ["COLOURS", "REGIONS", "SHAPES", "SIZES", "Shapes", "make_shapes"]
+__all__ = [
+    "CAPTION_LENGTH",
+    "CAPTION_WORDS",
+    "COLOURS",
+    "REGIONS",
+    "SHAPES",
+    "SIZES",
+    "Shapes",
+    "make_shapes",
+    "tokenize_captions",
+]
 
 SHAPES = ("disc", "square", "triangle")
 COLOURS = {
@@ -43,6 +54,9 @@ REGIONS = (
     "at the bottom",
     "at the bottom right",
 )
+CAPTION_WORDS = tuple(dict.fromkeys(["a", *SIZES, *COLOURS, *SHAPES, *" ".join(REGIONS).split()]))
+"""The word vocabulary of the captions; a word's token id is its index."""
+CAPTION_LENGTH = 8  # "a large yellow triangle at the bottom right"
 _SUPERSAMPLE = 4
 _CHUNK = 256
 
@@ -124,3 +138,22 @@ def make_shapes(n: int, size: int = 16, seed: int = 0) -> Shapes:
         region=torch.from_numpy(region).long(),
         captions=captions,
     )
+
+
+def tokenize_captions(captions, length: int = CAPTION_LENGTH) -> torch.Tensor:
+    """Word ids (N, length) over :data:`CAPTION_WORDS`, padded with −1 (the empty caption is
+    all −1: the null condition of classifier-free guidance)."""
+    if isinstance(captions, str):
+        raise TypeError("captions must be a list of strings, not one string")
+    check_positive(length, "length", integer=True)
+    index = {w: i for i, w in enumerate(CAPTION_WORDS)}
+    out = torch.full((len(captions), length), -1, dtype=torch.long)
+    for row, caption in enumerate(captions):
+        words = caption.split()
+        if len(words) > length:
+            raise ValueError(f"caption {caption!r} has more than {length} words")
+        unknown = [w for w in words if w not in index]
+        if unknown:
+            raise ValueError(f"caption {caption!r} has words outside CAPTION_WORDS: {unknown}")
+        out[row, : len(words)] = torch.tensor([index[w] for w in words], dtype=torch.long)
+    return out

@@ -11,6 +11,10 @@ r"""Toy 2D point clouds (B, 2), generated in torch from an explicit ``torch.Gene
 ================== ==========================================================================
 
 All have a spread comparable to N(0, I), so one MLP and one schedule fit every one of them.
+
+:func:`embedding_matrix` places them in a D-dimensional space (x ↦ P x with a fixed random P
+with orthonormal columns): data on a 2-D plane of a high-dimensional space, the toy of JiT's
+manifold argument (Li & He 2025, arXiv 2511.13720, §3).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from visgen._checks import check_choice, check_positive
 from visgen.oracles import eight_gaussians
 
-__all__ = ["TOY2D", "toy2d"]
+__all__ = ["TOY2D", "embedding_matrix", "toy2d"]
 
 
 def _eight_gaussians(n, g):
@@ -74,3 +78,17 @@ def toy2d(name: str, n: int, generator: torch.Generator | None = None) -> torch.
     check_choice(name, "name", tuple(TOY2D))
     check_positive(n, "n", integer=True)
     return TOY2D[name](n, generator).to(torch.float32)
+
+
+def embedding_matrix(dim: int, intrinsic: int = 2, seed: int = 0) -> torch.Tensor:
+    """P (dim, intrinsic) with orthonormal columns (QR of a seeded Gaussian matrix).
+
+    x = P u embeds u ∈ R^intrinsic in R^dim isometrically; Pᵀ x recovers u.
+    """
+    check_positive(dim, "dim", integer=True)
+    check_positive(intrinsic, "intrinsic", integer=True)
+    if intrinsic > dim:
+        raise ValueError(f"intrinsic {intrinsic} must not exceed dim {dim}")
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(dim, intrinsic, generator=g, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).to(torch.float32)

@@ -21,9 +21,16 @@ with ``d_steps`` discriminator updates per generator update (homework 5: 2).
   L_distill = E_t[α_t² ‖x̂0 − sg(μ_teacher(α_t x̂0 + σ_t ε, t))‖²] (ADD eq. 4–5 with the
   "exponential" weighting c(t) = ᾱ_t, DDPM's cumulative signal power, i.e. α_t² here).
 
-CPU-sized simplification for ADD: its discriminator reads a pretrained image encoder (DINOv2)
-on clean images; here both methods use the teacher's features of noised inputs (no download).
-Both use the non-saturating loss (ADD used the hinge loss).
+The heads also see which student level produced a sample (real samples get the level of the
+fakes they are compared with): on 2D points a single sample never looks fake, only a level's
+distribution does, and an unconditional discriminator let the levels' errors cancel in the
+mixture (measured on ``8gauss_fm``, LADD 800 updates: 4-NFE energy distance 0.0055–0.049 over
+seeds without it, 0.0021 with it).
+
+CPU-sized simplifications: ADD's discriminator reads a pretrained image encoder (DINOv2) on
+clean images; here both methods use the teacher's features of noised inputs (no download).
+Both use the non-saturating loss (ADD used the hinge loss); λ = 2.5 is the value the course
+notes give for ADD. The returned student is an EMA of the weights (decay 0.99).
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from visgen.nn.embeddings import drop_labels
 from visgen.objectives.losses import noisy_sample
 from visgen.param import Denoiser
 from visgen.sampling.grids import uniform
+from visgen.sampling.guidance import classifier_free_guidance
 from visgen.schedules import Schedule, get_schedule
 
 __all__ = [
@@ -258,11 +259,7 @@ def _labels(task: Task, y, p: float, generator):
 
 
 def _guided(den: Denoiser, scale: float) -> Denoiser:
-    if scale == 1.0:
-        return den
-    from visgen.sampling.guidance import classifier_free_guidance
-
-    return classifier_free_guidance(den, scale)
+    return den if scale == 1.0 else classifier_free_guidance(den, scale)
 
 
 def train_cd(
@@ -287,8 +284,9 @@ def train_cd(
     t ~ U[Δ, 1] and r = t − Δ with Δ = ``interval`` (homework 4's 20 of 1000 steps).
     ``guidance`` w ≠ 1 distils the classifier-free-guided teacher (needs a class-conditional
     task). ``target_ema`` μ: the target θ⁻ is an EMA of the student (μ = 0.95, the CM
-    paper); μ = 0 is the stop-gradient student of iCT and homework 4. Sampling: ``segments = 1`` — the multistep consistency sampler on a
-    uniform grid, NFE 1, 2, 4; ``segments = K`` — K deterministic flow-map jumps (NFE K).
+    paper); μ = 0 is the stop-gradient student of iCT and homework 4. Sampling:
+    ``segments = 1`` — the multistep consistency sampler on a uniform grid, NFE 1, 2, 4;
+    ``segments = K`` — K deterministic flow-map jumps (NFE K).
     """
     check_positive(segments, "segments", integer=True)
     if not 0 < interval < 1:
@@ -375,7 +373,7 @@ def train_ct(
     p_std: float = 2.0,
     metric: str = "pseudo_huber",
     batch_size: int = 512,
-    lr: float = 1e-3,
+    lr: float = 3e-4,
     label_dropout: float = 0.1,
     network: dict | None = None,
     progress: bool = False,

@@ -26,8 +26,11 @@ parametrisation as the teacher). It is applied through the surrogate ½‖x − 
   i.e. μ_fake ≡ x (Poole et al. 2022, arXiv 2209.14988): pure mode seeking, it collapses
   onto high-density points (lecture 7).
 
-CPU-sized simplifications: MLP networks, an L2 regression loss instead of LPIPS, a single
-small discriminator head.
+CPU-sized simplifications: MLP networks, an L2 regression loss instead of LPIPS, small
+discriminator heads on the fake network's hidden layers, conditioned on the student level a
+sample comes from (see :class:`~visgen.fewstep.features.Discriminator`: at toy scale only
+per-level distributions, not single samples, look fake; measured on ``8gauss_fm`` after 400
+updates, energy distance at 2 / 4 NFE 0.028 / 0.027 without, 0.009 / 0.020 with it).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from visgen._checks import check_positive
 from visgen.fewstep.base import FewStepGenerator, Task, register_method
 from visgen.fewstep.features import Discriminator, FeatureTap
 from visgen.fewstep.student import (
+    STUDENT_LEVELS,
     Stopwatch,
     as_generator,
     check_steps,
@@ -142,11 +146,14 @@ def train_dmd(
             raise ValueError("the GAN term reads the fake score's features: it needs sds=False")
         probe, _ = task.data(2, generator)
         with seeded_init(generator):
-            disc = Discriminator(FeatureTap(fake.model), probe, task.num_classes or 0)
+            disc = Discriminator(
+                FeatureTap(fake.model), probe, task.num_classes or 0, len(STUDENT_LEVELS)
+            )
         params += list(disc.parameters())
     fake_opt = torch.optim.Adam(params, lr=fake_lr) if params else None
     pairs = _regression_pairs(task, reference_pairs, generator) if regression and steps else None
     t_lo, t_hi = t_range
+    levels = torch.tensor(STUDENT_LEVELS)
     watch = Stopwatch(
         nfes=list(nfes), fake_updates=fake_updates, regression=regression, gan=gan, sds=sds,
         batch_size=batch_size, lr=lr, fake_lr=fake_lr, t_range=list(t_range),
@@ -158,27 +165,28 @@ def train_dmd(
         z = torch.randn((batch_size, *task.shape), generator=generator)
         k = torch.randint(nfe, (batch_size,), generator=generator)
         x_in, t_in = simulate_inputs(student, z, nfe, k, cond, generator)
+        level = (levels[None] == t_in[:, None]).int().argmax(1)  # index into STUDENT_LEVELS
         with torch.set_grad_enabled(with_grad):
-            return student(x_in, t_in, cond).x0, real, cond
+            return student(x_in, t_in, cond).x0, real, cond, level
 
     def draw_t(n):
         return t_lo + (t_hi - t_lo) * torch.rand(n, generator=generator)
 
     for _ in range(steps):
         for _ in range(fake_updates if fake_opt is not None else 0):
-            x, real, cond = generate(with_grad=False)
+            x, real, cond, level = generate(with_grad=False)
             t = draw_t(batch_size)
             noise = torch.randn(x.shape, generator=generator)
             loss = diffusion_loss(fake, x, t=t, noise=noise, target="x0", cond=cond)
             if disc is not None:
-                d_fake = disc(noisy_sample(x, t, fake.schedule, noise), t, cond)
+                d_fake = disc(noisy_sample(x, t, fake.schedule, noise), t, cond, level)
                 noise_r = torch.randn(real.shape, generator=generator)
-                d_real = disc(noisy_sample(real, t, fake.schedule, noise_r), t, cond)
+                d_real = disc(noisy_sample(real, t, fake.schedule, noise_r), t, cond, level)
                 loss = loss + gan * (F.softplus(d_fake).mean() + F.softplus(-d_real).mean())
             fake_opt.zero_grad(set_to_none=True)
             loss.backward()
             fake_opt.step()
-        x, _, cond = generate(with_grad=True)
+        x, _, cond, level = generate(with_grad=True)
         t = draw_t(batch_size)
         noise = torch.randn(x.shape, generator=generator)
         loss = distribution_matching_loss(x, task.teacher, fake, t, noise, cond)
@@ -186,7 +194,7 @@ def train_dmd(
         if disc is not None:
             for p in params:
                 p.requires_grad_(False)
-            g_gan = F.softplus(-disc(noisy_sample(x, t, fake.schedule, noise), t, cond))
+            g_gan = F.softplus(-disc(noisy_sample(x, t, fake.schedule, noise), t, cond, level))
             for p in params:
                 p.requires_grad_(True)
             loss = loss + gan * g_gan.mean()

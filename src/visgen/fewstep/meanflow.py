@@ -146,13 +146,17 @@ def train_meanflow(
     ``velocity="teacher"`` distils the teacher's velocity instead of the conditional one;
     ``derivative="fd"`` is the finite-difference variant; ``segments = K`` fixes r to the
     segment start below t − h (homework 4; sampled in K jumps). The student starts from
-    random weights. Sampling: flow-map jumps over a uniform grid, NFE 1, 2, 4 (K if segmented).
+    random weights from data, and from the teacher's weights (u_θ = v) when it distils the
+    teacher, as homework 4 does. Sampling: flow-map jumps over a uniform grid, NFE 1, 2, 4
+    (K if segmented).
     """
     check_choice(velocity, "velocity", ("data", "teacher"))
     check_choice(derivative, "derivative", ("jvp", "fd"))
     if segments is not None:
         check_positive(segments, "segments", integer=True)
-    fm = flowmap_student(task, network, init_from_teacher=False, generator=generator)
+    fm = flowmap_student(
+        task, network, init_from_teacher=velocity == "teacher", generator=generator
+    )
     schedule = fm.schedule
 
     def loss_fn(step):

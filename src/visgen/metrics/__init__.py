@@ -1,4 +1,5 @@
-"""Sample-quality metrics: point-cloud distances and image metrics (Fréchet distance)."""
+"""Sample-quality metrics: point-cloud distances, image metrics (Fréchet distance) and the
+linear probe of representations."""
 
 from visgen.metrics.images import (
     IMAGE_DATASETS,
@@ -8,6 +9,7 @@ from visgen.metrics.images import (
     frechet_distance,
     image_metrics,
 )
+from visgen.metrics.probe import linear_probe
 from visgen.metrics.samples import (
     ModeCoverage,
     energy_distance,
@@ -25,6 +27,7 @@ __all__ = [
     "energy_distance",
     "frechet_distance",
     "image_metrics",
+    "linear_probe",
     "mmd_rbf",
     "mode_coverage",
     "sliced_wasserstein",

@@ -1,4 +1,5 @@
-"""Networks: an MLP and a small UNet denoiser, an evaluation classifier, shared embeddings.
+"""Networks: MLP, UNet and DiT/MMDiT denoisers, a KL autoencoder, an evaluation classifier,
+shared embeddings.
 
 Every network stores its constructor arguments in ``model.config`` (with ``"name"``), so a
 checkpoint's JSON rebuilds it with :func:`build_model`.
@@ -9,7 +10,9 @@ from __future__ import annotations
 from torch import nn
 
 from visgen._checks import check_choice
+from visgen.nn.autoencoder import Autoencoder
 from visgen.nn.classifier import Classifier
+from visgen.nn.dit import DiT, DiTConfig
 from visgen.nn.embeddings import (
     ConditionEmbedding,
     LabelEmbedding,
@@ -22,8 +25,11 @@ from visgen.nn.unet import UNet, count_parameters
 __all__ = [
     "MODELS",
     "MLP",
+    "Autoencoder",
     "Classifier",
     "ConditionEmbedding",
+    "DiT",
+    "DiTConfig",
     "LabelEmbedding",
     "SinusoidalEmbedding",
     "UNet",
@@ -32,7 +38,13 @@ __all__ = [
     "drop_labels",
 ]
 
-MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "classifier": Classifier}
+MODELS: dict[str, type[nn.Module]] = {
+    "mlp": MLP,
+    "unet": UNet,
+    "classifier": Classifier,
+    "dit": DiT,
+    "autoencoder": Autoencoder,
+}
 
 
 def build_model(config: dict) -> nn.Module:

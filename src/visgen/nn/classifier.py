@@ -15,6 +15,8 @@ from visgen._checks import check_positive
 
 __all__ = ["Classifier"]
 
+_CONV_LAYERS = 6  # the three (conv, SiLU) pairs at the start of Classifier.body
+
 
 class Classifier(nn.Module):
     """``Classifier(in_channels, num_classes, width=32, feature_dim=64)``: x (B, C, H, W) → logits."""
@@ -49,13 +51,22 @@ class Classifier(nn.Module):
         )
         self.head = nn.Linear(feature_dim, num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate activations (B, feature_dim)."""
+    def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.config["in_channels"]:
             raise ValueError(
                 f"x must have shape (B, {self.config['in_channels']}, H, W), got {tuple(x.shape)}"
             )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations (B, feature_dim)."""
+        self._check(x)
         return self.body(x)
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolutional activations (B, 2·width, ⌈H/4⌉, ⌈W/4⌉), before pooling: the
+        patch features a REPA encoder provides (:mod:`visgen.objectives.repa`)."""
+        self._check(x)
+        return self.body[:_CONV_LAYERS](x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

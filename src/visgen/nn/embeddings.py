@@ -83,8 +83,13 @@ class ConditionEmbedding(nn.Module):
 
 
 def drop_labels(cond: torch.Tensor, p: float, generator: torch.Generator | None = None):
-    """Replace each label by the null label −1 with probability p (CFG training)."""
+    """Replace each condition by the null condition −1 with probability p (CFG training).
+
+    ``cond`` is (B,) class labels or (B, L) caption token ids: a dropped caption becomes all
+    −1, the empty caption.
+    """
     if not 0 <= p <= 1:
         raise ValueError(f"p must be in [0, 1], got {p}")
-    drop = torch.rand(cond.shape, generator=generator) < p
-    return torch.where(drop.to(cond.device), torch.full_like(cond, -1), cond)
+    drop = torch.rand(cond.shape[:1], generator=generator) < p
+    drop = drop.reshape(-1, *([1] * (cond.dim() - 1))).to(cond.device)
+    return torch.where(drop, torch.full_like(cond, -1), cond)

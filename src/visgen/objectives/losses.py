@@ -130,8 +130,12 @@ def flow_matching_loss(
 ) -> torch.Tensor:
     """Conditional flow matching on x_t = (1 − t) x0 + t ε: ‖v̂ − (ε − x0)‖².
 
-    The network may predict ``velocity`` (plain CFM) or ``x0`` (JiT: v̂ = (x_t − x̂0)/max(t, t_eps);
-    ``t_eps`` = 0.05 in the paper keeps the division finite near data).
+    The network may predict any parametrisation; its velocity v̂ is what is regressed (the
+    "v-loss"). JiT (Li & He 2025, §3, Table 1) compares the predictions under this loss: an
+    ``x0`` network gives v̂ = (x_t − x̂0)/max(t, t_eps) and an ``eps`` network
+    v̂ = (ε̂ − x_t)/max(1 − t, t_eps); ``t_eps`` = 0.05 in the paper keeps the division
+    finite at the singular end (t = 0 for x0, t = 1 for ε). ``velocity``, ``v`` and ``score``
+    networks convert exactly.
     """
     if not isinstance(den.schedule, Linear):
         raise TypeError(
@@ -141,8 +145,10 @@ def flow_matching_loss(
         raise ValueError(f"t_eps must be in [0, 1), got {t_eps}")
     t, noise, xt = _prepare(den, x0, t, noise, t_sampler, generator)
     pred = den(xt, t, cond)
-    if den.prediction == "x0":
-        v_hat = (xt - pred.x0) / expand_to(t.clamp_min(t_eps), x0) if t_eps > 0 else pred.velocity
+    if t_eps > 0 and den.prediction == "x0":
+        v_hat = (xt - pred.x0) / expand_to(t.clamp_min(t_eps), x0)
+    elif t_eps > 0 and den.prediction == "eps":
+        v_hat = (pred.eps - xt) / expand_to((1 - t).clamp_min(t_eps), x0)
     else:
         v_hat = pred.velocity
     return _reduce((v_hat - (noise - x0)).pow(2).flatten(1).mean(1), reduction)

@@ -5,6 +5,9 @@ r"""Guidance as Denoiser wrappers: every sampler guides without knowing it.
   sharpens towards the class. (The paper writes (1 + w') ε̂_c − w' ε̂_∅, i.e. w = 1 + w'.)
 * Classifier guidance (Dhariwal & Nichol 2021, arXiv 2105.05233, §4, Alg. 1–2):
   ∇ log p̃(x_t | y) = ∇ log p_t(x_t) + s ∇ log p_φ(y | x_t), i.e. ε̃ = ε̂ − s σ_t ∇ log p_φ(y | x_t).
+* AutoGuidance (Karras et al. 2024, arXiv 2406.02507, §3): the CFG combination with the
+  unconditional model replaced by a *weaker* model of the same family and the same condition,
+  D̃ = D_0 + w (D_1 − D_0), e.g. a smaller or shorter-trained network.
 
 Both return a :class:`~visgen.param.Denoiser`, so its ``nfe`` counts guided evaluations: one
 CFG evaluation is ONE forward pass of the wrapped model on a batch of 2B (condition and
@@ -18,7 +21,7 @@ import torch
 from visgen._checks import check_choice, expand_to
 from visgen.param import Denoiser
 
-__all__ = ["classifier_free_guidance", "classifier_guidance"]
+__all__ = ["autoguidance", "classifier_free_guidance", "classifier_guidance"]
 
 
 def _concat(a, b):
@@ -77,6 +80,15 @@ class _CFGModel:
         return torch.where(expand_to(inside, x), guided, c)
 
 
+def _check_interval(interval):
+    lo, hi = interval
+    if not 0 <= lo < hi <= 1:
+        raise ValueError(
+            f"interval must be (t_lo, t_hi) with 0 <= t_lo < t_hi <= 1, got {interval}"
+        )
+    return lo, hi
+
+
 def classifier_free_guidance(
     den: Denoiser,
     scale: float,
@@ -107,11 +119,7 @@ def classifier_free_guidance(
         raise TypeError(f"den must be a visgen Denoiser, got {type(den).__name__}")
     space = den.prediction if space is None else space
     check_choice(space, "space", ("eps", "x0", "v", "velocity", "score"))
-    lo, hi = interval
-    if not 0 <= lo < hi <= 1:
-        raise ValueError(
-            f"interval must be (t_lo, t_hi) with 0 <= t_lo < t_hi <= 1, got {interval}"
-        )
+    lo, hi = _check_interval(interval)
     if not 0 <= rescale <= 1:
         raise ValueError(f"rescale must lie in [0, 1], got {rescale}")
     return Denoiser(
@@ -152,3 +160,55 @@ def classifier_guidance(den: Denoiser, classifier, scale: float = 1.0) -> Denois
     if not callable(classifier):
         raise TypeError("classifier must be callable as classifier(x, t) -> logits")
     return Denoiser(_ClassifierGuidedModel(den, classifier, float(scale)), den.schedule, "score")
+
+
+class _AutoGuidedModel:
+    def __init__(self, den, weak, scale, interval, space):
+        self.den, self.weak, self.scale = den, weak, scale
+        self.interval, self.space = interval, space
+
+    def __call__(self, x, t, cond=None):
+        lo, hi = self.interval
+        inside = (t >= lo) & (t <= hi)
+        main = getattr(self.den(x, t, cond), self.space)
+        if not inside.any():
+            return main
+        weak = getattr(self.weak(x, t, cond), self.space)
+        return torch.where(expand_to(inside, x), weak + self.scale * (main - weak), main)
+
+
+def autoguidance(
+    den: Denoiser,
+    weak: Denoiser,
+    scale: float,
+    *,
+    interval: tuple[float, float] = (0.0, 1.0),
+    space: str | None = None,
+) -> Denoiser:
+    r"""AutoGuidance: a Denoiser whose prediction is D_0 + w (D_1 − D_0).
+
+    D_1 = ``den`` (the main model) and D_0 = ``weak`` (the guiding model: the same kind of
+    network made worse, e.g. smaller or trained for fewer steps — Karras et al. 2024, arXiv
+    2406.02507, §3) are evaluated at the same (x, t, cond); ``cond`` may be None, so
+    unconditional models are guided too. Where D_0's errors point the same way as D_1's but
+    further, the extrapolation w > 1 removes them, sharpening samples without CFG's loss of
+    variety. w = 1 is the main model. Each evaluation costs one forward pass of each model
+    (counted once, as one guided NFE, by the returned Denoiser). ``interval`` and ``space``
+    as in :func:`classifier_free_guidance`.
+    """
+    for name, value in (("den", den), ("weak", weak)):
+        if not isinstance(value, Denoiser):
+            raise TypeError(f"{name} must be a visgen Denoiser, got {type(value).__name__}")
+    probe = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    same = all(
+        torch.allclose(getattr(den.schedule, f)(probe), getattr(weak.schedule, f)(probe))
+        for f in ("alpha", "sigma")
+    )
+    if not same:
+        raise ValueError(
+            f"den and weak must share a schedule, got {den.schedule!r} and {weak.schedule!r}"
+        )
+    space = den.prediction if space is None else space
+    check_choice(space, "space", ("eps", "x0", "v", "velocity", "score"))
+    interval = _check_interval(interval)
+    return Denoiser(_AutoGuidedModel(den, weak, float(scale), interval, space), den.schedule, space)

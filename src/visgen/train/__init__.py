@@ -1,10 +1,12 @@
-"""Training: methods, the trainer (EMA, checkpoints, torch.distributed) and cached assets."""
+"""Training: methods, the trainer (EMA, checkpoints, torch.distributed), cached assets, the
+autoencoder of latent diffusion and REPA's encoders."""
 
 from visgen.train.assets import (
     ASSETS,
     CACHE_VERSION,
     Trained,
     asset,
+    asset_key,
     cache_dir,
     load_trained,
     normalize_spec,
@@ -14,11 +16,14 @@ from visgen.train.assets import (
 )
 from visgen.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from visgen.train.distributed import init_distributed, rank_and_world
+from visgen.train.latent import AutoencoderTraining, autoencoder, latent_dataset
 from visgen.train.methods import METHODS, Classification, Diffusion, make_method
+from visgen.train.repa import hidden_features, probe_accuracy
 from visgen.train.trainer import TrainConfig, Trainer, learning_rate, step_generator
 
 __all__ = [
     "ASSETS",
+    "AutoencoderTraining",
     "CACHE_VERSION",
     "METHODS",
     "CheckpointError",
@@ -28,13 +33,18 @@ __all__ = [
     "Trained",
     "Trainer",
     "asset",
+    "asset_key",
+    "autoencoder",
     "cache_dir",
+    "hidden_features",
     "init_distributed",
+    "latent_dataset",
     "learning_rate",
     "load_checkpoint",
     "load_trained",
     "make_method",
     "normalize_spec",
+    "probe_accuracy",
     "rank_and_world",
     "register_asset",
     "save_checkpoint",

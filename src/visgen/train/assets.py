@@ -47,6 +47,7 @@ __all__ = [
     "CACHE_VERSION",
     "Trained",
     "asset",
+    "asset_key",
     "cache_dir",
     "load_trained",
     "normalize_spec",
@@ -111,7 +112,8 @@ def load_trained(path, *, ema: bool = True) -> Trained:
 
 def normalize_spec(spec: dict) -> dict:
     """Fill in defaults: ``model`` via :func:`build_model`, ``method`` via :func:`make_method`,
-    ``train`` via :class:`TrainConfig`; ``data`` must name a data set of :mod:`visgen.data`."""
+    ``train`` via :class:`TrainConfig`; ``data`` must name a data set of :mod:`visgen.data`
+    (``latent:<asset>`` gets the autoencoder's cache key appended)."""
     if not isinstance(spec, dict):
         raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
     missing = {"model", "method", "data", "train"} - set(spec)
@@ -122,15 +124,26 @@ def normalize_spec(spec: dict) -> dict:
         raise ValueError(f"spec has unknown keys {sorted(extra)}")
     with torch.random.fork_rng():
         model_config = build_model(dict(spec["model"])).config
+    data = spec["data"]
+    if isinstance(data, str) and data.startswith("latent:") and data.count(":") == 1:
+        # latents depend on which autoencoder encodes them: pin its cache key (FAST and full
+        # autoencoders differ), so a model trained on one is never reused with the other
+        data = f"{data}:{asset_key(data.removeprefix('latent:'))}"
     out = {
         "model": model_config,
         "method": make_method(spec["method"]).spec,
-        "data": spec["data"],
+        "data": data,
         "train": asdict(TrainConfig.from_dict(dict(spec["train"]))),
     }
     if "labels" in spec:
         out["labels"] = bool(spec["labels"])
     return out
+
+
+def asset_key(name: str) -> str:
+    """The cache key of asset ``name``'s recipe under the current budget (FAST or full)."""
+    check_choice(name, "asset", sorted(ASSETS))
+    return spec_key(ASSETS[name]())
 
 
 def spec_key(spec: dict) -> str:

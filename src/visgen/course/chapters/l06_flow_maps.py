@@ -26,7 +26,7 @@ from visgen.viz import figure, scatter
 METHODS_2D = {
     "consistency_distillation": ("consistency distillation", (3000, 1500), {}),
     "multiboundary_cd": ("multi-boundary CD, K = 4", (3000, 1500), {}),
-    "consistency_training": ("consistency training (iCT)", (4000, 1500), {}),
+    "consistency_training": ("consistency training (iCT)", (8000, 1500), {}),
     "meanflow": ("MeanFlow (JVP, from data)", (3000, 1500), {}),
     "meanflow_fd": ("MeanFlow (finite difference, distilled)", (3000, 1500), {}),
 }

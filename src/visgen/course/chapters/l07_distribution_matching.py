@@ -1,0 +1,195 @@
+"""Tour chapter L07: distribution matching for few-step generators (lecture 7), and the table
+of every few-step method of lectures 6 and 7 on the same teachers."""
+
+from __future__ import annotations
+
+import torch
+
+from visgen import budget
+from visgen.course import chapter, helpers
+from visgen.data import get_dataset
+from visgen.fewstep import METHODS, drift_field, get_task, trained
+from visgen.fewstep.swd import scale_schedule
+from visgen.oracles import eight_gaussians
+from visgen.sampling import sample_euler, uniform
+from visgen.viz import figure, scatter
+
+NFES = (1, 2, 4)
+STEPS = 600  # generator updates per method (the benchmark uses 2000); FAST: see _steps()
+UNET_METHODS = ("mmd", "swd")  # the methods shown on the convolutional digits teacher
+TITLES = {
+    "dmd": "DMD (regression + distribution matching)",
+    "dmd2": "DMD2 (TTUR, GAN term, backward simulation)",
+    "sds": "SDS only (no fake score)",
+    "ladd": "LADD (GAN on teacher features)",
+    "add": "ADD (GAN + score distillation)",
+    "mmd": "MMD distillation",
+    "swd": "SwD (scale-wise, patch MMD)",
+    "drifting": "Drifting model",
+}
+
+
+def _steps() -> int:
+    return budget(full=STEPS, fast=100)
+
+
+def _methods(lecture: int | None = None) -> list[str]:
+    names = sorted(METHODS, key=lambda m: (METHODS[m][0], m))
+    return [m for m in names if lecture is None or METHODS[m][0] == lecture]
+
+
+def _student(method: str, task):
+    try:
+        return trained(method, task, _steps())
+    except TypeError:  # this method cannot use this teacher (e.g. SwD needs a UNet)
+        return None
+
+
+def _drift_section(ctx) -> None:
+    g = ctx.generator(1)
+    data = eight_gaussians().sample(400, g)
+    gen = 0.6 * torch.randn(60, 2, generator=g) + torch.tensor([1.0, 0.5])
+    v = drift_field(gen, data, temperature=0.1)
+    v_gauss = drift_field(gen, data, temperature=0.3, kernel="gaussian", coupling="row")
+    fig, axes = figure(2, size=3.4)
+    for ax, field, title in (
+        (axes[0], v, "paper kernel exp(−‖x−y‖/τ), joint normalisation"),
+        (axes[1], v_gauss, "Gaussian kernel: D*_data(x) − D*_gen(x)"),
+    ):
+        scatter(ax, data, color="tab:blue", s=3)
+        scatter(ax, gen, title=title, color="tab:orange", s=10, alpha=0.9)
+        ax.quiver(gen[:, 0], gen[:, 1], field[:, 0], field[:, 1], angles="xy", scale_units="xy",
+                  scale=1, width=0.004, color="k")  # fmt: skip
+    ctx.figure(
+        fig,
+        "The drift field at 60 generated points (orange) for the data (blue). Left: the "
+        "paper's field, attraction to the data minus repulsion from the other generated "
+        "points. Right: with a Gaussian kernel and separate normalisation each arrow ends "
+        "at D*_data(x) − D*_gen(x) + x, a difference of two ideal denoisers.",
+    )
+
+
+def _points_section(ctx) -> None:
+    task = get_task("8gauss_fm")
+    n = budget(full=2000, fast=500)
+    g = ctx.generator(2)
+    z, ref = torch.randn(n, 2, generator=g), eight_gaussians().sample(n, g)
+    teacher = sample_euler(task.teacher, z, uniform(50))
+    rows = [
+        helpers.gaussians_floor_row(ref, g, method="", NFE=""),
+        {**helpers.gaussians_row("teacher", teacher, ref, method="Euler", NFE=50), "_floor": True},
+    ]
+    for method in _methods():
+        gen = _student(method, task)
+        if gen is None:
+            continue
+        fig, axes = figure(4, size=2.4)
+        scatter(axes[0], teacher, title="teacher, 50 NFE", color="tab:gray")
+        for ax, nfe in zip(axes[1:], NFES):
+            if nfe not in gen.nfes:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, f"{nfe} NFE: one-step method", ha="center", fontsize=8,
+                        transform=ax.transAxes)  # fmt: skip
+                continue
+            x = gen.sample(z, nfe, generator=ctx.generator(10 + nfe))
+            row = helpers.gaussians_row(f"L{METHODS[method][0]}", x, ref, method=method, NFE=nfe)
+            rows.append(row)
+            scatter(ax, x, title=f"{nfe} NFE: ED {row['energy distance']:.3f}")
+            ctx.metric(f"8gauss.{method}.ed_nfe{nfe}", row["energy distance"])
+        ctx.figure(fig, f"{TITLES.get(method, method)} (lecture {METHODS[method][0]}) on the "
+                        f"8-Gaussian flow-matching teacher after {_steps()} generator updates "
+                        f"({gen.info.get('wall_s', float('nan')):.0f} s of training).")  # fmt: skip
+    ctx.table(rows, f"Every few-step method of lectures 6 and 7 on the same teacher and budget "
+              f"({_steps()} generator updates), N = {n}: energy distance to the target, share of "
+              "samples within 3σ of a mode, smallest mode share (ideal 0.125). Shaded: the data "
+              "floor and the teacher at 50 NFE.",
+              ["method", "samples", "NFE", "energy distance", "in a mode", "smallest mode"])  # fmt: skip
+
+
+def _digits_section(ctx, task_name: str, methods: list[str], caption: str) -> None:
+    task = get_task(task_name)
+    test = get_dataset("digits", "test")
+    cond = test.labels
+    z = torch.randn((len(cond), *task.shape), generator=ctx.generator(3))
+    teacher = sample_euler(task.teacher, z, uniform(50), cond)
+    rows = [
+        helpers.digits_floor_row(method="", NFE=""),
+        {**helpers.digits_row("teacher", teacher, cond, method="Euler", NFE=50), "_floor": True},
+    ]
+    first = torch.cat([torch.nonzero(cond == k)[0] for k in range(10)])  # one of each class
+    for method in methods:
+        gen = _student(method, task)
+        if gen is None:
+            continue
+        grids = [teacher[first]]
+        for nfe in NFES:
+            if nfe not in gen.nfes:
+                continue
+            x = gen.sample(z, nfe, cond, ctx.generator(20 + nfe)).clamp(-1, 1)
+            row = helpers.digits_row(f"L{METHODS[method][0]}", x, cond, method=method, NFE=nfe)
+            rows.append(row)
+            ctx.metric(f"{task_name}.{method}.fd_nfe{nfe}", row["FD (classifier)"])
+            grids.append(x[first])
+        nfes = ", ".join(str(k) for k in NFES if k in gen.nfes)
+        ctx.images(torch.cat(grids), f"{TITLES.get(method, method)} on {task_name}: first row "
+                   f"the teacher (50 NFE), then the student at {nfes} NFE; classes 0–9.",
+                   nrow=10)  # fmt: skip
+    ctx.table(rows, caption, ["method", "samples", "NFE", "FD (classifier)", "FD (PCA-16)",
+                              "confidence", "right class"])  # fmt: skip
+
+
+def _swd_sizes() -> str:
+    parts = []
+    for nfe in (2, 4):
+        sizes = scale_schedule(nfe, 8)
+        share = sum(s * s for s in sizes) / (nfe * 64)
+        parts.append(f"{' → '.join(map(str, sizes))} at {nfe} NFE ({share:.0%} of the pixels)")
+    return "; ".join(parts)
+
+
+@chapter(
+    "L07",
+    "Distribution matching: DMD, ADD/LADD, MMD, SwD, Drifting",
+    lecture=7,
+    summary="Few-step generators that match distributions, not trajectories; every "
+    "lecture 6–7 method side by side at 1, 2 and 4 NFE.",
+    code=[
+        "visgen.fewstep.dmd.train_dmd",
+        "visgen.fewstep.add.train_adversarial",
+        "visgen.fewstep.mmd.train_mmd",
+        "visgen.fewstep.swd.train_swd",
+        "visgen.fewstep.drifting.train_drifting",
+        "visgen.metrics.kernels.mmd2",
+    ],
+)
+def run(ctx) -> None:
+    ctx.text(
+        "Lecture 6 distils the teacher's *trajectories*; lecture 7 asks only that the "
+        "student's samples have the teacher's *distribution*. **DMD** follows the gradient of "
+        "KL(p_student ‖ p_teacher) at every noise level: the difference between a diffusion "
+        "model trained online on the student's samples (the fake score) and the teacher "
+        "(the real score). Without the fake score it is **SDS**, which collapses onto "
+        "high-density points. **DMD2** updates the fake score 5 times per student update, adds "
+        "a GAN term and trains multi-step students on their own intermediate samples.",
+        "**ADD/LADD** train the student with a discriminator made of small heads on the frozen "
+        "teacher's features of noised samples (forward hooks). **MMD distillation** needs no "
+        "second network: it matches the teacher-feature distributions of student and real "
+        "samples with a kernel two-sample statistic, patch by patch for images. **SwD** "
+        "generates at growing resolution, so early steps are cheap. **Drifting models** move "
+        "each generated sample by a kernel mean shift towards the data and away from the other "
+        "samples; with a Gaussian kernel that is the difference of two ideal denoisers.",
+    )
+    _drift_section(ctx)
+    _points_section(ctx)
+    _digits_section(
+        ctx, "digits", _methods(),
+        "Class-conditional digits (MLP teacher), sampled with the 397 labels of the test split: "
+        "Fréchet distances (evaluation classifier's features, PCA-16 pixels), the classifier's "
+        "confidence and agreement with the requested class. Shaded: held-out real digits and "
+        "the teacher at 50 NFE.",
+    )  # fmt: skip
+    _digits_section(
+        ctx, "digits_unet", [m for m in _methods() if m in UNET_METHODS],
+        "Digits with a convolutional teacher: patch-level MMD on the teacher's 4×4 middle-block "
+        "features, and SwD, whose steps run at sizes " + _swd_sizes() + ".",
+    )  # fmt: skip

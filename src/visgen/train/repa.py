@@ -1,0 +1,83 @@
+r"""REPA's frozen encoders (cached assets) and the linear probe of an aligned layer.
+
+The encoder standing in for DINOv2 (Yu et al. 2024, arXiv 2410.06940) is a small CNN
+classifier trained by visgen: ``repa_encoder_digits`` and ``repa_encoder_shapes16`` use a
+different seed from the evaluation classifiers of :mod:`visgen.metrics`, so a model aligned
+to one is not scored by the same features. Its last convolutional feature map is the target
+(:func:`visgen.objectives.encoder_tokens`).
+
+:func:`hidden_features` reads the mean-pooled image tokens of a DiT block on noised inputs
+x_t = (1 − t) x0 + t ε; :func:`probe_accuracy` fits a linear probe on them (REPA §2: the
+aligned layer's features become linearly more class-informative).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from visgen._checks import as_time
+from visgen.config import budget
+from visgen.data.registry import get_dataset
+from visgen.metrics.probe import linear_probe
+from visgen.train.assets import register_asset
+
+__all__ = ["hidden_features", "probe_accuracy"]
+
+
+def _encoder(data: str, channels: int, classes: int, width: int):
+    def recipe() -> dict:
+        return {
+            "model": {
+                "name": "classifier",
+                "in_channels": channels,
+                "num_classes": classes,
+                "width": width,
+            },
+            "method": {"name": "classifier"},
+            "data": data,
+            "train": {
+                "steps": budget(full=1500, fast=600),
+                "batch_size": 128,
+                "lr": 5e-3,
+                "weight_decay": 1e-4,
+                "ema_decay": 0.99,
+                "seed": 1,
+            },
+        }
+
+    return recipe
+
+
+register_asset("repa_encoder_digits", _encoder("digits", 1, 10, 16))
+register_asset("repa_encoder_shapes16", _encoder("shapes16", 3, 12, 16))
+
+
+@torch.no_grad()
+def hidden_features(model, x0, layers, t: float, *, generator=None, batch_size=512) -> dict:
+    """Mean-pooled image tokens (N, dim) after each block of ``layers`` of a DiT on
+    x_t = (1 − t) x0 + t ε, evaluated unconditionally (null condition): {layer: features}."""
+    t = float(as_time(t, "t"))
+    layers = (layers,) if isinstance(layers, int) else tuple(layers)
+    feats = {layer: [] for layer in layers}
+    for i in range(0, len(x0), batch_size):
+        x = x0[i : i + batch_size]
+        xt = (1 - t) * x + t * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        _, hidden = model(xt, torch.full((len(x),), t), return_hidden=layers)
+        for layer in layers:
+            feats[layer].append(hidden[layer].mean(1))
+    return {layer: torch.cat(f) for layer, f in feats.items()}
+
+
+def probe_accuracy(model, data: str, layers, t: float = 0.25, *, seed: int = 0) -> dict:
+    """Linear-probe test accuracy of the class from the pooled tokens of each block of
+    ``layers`` at time t: {layer: accuracy}. The model sees no label (null condition)."""
+    train, test = get_dataset(data, "train"), get_dataset(data, "test")
+    if train.labels is None or train.labels.dim() != 1:
+        raise ValueError(f"data set {data!r} has no class labels to probe")
+    g = torch.Generator().manual_seed(seed)
+    f_train = hidden_features(model, train.x, layers, t, generator=g)
+    f_test = hidden_features(model, test.x, layers, t, generator=g)
+    return {
+        layer: linear_probe(f_train[layer], train.labels, f_test[layer], test.labels)
+        for layer in f_train
+    }
