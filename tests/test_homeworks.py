@@ -43,6 +43,20 @@ def dpm1_step(v_fn, x, t, s):
     return (1 - s) / (1 - t) * x - s * math.expm1(h) * eps if t < 1 else x * math.nan
 ''',
     ),
+    "hw4": (
+        "consistency_sample",
+        '''
+def consistency_sample(f, x, ts, schedule, generator=None):
+    """Re-noises x̂0 to the current level instead of the next one."""
+    ts = [float(t) for t in ts]
+    for i, t in enumerate(ts[:-1]):
+        x0 = f(x, t)
+        if ts[i + 1] == 0:
+            return x0
+        x = q_sample(x0, t, torch.randn(x.shape, generator=generator, dtype=x.dtype), schedule)
+    return x
+''',
+    ),
 }
 
 
