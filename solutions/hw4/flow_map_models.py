@@ -191,12 +191,15 @@ results = [
         "samples": "real digits (floor)",
         "NFE": "—",
         **{k: _floor[k] for k in ("FD (classifier)", "confidence", "right class")},
+        "RMS to teacher (50)": "—",
     }
 ]
 
 
-def evaluate(name, x, nfe):
-    """Metrics of samples x for the requested `labels`, added to the results table."""
+def evaluate(name, x, nfe, deterministic=True):
+    """Metrics of samples x for the requested `labels`, added to the results table. For a
+    deterministic sampler also the RMS distance per pixel to the teacher's 50-step DDIM
+    sample from the same noise (how well it reproduces the teacher's map)."""
     m = image_metrics(x.clamp(-1, 1), "digits", cond=labels)
     row = {
         "samples": name,
@@ -204,6 +207,9 @@ def evaluate(name, x, nfe):
         "FD (classifier)": m["fd"],
         "confidence": m["confidence"],
         "right class": m["agreement"],
+        "RMS to teacher (50)": float((x - teacher_50).pow(2).mean().sqrt())
+        if deterministic
+        else "—",
     }
     results.append(row)
     print(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
@@ -304,8 +310,10 @@ LR = 3e-4
 CD_STEPS = budget(full=1000, fast=60)
 
 
-def make_student(rank=LORA_RANK):
-    """The teacher's network as a flow map u_θ(x, t, s), its linear layers wrapped in LoRA."""
+def make_student(seed, rank=LORA_RANK):
+    """The teacher's network as a flow map u_θ(x, t, s), its linear layers wrapped in LoRA
+    (the new weights — gap embedding, LoRA's A — drawn with torch's global RNG, seeded)."""
+    torch.manual_seed(seed)
     net = FlowMapNet(trained_teacher.model.config).init_from(trained_teacher.model)
     add_lora(net, rank, include=lambda name, module: ".gap." not in name)
     net.net.embed.gap.requires_grad_(True)
@@ -342,7 +350,7 @@ def cd_batch_loss(student, segments=1):
     return loss_fn
 
 
-cd_student = make_student()
+cd_student = make_student(0)
 _n = [
     sum(p.numel() for p in ps)
     for ps in (lora_parameters(cd_student.net), cd_student.net.parameters())
@@ -396,7 +404,7 @@ def cd_sample(student, nfe, seed=0):
 merge_lora(cd_student.net)  # inference at the base cost: W0 ← W0 + (α/r) B A
 cd_samples = {nfe: cd_sample(cd_student, nfe) for nfe in (1, 2, 4)}
 for nfe, x in cd_samples.items():
-    evaluate("consistency distillation", x, nfe)
+    evaluate("consistency distillation", x, nfe, deterministic=nfe == 1)
 show_digits(torch.cat([teacher_50[:10]] + [cd_samples[k][:10] for k in (1, 2, 4)]), nrow=4)
 
 # %% [markdown]
@@ -406,11 +414,15 @@ show_digits(torch.cat([teacher_50[:10]] + [cd_samples[k][:10] for k in (1, 2, 4)
 #
 # <!-- BEGIN SOLUTION -->
 # Four DDIM steps follow the guided teacher's curved trajectories with a first-order
-# integrator: the first step from pure noise jumps to the *mean* prediction x̂0(ε, 1), a
-# blurry average of the class, and three more steps cannot undo the error, so the samples
-# are smooth and faint and the FD is several times the 50-step value. The student was
-# trained to land on the end of the whole trajectory in one jump, so even 1 NFE is much
-# closer to the teacher's 50 steps. More steps of the consistency sampler do not refine an
+# integrator: the first step from pure noise jumps a quarter of the way towards the *mean*
+# prediction x̂0(ε, 1), a blurry average of the class, and three more steps cannot undo the
+# error, so the samples are smoother than the teacher's and the FD is about 1.6 times the
+# 50-step value (36 against 23 in the full run), the RMS distance to the 50-step samples
+# large. The student was trained to land on the end of the whole (guided) trajectory in one
+# jump, so 1 NFE reaches the 50-step teacher's FD. (That a student's FD can be slightly
+# *below* the teacher's is no paradox: FD compares with real digits, and guidance with
+# w = 2 over-sharpens; a student that is a little less extreme is a little closer to the
+# data. The distance column measures fidelity to the teacher instead.) More steps of the consistency sampler do not refine an
 # ODE solution: each one throws away the current state, re-noises x̂0 with *fresh* noise
 # and asks the student again at a lower level, so steps trade the student's error at high
 # noise against errors it makes at lower levels, where it had fewer useful training pairs
@@ -454,7 +466,7 @@ def student_predict(student, y):
     return predict
 
 
-mb_student = make_student()
+mb_student = make_student(1)
 mb_history = train(mb_student, cd_batch_loss(mb_student, SEGMENTS), CD_STEPS, seed=1)
 merge_lora(mb_student.net)
 with torch.no_grad():
@@ -565,7 +577,7 @@ def meanflow_batch_loss(student):
     return loss_fn
 
 
-mf_student = make_student()
+mf_student = make_student(2)
 mf_history = train(mf_student, meanflow_batch_loss(mf_student), MEANFLOW_STEPS, seed=2)
 merge_lora(mf_student.net)
 with torch.no_grad():
