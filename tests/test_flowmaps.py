@@ -251,6 +251,16 @@ def test_bad_input_is_rejected(gen):
         fm(x, 0.3, 0.5)
     with pytest.raises(ValueError, match="strictly decreasing"):
         sample_flowmap(fm, x, torch.tensor([0.5, 0.5, 0.0]))
+    with pytest.raises(ValueError, match="at least 2"):
+        sample_flowmap(fm, x, torch.tensor([1.0]))  # a grid of 0 jumps: NFE 0
+    with pytest.raises(ValueError, match="need r <= t"):
+        meanflow_loss(fm, x, torch.tensor([0.3, 0.3]), torch.tensor([0.1, 0.4]), x)
+    # a consistency pair must step towards the data: r < t, strictly (CT divides by t − r)
+    t = torch.tensor([0.3, 0.5], dtype=torch.float64)
+    with pytest.raises(ValueError, match="needs r < t"):
+        consistency_training_loss(fm, x, t, torch.tensor([0.3, 0.2], dtype=torch.float64), x)
+    with pytest.raises(ValueError, match="needs r < t"):
+        consistency_distillation_loss(fm, None, x, t, t, x, solver=exact_step)
     with pytest.raises(ValueError, match="r must lie in"):
         fm(x, 0.3, -0.1)
     with pytest.raises(ValueError, match="teacher_step needs t > r"):
