@@ -19,6 +19,7 @@ from visgen.fewstep import (
     consistency_distillation_loss,
     consistency_levels,
     consistency_training_loss,
+    get_task,
     ict_num_intervals,
     lognormal_interval_weights,
     meanflow_loss,
@@ -27,6 +28,7 @@ from visgen.fewstep import (
     sample_flowmap,
     segment_start,
     teacher_step,
+    train_cd,
 )
 from visgen.nn import MLP
 from visgen.oracles import GaussianMixture, gaussian_pfode, reference_pfode
@@ -271,6 +273,8 @@ def test_bad_input_is_rejected(gen):
         pseudo_huber(x, x, c=0.0)
     with pytest.raises(ValueError, match="n must be positive"):
         consistency_levels(0)
+    with pytest.raises(ValueError, match="needs a class-conditional task"):
+        train_cd(get_task("8gauss"), 1, gen, guidance=3.0)
     student = FewStepGenerator("s", torch.nn.Identity(), lambda z, nfe, c, g: z)
     with pytest.raises(ValueError, match=r"nfe must be one of \(1, 2, 4\)"):
         student.sample(x, 0)
