@@ -272,7 +272,7 @@ def _digit_rows(axes, rows):
         for c in range(10):
             axes[i, c].imshow(x[c, 0].clamp(-1, 1), cmap="gray_r", vmin=-1, vmax=1)
             _hide(axes[i, c])
-        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=12)
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=16)
 
 
 def _digit_metrics(results, key, x, labels):
