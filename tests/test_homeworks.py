@@ -43,6 +43,15 @@ def dpm1_step(v_fn, x, t, s):
     return (1 - s) / (1 - t) * x - s * math.expm1(h) * eps if t < 1 else x * math.nan
 ''',
     ),
+    "hw5": (
+        "mmd_rbf",
+        '''
+def mmd_rbf(x, y, sigma):
+    """The biased V-statistic: self-pairs kept in the within-set means."""
+    k = lambda a, b: torch.exp(-torch.cdist(a, b).pow(2) / (2 * sigma**2))
+    return k(x, x).mean((-1, -2)) + k(y, y).mean((-1, -2)) - 2 * k(x, y).mean((-1, -2))
+''',
+    ),
 }
 
 
