@@ -9,6 +9,7 @@ architecture (no trained asset is needed). Each graded function is tested on its
 `_ref_*` functions below stand in for every other graded function.
 """
 
+import contextlib
 import math
 
 import torch
@@ -223,17 +224,13 @@ def test_generator_levels(sub):
         got = sub.generator_x0(model, x0, t, noise, y)
     assert_close(got, _ref_generator_x0(net, x0, t, noise, y), "generator_x0", atol=1e-9)
     check(model.calls == 1, f"generator_x0 must call the student once, got {model.calls}")
-    check(
-        model.times[0].shape == (16,), "the student must get t as a (B,) tensor (one per sample)"
-    )
+    check(model.times[0].shape == (16,), "the student must get t as a (B,) tensor (one per sample)")
     check(got.requires_grad, "generator_x0 must keep the graph to the student's parameters")
 
 
 # --- 1.2 teacher features by a forward hook ----------------------------------------------
 def _no_hooks(net):
-    return all(
-        not m._forward_hooks and not m._forward_pre_hooks for m in net.modules()
-    )
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
 
 
 def test_teacher_features(sub):
@@ -263,10 +260,8 @@ def test_teacher_features(sub):
             "no gradient flows from the features back to the input x",
         )
     bad = torch.zeros(2, 1, 6, 6, dtype=F64)  # the U-Net rejects this shape
-    try:
+    with contextlib.suppress(Exception):  # the network's own error is expected
         sub.teacher_features(net, MID, bad, t[:2], y[:2])
-    except Exception:  # noqa: BLE001 - the network's own error is expected
-        pass
     check(_no_hooks(net), "when the network raises, teacher_features must still remove its hook")
 
 
@@ -307,7 +302,7 @@ def _split(rec, real, fake):
 
 
 def test_discriminator_loss(sub):
-    n = 512
+    n = 256
     real, y = _digits(n, 5)
     fake = (real.flip(-1) * 0.5 + 0.8).requires_grad_(True)
     net, head = _net(2), _Head(1)
@@ -341,7 +336,7 @@ def test_discriminator_loss(sub):
         # a few discriminator updates with this loss must lower it (fixed evaluation draws)
         head = _Head(3)
         opt = torch.optim.Adam(head.parameters(), lr=1e-2)
-        real, y = _digits(64, 7)
+        real, y = _digits(32, 7)
         fake = real.roll(1, -1) * 0.6 + 0.3
 
         def evaluate():
@@ -355,7 +350,7 @@ def test_discriminator_loss(sub):
             d.backward()
             opt.step()
         after = evaluate()
-    # measured: the reference loss goes 1.39 → 0.21; with real and fake swapped 1.39 → 5.1
+    # measured: the reference loss goes 1.39 → 0.19; with real and fake swapped 1.39 → 4.8
     check(
         after < 0.5 * before,
         f"40 Adam steps on your discriminator loss changed it from {before:.3f} to {after:.3f}; "
@@ -365,7 +360,7 @@ def test_discriminator_loss(sub):
 
 # --- 1.5 generator loss -----------------------------------------------------------------
 def test_generator_loss(sub):
-    n = 512
+    n = 256
     real, y = _digits(n, 9)
     fake = (real * 0.7 + 0.1).requires_grad_(True)
     net, head = _net(3), _Head(2)
@@ -518,7 +513,11 @@ def _pairs(a, b):
 
 def test_mmd_linear(sub):
     g = _gen(15)
-    for shape_x, shape_y in (((7, 3), (5, 3)), ((4, 16, 32), (4, 16, 32)), ((2, 3, 9, 4), (2, 3, 6, 4))):
+    for shape_x, shape_y in (
+        ((7, 3), (5, 3)),
+        ((4, 16, 32), (4, 16, 32)),
+        ((2, 3, 9, 4), (2, 3, 6, 4)),
+    ):
         x = torch.randn(shape_x, generator=g, dtype=F64)
         y = torch.randn(shape_y, generator=g, dtype=F64) * 1.3 + 0.4
         got = sub.mmd_linear(x, y)
@@ -532,7 +531,7 @@ def test_mmd_linear(sub):
 
 # --- 2.2 RBF kernel, unbiased ------------------------------------------------------------------
 def _explicit_rbf(x, y, sigma):
-    k = lambda a, b: math.exp(-float(((a - b) ** 2).sum()) / (2 * sigma**2))  # noqa: E731
+    k = lambda a, b: math.exp(-float(((a - b) ** 2).sum()) / (2 * sigma**2))
     n, m = len(x), len(y)
     sxx = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
     syy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
@@ -546,7 +545,9 @@ def test_mmd_rbf(sub):
         x = torch.randn(6, 3, generator=g, dtype=F64)
         y = torch.randn(5, 3, generator=g, dtype=F64) + 0.5
         got = sub.mmd_rbf(x, y, sigma)
-        assert_close(got, torch.tensor(_explicit_rbf(x, y, sigma)), f"mmd_rbf, σ = {sigma}", atol=1e-10)
+        assert_close(
+            got, torch.tensor(_explicit_rbf(x, y, sigma)), f"mmd_rbf, σ = {sigma}", atol=1e-10
+        )
     x = torch.randn(4, 16, 32, generator=g, dtype=F64) * 3
     y = torch.randn(4, 16, 32, generator=g, dtype=F64) * 3 + 1
     assert_close(sub.mmd_rbf(x, y, 8.0), mmd2(x, y, "rbf", 8.0), "mmd_rbf on (4, 16, 32) sets")
@@ -565,7 +566,8 @@ def test_mmd_rbf(sub):
     )
     shifted = as_float64(sub.mmd_rbf(a, b + 1.0, 2.0), "mmd_rbf")
     check(
-        float(shifted.mean()) > 10 * float(shifted.std()) / math.sqrt(reps) and shifted.mean() > 0.05,
+        float(shifted.mean()) > 10 * float(shifted.std()) / math.sqrt(reps)
+        and shifted.mean() > 0.05,
         f"on shifted samples the MMD² must be clearly positive, got mean {shifted.mean():.4f}",
     )
 
@@ -606,4 +608,3 @@ def test_mmd_loss(sub):
                 all(p.grad is None or not p.grad.any() for p in net.parameters()),
                 "gradients reached the teacher's parameters",
             )
-
