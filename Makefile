@@ -21,7 +21,7 @@ test: test-lib test-booking
 
 test-lib: venv
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests
 
 test-booking:
 	$(MAKE) -C exam/slot-booking-service test

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -189,3 +190,39 @@ def test_tour_writes_report(tmp_path, demo_chapters):
 def test_chapter_registry_rejects_bad_ids():
     with pytest.raises(ValueError, match="chapter id"):
         chapter("lecture1", "x", lecture=1)
+
+
+@pytest.fixture
+def demo_module():
+    import importlib
+    import sys
+
+    import tour_demo_chapters
+
+    if "L96" not in tour._REGISTRY:  # popped by an earlier test: register again
+        importlib.reload(sys.modules["tour_demo_chapters"])
+    yield tour_demo_chapters
+    tour._REGISTRY.pop("L96")
+    tour._REGISTRY.pop("L97")
+
+
+def test_parallel_tour_writes_the_same_report(tmp_path, demo_module):
+    quiet = {"progress": False, "log": lambda s: None}
+    seq = run_tour(tmp_path / "seq", ["L96", "L97"], fast=True, **quiet)
+    par = run_tour(tmp_path / "par", ["L96", "L97"], fast=True, jobs=2, **quiet)
+    assert seq["failed"] == par["failed"] == ["L97"]
+    a, b = seq["chapters"]["L96"]["values"], par["chapters"]["L96"]["values"]
+    assert a["pid"] == os.getpid() != b["pid"]  # really ran in another process
+    assert a["sum"] == b["sum"] and a["fast"] is b["fast"] is True
+    assert seq["chapters"]["L96"]["tables"] == par["chapters"]["L96"]["tables"]
+    png = "L96/fig01.png"
+    assert (tmp_path / "seq" / png).read_bytes() == (tmp_path / "par" / png).read_bytes()
+    page = (tmp_path / "par" / "index.html").read_text()
+    assert "deliberate failure in a worker" in page and page.index('id="L96"') < page.index(
+        'id="L97"'
+    )
+
+
+def test_tour_rejects_bad_jobs(tmp_path):
+    with pytest.raises(ValueError, match="jobs"):
+        run_tour(tmp_path, ["L01"], jobs=0)

@@ -2,7 +2,7 @@
 
     visgen train --method fm --data digits --steps 2000 --out runs/fm-digits
     visgen sample --checkpoint runs/fm-digits/checkpoint.json --sampler euler --steps 50 --n 64 --out samples.png
-    visgen tour --out runs/tour [--fast] [--only L03]
+    visgen tour --out runs/tour [--fast] [--only L03] [--jobs 2]
 
 ``visgen train`` also runs data-parallel under ``torchrun --nproc_per_node N -m visgen train ...``.
 """
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -176,7 +177,11 @@ def _tour(args) -> int:
         return 0
     try:
         report = run_tour(
-            args.out, args.only, fast=True if args.fast else None, progress=not args.quiet
+            args.out,
+            args.only,
+            fast=True if args.fast else None,
+            progress=not args.quiet,
+            jobs=args.jobs,
         )
     except ValueError as err:
         raise SystemExit(f"error: {err}") from err
@@ -280,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", metavar="ID", help="run only these chapters, e.g. L03 or 3")
     r.add_argument("--list", action="store_true", help="list the chapters and exit")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument(
+        "--jobs",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="chapters run at once, one process and one thread each "
+        "(default: CPU cores, at most 4; 1 shows progress bars)",
+    )
     r.set_defaults(func=_tour)
 
     from visgen.course import grade

@@ -9,7 +9,8 @@ collected in ``metrics.json``). Trained networks come from ``ctx.asset(name)`` o
 Sizes go through :func:`visgen.budget`; ``visgen tour --fast`` turns FAST mode on. See
 docs/ARCHITECTURE.md ("Adding a tour chapter") for a complete example.
 
-:func:`run_tour` runs the selected chapters and writes ``index.html`` (Jinja2 template, images
+:func:`run_tour` runs the selected chapters (``jobs`` of them at once, in separate processes
+that share the cache of trained models) and writes ``index.html`` (Jinja2 template, images
 embedded as data URIs and also saved beside it as PNG files) and ``metrics.json``.
 A chapter that raises is reported in the page with its traceback; the others still run.
 """
@@ -17,13 +18,14 @@ A chapter that raises is reported in the page with its traceback; the others sti
 from __future__ import annotations
 
 import base64
-import contextlib
+import concurrent.futures
 import datetime
 import html
 import importlib
 import inspect
 import json
 import math
+import multiprocessing
 import os
 import pkgutil
 import platform
@@ -260,70 +262,125 @@ def _render(out: Path, sections: list[dict], meta: dict) -> None:
     atomic_write_bytes(out / "index.html", page.encode())
 
 
+def _run_chapter(ch: Chapter, out: Path, progress: bool) -> dict:
+    """Run one chapter; what the report needs of it (blocks, metrics, times, traceback)."""
+    ctx = Context(ch, out, progress)
+    t0, c0 = time.perf_counter(), time.process_time()
+    error = None
+    try:
+        ch.run(ctx)
+    except Exception:
+        error = traceback.format_exc()
+    return {
+        "blocks": ctx.blocks,
+        "metrics": ctx.metrics,
+        "seconds": time.perf_counter() - t0,
+        "cpu": time.process_time() - c0,
+        "error": error,
+    }
+
+
+def _run_chapter_in_worker(module: str, chapter_id: str, out: Path, fast: bool) -> dict:
+    """:func:`_run_chapter` in a fresh process: import the chapter's module, pin threads."""
+    importlib.import_module(module)
+    set_threads(1)
+    with fast_mode(fast):
+        return _run_chapter(_REGISTRY[chapter_id], out, progress=False)
+
+
+def _run_parallel(chapters: list[Chapter], out: Path, fast: bool, jobs: int, log):
+    """Chapters in ``jobs`` processes (spawned: forking a process that has run torch can hang).
+
+    Trained assets are shared through the cache, whose file locks make two chapters that need
+    the same model train it once; each chapter seeds its own generators, so the report is the
+    same as a sequential run's.
+    """
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = {
+            ch.id: pool.submit(_run_chapter_in_worker, ch.run.__module__, ch.id, out, fast)
+            for ch in chapters
+        }
+        log(f"[tour] {len(chapters)} chapters in {jobs} processes: {' '.join(futures)}")
+        for future in concurrent.futures.as_completed(futures.values()):
+            cid = next(k for k, f in futures.items() if f is future)
+            yield cid, future.result()
+
+
 def run_tour(
     out,
     only=None,
     *,
     fast: bool | None = None,
     progress: bool = True,
+    jobs: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Run the chapters (``only``: ids, default all) and write the report to ``out``.
 
     ``fast=True`` forces FAST budgets, ``False`` forces full ones, ``None`` follows
-    ``VISGEN_FAST``. Returns the contents of ``metrics.json``; its ``failed`` lists chapters
-    that raised.
+    ``VISGEN_FAST``. ``jobs > 1`` runs that many chapters at once in separate processes (one
+    thread each; progress bars off). Returns the contents of ``metrics.json``; its ``failed``
+    lists chapters that raised.
     """
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     out = Path(out)
     chapters = select_chapters(only)
     set_threads(1)
     out.mkdir(parents=True, exist_ok=True)
-    mode = fast_mode(fast) if fast is not None else contextlib.nullcontext()
-    sections, results, failed = [], {}, []
-    start, start_cpu = time.perf_counter(), time.process_time()
-    with mode:
-        fast_now = is_fast()
-        for ch in chapters:
-            log(f"[tour] {ch.id} {ch.title} ...")
-            ctx = Context(ch, out, progress)
-            t0, c0 = time.perf_counter(), time.process_time()
-            error = None
-            try:
-                ch.run(ctx)
-            except Exception:
-                error = traceback.format_exc()
-                failed.append(ch.id)
-                log(f"[tour] {ch.id} FAILED:\n{error}")
-            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-            log(f"[tour] {ch.id} done in {seconds:.1f} s ({cpu:.1f} s CPU)")
-            slides, code = _links(ch, out)
-            sections.append(
-                {
-                    "chapter": ch,
-                    "blocks": ctx.blocks,
-                    "seconds": seconds,
-                    "error": error,
-                    "slides": slides,
-                    "code": code,
-                }
-            )
-            results[ch.id] = {
-                "title": ch.title,
-                "lecture": ch.lecture,
-                "seconds": round(seconds, 2),
-                "cpu_seconds": round(cpu, 2),  # ≈ wall time on an idle machine (1 thread)
-                "status": "error" if error else "ok",
-                **ctx.metrics,
+    fast_now = is_fast() if fast is None else fast
+    start = time.perf_counter()
+    if jobs > 1 and len(chapters) > 1:
+        runs = _run_parallel(chapters, out, fast_now, min(jobs, len(chapters)), log)
+    else:
+
+        def sequential():
+            with fast_mode(fast_now):
+                for ch in chapters:
+                    log(f"[tour] {ch.id} {ch.title} ...")
+                    yield ch.id, _run_chapter(ch, out, progress)
+
+        runs = sequential()
+    done = {}
+    for cid, run in runs:
+        done[cid] = run
+        if run["error"]:
+            log(f"[tour] {cid} FAILED:\n{run['error']}")
+        log(f"[tour] {cid} done in {run['seconds']:.1f} s ({run['cpu']:.1f} s CPU)")
+    sections, results = [], {}
+    for ch in chapters:
+        run = done[ch.id]
+        slides, code = _links(ch, out)
+        sections.append(
+            {
+                "chapter": ch,
+                "blocks": run["blocks"],
+                "seconds": run["seconds"],
+                "error": run["error"],
+                "slides": slides,
+                "code": code,
             }
-    total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        )
+        results[ch.id] = {
+            "title": ch.title,
+            "lecture": ch.lecture,
+            "seconds": round(run["seconds"], 2),
+            "cpu_seconds": round(run["cpu"], 2),  # ≈ wall time on an idle machine (1 thread)
+            "status": "error" if run["error"] else "ok",
+            **run["metrics"],
+        }
+    total, total_cpu = time.perf_counter() - start, sum(r["cpu"] for r in done.values())
     meta = {
         "fast": fast_now,
+        "jobs": jobs,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "seconds": round(total, 1),
         "cpu_seconds": round(total_cpu, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
         "version": importlib.import_module("visgen").__version__,
     }
+    failed = [ch.id for ch in chapters if done[ch.id]["error"]]
     report = {**meta, "failed": failed, "chapters": results}
     atomic_write_bytes(out / "metrics.json", json.dumps(_json_safe(report), indent=1).encode())
     _render(out, sections, meta)
