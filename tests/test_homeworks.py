@@ -65,6 +65,15 @@ def consistency_sample(f, x, ts, schedule, generator=None):
     return x
 ''',
     ),
+    "hw5": (
+        "mmd_rbf",
+        '''
+def mmd_rbf(x, y, sigma):
+    """The biased V-statistic: self-pairs kept in the within-set means."""
+    k = lambda a, b: torch.exp(-torch.cdist(a, b).pow(2) / (2 * sigma**2))
+    return k(x, x).mean((-1, -2)) + k(y, y).mean((-1, -2)) - 2 * k(x, y).mean((-1, -2))
+''',
+    ),
 }
 
 

@@ -15,7 +15,7 @@ from visgen.sampling import sample_euler, uniform
 from visgen.viz import figure, scatter
 
 NFES = (1, 2, 4)
-STEPS = 600  # generator updates per method (the benchmark uses 2000); FAST: see _steps()
+STEPS = 600  # generator updates per method (the benchmark: 1000); FAST: see _steps()
 UNET_METHODS = ("mmd", "swd")  # the methods shown on the convolutional digits teacher
 TITLES = {
     "dmd": "DMD (regression + distribution matching)",
@@ -153,6 +153,7 @@ def _swd_sizes() -> str:
     lecture=7,
     summary="Few-step generators that match distributions, not trajectories; every "
     "lecture 6–7 method side by side at 1, 2 and 4 NFE.",
+    slides="lectures/07-distribution-matching/slides.pdf",
     code=[
         "visgen.fewstep.dmd.train_dmd",
         "visgen.fewstep.add.train_adversarial",
