@@ -367,6 +367,12 @@ _ax.set(xlabel="update", ylabel="CD loss (pseudo-Huber)")
 plt.show()
 
 # %% [markdown]
+# The loss need not fall: its target moves with the student. At step 0 the student is the
+# teacher's one-step jump, which is nearly consistent on *neighbouring* times (a small loss)
+# but far from the trajectory's end; as it learns to land further along the trajectory the
+# pairs first disagree more. Judge the student by its samples, not by this curve.
+
+# %% [markdown]
 # ## 3. The multistep consistency sampler
 #
 # One step is $\hat x_0 = f_\theta(z, 1 \to 0)$. With more NFE (Algorithm 1 of the paper):
