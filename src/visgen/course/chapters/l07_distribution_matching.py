@@ -153,6 +153,7 @@ def _swd_sizes() -> str:
     lecture=7,
     summary="Few-step generators that match distributions, not trajectories; every "
     "lecture 6–7 method side by side at 1, 2 and 4 NFE.",
+    slides="lectures/07-distribution-matching/slides.pdf",
     code=[
         "visgen.fewstep.dmd.train_dmd",
         "visgen.fewstep.add.train_adversarial",
