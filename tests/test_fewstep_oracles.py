@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from visgen.fewstep import FewStepGenerator, drift_field, multi_temperature_drift
+from visgen.fewstep import FewStepGenerator, Task, drift_field, multi_temperature_drift, train_mmd
 from visgen.fewstep.add import discriminator_loss, generator_loss
 from visgen.fewstep.dmd import distribution_matching_loss, simulate_inputs
 from visgen.fewstep.features import Discriminator, FeatureTap
@@ -149,6 +149,11 @@ def test_kernel_bad_input():
             drift_field(x, x, temperature=bad)
         with pytest.raises(ValueError, match="temperature must be positive"):
             multi_temperature_drift(x, x, temperatures=(0.1, bad))
+    teacher = Denoiser(MLP(2, width=8, depth=1), "linear", "velocity")
+    task = Task(teacher, lambda n, g=None: (torch.zeros(n, 2), None), (2,))
+    for bad in (0.0, -1.0, [1.0, -1.0]):
+        with pytest.raises(ValueError, match="bandwidth must be positive"):
+            train_mmd(task, 1, torch.Generator().manual_seed(0), bandwidth=bad)
     with pytest.raises(ValueError, match="unknown kernel"):
         mmd2(x, x, "cosine")
     with pytest.raises(ValueError, match="at least 2 points"):

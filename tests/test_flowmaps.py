@@ -19,6 +19,7 @@ from visgen.fewstep import (
     consistency_distillation_loss,
     consistency_levels,
     consistency_training_loss,
+    get_task,
     ict_num_intervals,
     lognormal_interval_weights,
     meanflow_loss,
@@ -27,6 +28,7 @@ from visgen.fewstep import (
     sample_flowmap,
     segment_start,
     teacher_step,
+    train_cd,
 )
 from visgen.nn import MLP
 from visgen.oracles import GaussianMixture, gaussian_pfode, reference_pfode
@@ -251,6 +253,16 @@ def test_bad_input_is_rejected(gen):
         fm(x, 0.3, 0.5)
     with pytest.raises(ValueError, match="strictly decreasing"):
         sample_flowmap(fm, x, torch.tensor([0.5, 0.5, 0.0]))
+    with pytest.raises(ValueError, match="at least 2"):
+        sample_flowmap(fm, x, torch.tensor([1.0]))  # a grid of 0 jumps: NFE 0
+    with pytest.raises(ValueError, match="need r <= t"):
+        meanflow_loss(fm, x, torch.tensor([0.3, 0.3]), torch.tensor([0.1, 0.4]), x)
+    # a consistency pair must step towards the data: r < t, strictly (CT divides by t − r)
+    t = torch.tensor([0.3, 0.5], dtype=torch.float64)
+    with pytest.raises(ValueError, match="needs r < t"):
+        consistency_training_loss(fm, x, t, torch.tensor([0.3, 0.2], dtype=torch.float64), x)
+    with pytest.raises(ValueError, match="needs r < t"):
+        consistency_distillation_loss(fm, None, x, t, t, x, solver=exact_step)
     with pytest.raises(ValueError, match="r must lie in"):
         fm(x, 0.3, -0.1)
     with pytest.raises(ValueError, match="teacher_step needs t > r"):
@@ -261,6 +273,8 @@ def test_bad_input_is_rejected(gen):
         pseudo_huber(x, x, c=0.0)
     with pytest.raises(ValueError, match="n must be positive"):
         consistency_levels(0)
+    with pytest.raises(ValueError, match="needs a class-conditional task"):
+        train_cd(get_task("8gauss"), 1, gen, guidance=3.0)
     student = FewStepGenerator("s", torch.nn.Identity(), lambda z, nfe, c, g: z)
     with pytest.raises(ValueError, match=r"nfe must be one of \(1, 2, 4\)"):
         student.sample(x, 0)

@@ -293,3 +293,32 @@ def test_manifest_errors_name_the_field(tmp_path):
     manifest.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"rubric\[0\]: missing field 'points'"):
         load_homework("hwx", root)
+
+
+def test_recorded_results_reach_the_readme(tmp_path):
+    from visgen.course.build import render_readme
+    from visgen.course.homework import record_results
+
+    path = record_results(
+        [
+            {"samples": "teacher", "NFE": 50, "FD": 12.345},
+            {"samples": "student", "NFE": 4, "FD": 20.0},
+        ],
+        "Digits: Fréchet distance.",
+        tmp_path / "results.json",
+    )
+    table = json.loads(path.read_text())
+    assert table["columns"] == ["samples", "NFE", "FD"] and table["rows"][1] == ["student", 4, 20.0]
+    with pytest.raises(ValueError, match="same keys"):
+        record_results([{"a": 1}, {"b": 2}], "x", tmp_path / "bad.json")
+    solutions = tmp_path / "solutions"
+    shutil.copytree(FIXTURE / "hwx", solutions / "hwx")
+    (solutions / "hwx" / "runtime.json").write_text(
+        json.dumps({"full": {"seconds": 61.0, "date": "d", "machine": "m", "results": table}})
+    )
+    readme = render_readme(load_homework("hwx", solutions))
+    assert "## Measured results (full budget)\n\nDigits: Fréchet distance.\n" in readme
+    assert (
+        "| samples | NFE | FD |\n|---|---|---|\n| teacher | 50 | 12.3 |\n| student | 4 | 20 |"
+        in readme
+    )

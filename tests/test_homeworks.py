@@ -51,6 +51,15 @@ def drop_labels(y, p, generator=None):
     return torch.where(torch.rand(y.shape[0]) < p, torch.zeros_like(y), y)
 ''',
     ),
+    "hw5": (
+        "mmd_rbf",
+        '''
+def mmd_rbf(x, y, sigma):
+    """The biased V-statistic: self-pairs kept in the within-set means."""
+    k = lambda a, b: torch.exp(-torch.cdist(a, b).pow(2) / (2 * sigma**2))
+    return k(x, x).mean((-1, -2)) + k(y, y).mean((-1, -2)) - 2 * k(x, y).mean((-1, -2))
+''',
+    ),
 }
 
 

@@ -9,7 +9,8 @@ For each ``solutions/hwN`` this writes ``assignments/hwN/``:
 ``--check`` compares instead of writing (CI fails on a stale or leaking starter);
 ``--instructor`` also writes the solution notebook and the PDF with worked solutions to
 ``build/instructor/hwN/``; ``--measure full|fast`` runs the solution notebook end to end and
-records its wall time in ``solutions/hwN/runtime.json``.
+records its wall time (and the table the notebook saved with
+:func:`visgen.course.homework.record_results`) in ``solutions/hwN/runtime.json``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from pathlib import Path
 import nbformat
 
 from visgen.course.document import compile_document
-from visgen.course.homework import Homework, list_homeworks, load_homework, repo_root
+from visgen.course.homework import (
+    RESULTS_FILE,
+    Homework,
+    list_homeworks,
+    load_homework,
+    repo_root,
+)
 from visgen.course.notebook import build_notebook, read_source, write_notebook
 
 __all__ = ["execute_notebook", "expected_files", "main", "measure", "render_readme"]
@@ -87,6 +94,14 @@ def render_readme(hw: Homework) -> str:
         )
     else:
         lines.append("Not measured yet.")
+    results = (rt.get("full") or {}).get("results")
+    if results:
+        lines += ["", "## Measured results (full budget)", "", results["caption"], ""]
+        lines.append("| " + " | ".join(results["columns"]) + " |")
+        lines.append("|" + "---|" * len(results["columns"]))
+        for row in results["rows"]:
+            cells = (f"{v:.3g}" if isinstance(v, float) else str(v) for v in row)
+            lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Check your work",
@@ -203,6 +218,8 @@ def measure(hw: Homework, mode: str) -> float:
         start = time.perf_counter()
         execute_notebook(nb, tmp, fast=mode == "fast")
         seconds = time.perf_counter() - start
+        results = Path(tmp) / RESULTS_FILE
+        results = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
     runtime = hw.runtime()
     runtime[mode] = {
         "seconds": round(seconds, 1),
@@ -211,6 +228,8 @@ def measure(hw: Homework, mode: str) -> float:
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "command": f"python -m visgen.course.build --measure {mode} {hw.name}",
     }
+    if results is not None:
+        runtime[mode]["results"] = results
     _write_bytes(hw.runtime_path, (json.dumps(runtime, indent=2) + "\n").encode())
     return seconds
 

@@ -7,7 +7,8 @@ Each homework lives in ``solutions/hwN/``:
 ``<document>.typ``           Typst task sheet (``task`` or ``theory``) with worked solutions
 ``tests_hidden.py``          hidden tests: functions ``test_*(sub)`` taking the submission
 ``homework.json``            title, file names, limits and the rubric (below)
-``runtime.json``             measured run times of the solution (written by ``--measure``)
+``runtime.json``             measured run times of the solution (written by ``--measure``) and
+                             the table it saved with :func:`record_results` (full run)
 ===========================  =================================================================
 
 ``homework.json``::
@@ -28,15 +29,26 @@ credit inside an item); ``manual`` items are graded by hand from the written ans
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Homework", "ManualItem", "RubricItem", "list_homeworks", "load_homework", "repo_root"]
+__all__ = [
+    "RESULTS_FILE",
+    "Homework",
+    "ManualItem",
+    "RubricItem",
+    "list_homeworks",
+    "load_homework",
+    "record_results",
+    "repo_root",
+]
 
 DEFAULT_TIME_S = 60.0  # per hidden test
 DEFAULT_MEMORY_MB = 4096  # address space of the grading process
 DEFAULT_STATEMENT_TIME_S = 30.0  # each import / UPPERCASE constant while loading a notebook
 DEFAULT_LOAD_TIME_S = 120.0  # hard cap on loading the notebook and the hidden tests
+RESULTS_FILE = "results.json"  # a solution notebook's measured results, next to it
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,21 @@ class Homework:
 
     def __repr__(self) -> str:
         return f"Homework({self.name!r}, {self.title!r})"
+
+
+def record_results(rows: list[dict], caption: str, path: str | Path = RESULTS_FILE) -> Path:
+    """Write a solution notebook's result table (``rows``: dicts of the same keys, numbers or
+    text) atomically to ``path``. ``python -m visgen.course.build --measure full`` runs the
+    notebook in a temporary folder, keeps this file in ``runtime.json`` and the homework's
+    README shows it as a table under the run times."""
+    if not rows or not all(isinstance(r, dict) and r.keys() == rows[0].keys() for r in rows):
+        raise ValueError("rows must be a non-empty list of dicts with the same keys")
+    path = Path(path)
+    table = {"caption": caption, "columns": list(rows[0]), "rows": [list(r.values()) for r in rows]}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def load_homework(name: str, root: str | Path | None = None) -> Homework:

@@ -41,7 +41,7 @@ import math
 
 import torch
 
-from visgen._checks import check_choice, check_positive, check_tensor, expand_to
+from visgen._checks import batch_time, check_choice, check_positive, check_tensor, expand_to
 from visgen.fewstep.base import FewStepGenerator, Task, register_method
 from visgen.fewstep.flowmap import FlowMap, flowmap_student, sample_flowmap
 from visgen.fewstep.sampling import sample_consistency
@@ -198,6 +198,8 @@ def consistency_loss(
     """
     check_choice(metric, "metric", ("pseudo_huber", "l2"))
     check_tensor(x_t, "x_t", min_dim=2)
+    if not (batch_time(r, x_t, "r") < batch_time(t, x_t, "t")).all():
+        raise ValueError("a consistency pair needs r < t for every sample (x_r is nearer the data)")
     pred = student(x_t, t, boundary, cond)
     with torch.no_grad():
         goal = (target or student)(x_r, r, boundary, cond)

@@ -1,5 +1,5 @@
 """Networks: MLP, UNet and DiT/MMDiT denoisers, a KL autoencoder, an evaluation classifier,
-shared embeddings.
+shared embeddings, LoRA adapters.
 
 Every network stores its constructor arguments in ``model.config`` (with ``"name"``), so a
 checkpoint's JSON rebuilds it with :func:`build_model`.
@@ -19,6 +19,7 @@ from visgen.nn.embeddings import (
     SinusoidalEmbedding,
     drop_labels,
 )
+from visgen.nn.lora import LoRAConv2d, LoRALinear, add_lora, lora_parameters, merge_lora
 from visgen.nn.mlp import MLP
 from visgen.nn.unet import UNet, count_parameters
 
@@ -31,11 +32,16 @@ __all__ = [
     "DiT",
     "DiTConfig",
     "LabelEmbedding",
+    "LoRAConv2d",
+    "LoRALinear",
     "SinusoidalEmbedding",
     "UNet",
+    "add_lora",
     "build_model",
     "count_parameters",
     "drop_labels",
+    "lora_parameters",
+    "merge_lora",
 ]
 
 MODELS: dict[str, type[nn.Module]] = {

@@ -15,7 +15,7 @@ from visgen.sampling import sample_euler, uniform
 from visgen.viz import figure, scatter
 
 NFES = (1, 2, 4)
-STEPS = 600  # generator updates per method (the benchmark uses 2000); FAST: see _steps()
+STEPS = 600  # generator updates per method (the benchmark: 1000); FAST: see _steps()
 UNET_METHODS = ("mmd", "swd")  # the methods shown on the convolutional digits teacher
 TITLES = {
     "dmd": "DMD (regression + distribution matching)",
