@@ -51,6 +51,20 @@ def drop_labels(y, p, generator=None):
     return torch.where(torch.rand(y.shape[0]) < p, torch.zeros_like(y), y)
 ''',
     ),
+    "hw4": (
+        "consistency_sample",
+        '''
+def consistency_sample(f, x, ts, schedule, generator=None):
+    """Re-noises x̂0 to the current level instead of the next one."""
+    ts = [float(t) for t in ts]
+    for i, t in enumerate(ts[:-1]):
+        x0 = f(x, t)
+        if ts[i + 1] == 0:
+            return x0
+        x = q_sample(x0, t, torch.randn(x.shape, generator=generator, dtype=x.dtype), schedule)
+    return x
+''',
+    ),
     "hw5": (
         "mmd_rbf",
         '''
