@@ -73,7 +73,7 @@ def show(images, nrow, title=None, scale=6):
 
 
 digits, digits_test = get_dataset("digits"), get_dataset("digits", "test")
-N_EVAL = budget(full=397, fast=100)  # held-out digits the samples are scored on (all 397)
+N_EVAL = budget(full=397, fast=60)  # held-out digits the samples are scored on (all 397)
 digits_eval = Dataset("digits", digits_test.x[:N_EVAL], digits_test.labels[:N_EVAL], 10)
 show(digits.x[:40], nrow=20, title="digits (1×8×8, 10 classes)")
 
@@ -270,7 +270,7 @@ def fd_floor(data, test, seed=0):
     return fd(data.x[i], data, test)
 
 
-SAMPLE_STEPS = budget(full=20, fast=10)
+SAMPLE_STEPS = budget(full=20, fast=6)
 
 
 @torch.no_grad()
@@ -279,7 +279,7 @@ def generate(model, shape, labels, w, steps=SAMPLE_STEPS, seed=0):
     return cfg_sample(model, z, torch.linspace(1, 0, steps + 1), labels, w)
 
 
-STEPS_PIXEL = budget(full=800, fast=40)
+STEPS_PIXEL = budget(full=800, fast=30)
 torch.manual_seed(0)
 pixel_dit = DiT(1, 8, patch_size=2, dim=64, depth=3, heads=4, num_classes=10)
 losses = train(pixel_dit, jit_loss, digits, STEPS_PIXEL)
@@ -293,8 +293,9 @@ plt.show()
 # %% [markdown]
 # ### 1.5 Guidance scale
 #
-# One sample per held-out digit (its label; 397 digits, 100 in FAST mode), at $w = 0$ (unconditional), 1 (conditional),
-# 2 and 4, 20 Euler steps (40 network evaluations on batches of 2B).
+# One sample per held-out digit (its label; 397 digits, 60 in FAST mode), at $w = 0$
+# (unconditional), 1 (conditional), 2 and 4, with 20 Euler steps (one network call on a
+# batch of 2B per step).
 
 # %%
 pixel_dit.eval()
@@ -340,7 +341,7 @@ def v_pred_loss(model, x0, y, t, noise):
 toy = get_dataset("embedded:eight_gaussians:512")
 plane = embedding_matrix(512)  # (512, 2), orthonormal columns
 toy_ref = get_dataset("eight_gaussians", "test").x[:1000]
-STEPS_TOY = budget(full=1000, fast=100)
+STEPS_TOY = budget(full=1000, fast=60)
 fig, axes = plt.subplots(1, 3, figsize=(9, 3))
 axes[0].scatter(*toy_ref.T, s=2)
 axes[0].set_title("data (plane coordinates)")
@@ -449,7 +450,7 @@ torch.manual_seed(0)
 shapes_latent = DiT(4, 8, patch_size=4, **SHAPES_DIT)
 train(shapes_latent, jit_loss, latents, STEPS_LATENT)
 
-N_SHAPES = budget(full=600, fast=60)
+N_SHAPES = budget(full=600, fast=40)
 shapes_eval = Dataset("shapes", shapes_test.x[:N_SHAPES], shapes_test.labels[:N_SHAPES], 12)
 _labels = shapes_eval.labels
 _px = generate(shapes_pixel.eval(), (3, 16, 16), _labels, 3.0).clamp(-1, 1)
@@ -592,7 +593,7 @@ from visgen.metrics.probe import linear_probe
 from visgen.train import asset, hidden_features
 
 encoder = asset("repa_encoder_digits", progress=False).model
-STEPS_REPA = budget(full=400, fast=20)
+STEPS_REPA = budget(full=400, fast=10)
 REPA_DIT = {"patch_size": 2, "dim": 64, "depth": 4, "heads": 4, "num_classes": 10}
 grid = 8 // REPA_DIT["patch_size"]
 
@@ -600,7 +601,7 @@ grid = 8 // REPA_DIT["patch_size"]
 def probe(model, t=0.25):
     """Linear-probe test accuracy of the digit from block REPA_LAYER's pooled tokens at t."""
     g = torch.Generator().manual_seed(0)
-    n_train = budget(full=len(digits.x), fast=300)
+    n_train = budget(full=len(digits.x), fast=200)
     f_train = hidden_features(model, digits.x[:n_train], REPA_LAYER, t, generator=g)
     f_test = hidden_features(model, digits_eval.x, REPA_LAYER, t, generator=g)
     return linear_probe(

@@ -24,7 +24,8 @@ SwD): a convolutional teacher whose middle block sees 4×4 "patches" of an 8×8 
 is an x-predicting MLP trained with the v-loss (JiT, lecture 5): 512 hidden units cannot carry
 the 768-dimensional noise a velocity or ε output needs (measured: a velocity MLP of this size
 samples noisy blobs). The students that copy the teacher (distribution matching) are
-x-predictors too; flow-map students output an average velocity and meet the same limit here.
+x-predictors too; flow-map students output an average velocity, which the same argument
+limits (not measured on this task).
 """
 
 from __future__ import annotations
