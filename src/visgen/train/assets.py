@@ -49,6 +49,7 @@ __all__ = [
     "asset",
     "asset_key",
     "cache_dir",
+    "classifier_recipe",
     "load_trained",
     "normalize_spec",
     "register_asset",
@@ -232,8 +233,11 @@ def _ddpm_digits() -> dict:
     return {**_fm_digits(), "method": {"name": "ddpm", "label_dropout": 0.1}}
 
 
-def _classifier(data: str, channels: int, classes: int, width: int, steps: tuple[int, int]):
-    """Evaluation classifier of the image metrics (measured test accuracy in docs/metrics.md)."""
+def classifier_recipe(
+    data: str, channels: int, classes: int, width: int, steps: tuple[int, int], seed: int = 0
+) -> Callable[[], dict]:
+    """Recipe of a small image classifier (``steps`` = (full, fast)): the evaluation
+    classifiers of the image metrics (test accuracy in docs/metrics.md) and REPA's encoders."""
 
     def recipe() -> dict:
         return {
@@ -251,6 +255,7 @@ def _classifier(data: str, channels: int, classes: int, width: int, steps: tuple
                 "lr": 5e-3,
                 "weight_decay": 1e-4,
                 "ema_decay": 0.99,
+                "seed": seed,
             },
         }
 
@@ -263,9 +268,9 @@ ASSETS: dict[str, Callable[[], dict]] = {
     "dsm_2d": _dsm_2d,
     "fm_digits": _fm_digits,
     "ddpm_digits": _ddpm_digits,
-    "classifier_digits": _classifier("digits", 1, 10, 16, (1500, 600)),
-    "classifier_shapes16": _classifier("shapes16", 3, 12, 32, (2500, 800)),
-    "classifier_shapes32": _classifier("shapes32", 3, 12, 32, (2500, 800)),
+    "classifier_digits": classifier_recipe("digits", 1, 10, 16, (1500, 600)),
+    "classifier_shapes16": classifier_recipe("shapes16", 3, 12, 32, (2500, 800)),
+    "classifier_shapes32": classifier_recipe("shapes32", 3, 12, 32, (2500, 800)),
 }
 """Named recipes: a function returning a spec (evaluated at call time, so budgets apply)."""
 

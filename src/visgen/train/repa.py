@@ -16,40 +16,18 @@ from __future__ import annotations
 import torch
 
 from visgen._checks import as_time
-from visgen.config import budget
 from visgen.data.registry import get_dataset
 from visgen.metrics.probe import linear_probe
-from visgen.train.assets import register_asset
+from visgen.train.assets import classifier_recipe, register_asset
 
 __all__ = ["hidden_features", "probe_accuracy"]
 
 
-def _encoder(data: str, channels: int, classes: int, width: int):
-    def recipe() -> dict:
-        return {
-            "model": {
-                "name": "classifier",
-                "in_channels": channels,
-                "num_classes": classes,
-                "width": width,
-            },
-            "method": {"name": "classifier"},
-            "data": data,
-            "train": {
-                "steps": budget(full=1500, fast=600),
-                "batch_size": 128,
-                "lr": 5e-3,
-                "weight_decay": 1e-4,
-                "ema_decay": 0.99,
-                "seed": 1,
-            },
-        }
-
-    return recipe
-
-
-register_asset("repa_encoder_digits", _encoder("digits", 1, 10, 16))
-register_asset("repa_encoder_shapes16", _encoder("shapes16", 3, 12, 16))
+# REPA's frozen target encoders: classifiers of their own (seed 1), standing in for DINO
+register_asset("repa_encoder_digits", classifier_recipe("digits", 1, 10, 16, (1500, 600), seed=1))
+register_asset(
+    "repa_encoder_shapes16", classifier_recipe("shapes16", 3, 12, 16, (1500, 600), seed=1)
+)
 
 
 @torch.no_grad()
