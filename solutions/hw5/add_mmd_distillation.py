@@ -527,40 +527,43 @@ print("self-checks (2) passed")
 # %% [markdown]
 # ### Training the MMD student
 #
-# RBF kernel on the middle-block patches, the features read at $\hat t \sim U[0, 0.5]$, the
-# bandwidth fixed by the median heuristic (the median distance between patch vectors of
-# one batch of real digits: the bandwidth must match the feature scale, like SD1.5's
-# σ = 200 in the original). Each batch is made at **one** student level (mixing levels in
-# a batch lets their errors average out). No discriminator, no second network.
+# Two choices decide whether this works (both measured on this teacher, see the conclusions):
+#
+# * **The targets are the teacher's own samples from the same noise**, not real digits: a
+#   bank of teacher samples $x_0^T = \Phi(z)$ (Euler, 16 steps) with their starting noise
+#   $z$, and the student's input at level $s$ is $x_s = (1 - s)\, x_0^T + s\, z$ with
+#   **that** $z$. At $s = 1$ the input is exactly the noise the teacher started from, so the
+#   per-image patch MMD compares the student's sample with the sample it should produce;
+#   with real digits the pure-noise input says nothing about the paired image.
+# * **The linear kernel** (matched patch means). The unbiased RBF estimator is right for
+#   i.i.d. sample sets, but one image's 16 patches are a fixed set: for it the estimator
+#   is not minimised at fake = real (dropping the self-pairs leaves a repulsion between the
+#   fake image's own patches), and the student learns to overshoot the contrast.
+#
+# The features are read at $\hat t \sim U[0, 0.5]$; each batch is made at **one** student
+# level (mixing levels in a batch lets their errors average out). No discriminator, no
+# second network.
 
 # %%
 MMD_STEPS = budget(full=150, fast=10)
 _g = torch.Generator().manual_seed(1)
 torch.manual_seed(1)
+_n = budget(full=2048, fast=128)
+bank_z = torch.randn(_n, 1, 8, 8, generator=_g)
+bank_y = train_data.labels[torch.randint(len(train_data), (_n,), generator=_g)]
+with torch.no_grad():
+    bank_x = sample_euler(teacher, bank_z, uniform(16), bank_y)
 mmd_student = copy.deepcopy(teacher_net).train().requires_grad_(True)
 opt = torch.optim.Adam(mmd_student.parameters(), lr=3e-5)
-_x, _yb = real_batch(BATCH, _g)
-with torch.no_grad():
-    _p = patches(teacher_features(teacher_net, MID_BLOCK, _x, torch.zeros(BATCH), _yb))
-    SIGMA = float(torch.cdist(_p, _p)[:, ~torch.eye(_p.shape[1], dtype=torch.bool)].median())
-print(f"RBF bandwidth (median heuristic): {SIGMA:.2f}")
 mmd_log = []
 for _step in range(MMD_STEPS):
-    _x, _yb = real_batch(BATCH, _g)
+    _i = torch.randint(_n, (BATCH,), generator=_g)
+    _x, _yb, _z = bank_x[_i], bank_y[_i], bank_z[_i]
     _t = STUDENT_TS[int(torch.randint(4, (1,), generator=_g))] * torch.ones(BATCH)
-    _fake = generator_x0(mmd_student, _x, _t, torch.randn(_x.shape, generator=_g), _yb)
+    _fake = generator_x0(mmd_student, _x, _t, _z, _yb)
     _tf = 0.5 * torch.rand(BATCH, generator=_g)
-    _loss = mmd_loss(
-        teacher_net,
-        MID_BLOCK,
-        _x,
-        _fake,
-        _yb,
-        _tf,
-        torch.randn(_x.shape, generator=_g),
-        "rbf",
-        SIGMA,
-    )
+    _noise = torch.randn(_x.shape, generator=_g)
+    _loss = mmd_loss(teacher_net, MID_BLOCK, _x, _fake, _yb, _tf, _noise, "linear")
     opt.zero_grad(set_to_none=True)
     _loss.backward()
     opt.step()
@@ -568,7 +571,7 @@ for _step in range(MMD_STEPS):
 mmd_student.eval()
 _fig, _ax = plt.subplots(figsize=(6, 3))
 _ax.plot(mmd_log)
-_ax.set(xlabel="step", ylabel="patch MMD² (RBF, unbiased)", title="MMD distillation")
+_ax.set(xlabel="step", ylabel="patch MMD² (linear kernel)", title="MMD distillation")
 plt.show()
 
 # %% [markdown]
@@ -630,15 +633,18 @@ show_digits(
 # does not reach the teacher's 4-step Euler here; the losses hover near $2 \log 2$ (a
 # balanced game, so the EMA of the weights is what we sample), and the right-class rate
 # drops a little (0.97): nothing in the loss asks for the class beyond the head's
-# projection term. **The patch MMD** (150 updates) made the student *worse* than where it
-# started (87.8). Two reasons: the loss compares each student image with the real image
-# its input was made from, which at $t = 1$ (pure noise) carries no information about that
-# image, so the best the student can do is a kernel-space compromise between all digits
-# of the class, and the damage spreads to every level through the shared network; and the
-# middle-block features come after group normalisations, so they barely see the contrast
-# (the student's pixels overshoot $[-1, 1]$). At SD scale the patch sets are large and the
-# loss is usually combined with DMD2; at toy scale the discriminator's judgement of the
-# whole sample is the better signal. Per step, MMD is cheaper: two teacher passes and no
+# projection term. **The patch MMD** (150 updates, linear kernel, the teacher's own samples
+# as targets) brings the 4-step student to 20.2 — next to LADD, and the best PCA-16 distance
+# of the students (0.48) — and the 1-step student to 42.2 (the teacher read as a 1-step
+# model: 80.5, measured separately). Both training choices
+# matter (measured with 100–150 updates): with **real digits** as targets the student got
+# *worse* than its start (87.8 at 4 steps with the RBF kernel): at $s = 1$ the pure-noise input
+# says nothing about the paired real image, and the compromise spreads to every level through
+# the shared network. With the **unbiased RBF** estimator on one image's 16 patches the
+# student overshoots the contrast even with teacher targets (4-step FD 50): for a fixed set
+# the estimator is not minimised at fake = real, its dropped self-pairs leave a repulsion
+# between the patches. At SD scale the patch sets are large and the loss is usually combined
+# with DMD2. Per step, MMD is cheaper: two teacher passes and no
 # second network, against LADD's five teacher passes (two per discriminator update, one
 # per generator update) and three student passes.
 # <!-- END SOLUTION -->
