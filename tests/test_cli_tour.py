@@ -226,3 +226,20 @@ def test_parallel_tour_writes_the_same_report(tmp_path, demo_module):
 def test_tour_rejects_bad_jobs(tmp_path):
     with pytest.raises(ValueError, match="jobs"):
         run_tour(tmp_path, ["L01"], jobs=0)
+
+
+def test_a_bad_code_link_fails_before_any_chapter_runs(tmp_path):
+    ran = []
+
+    @chapter(
+        "L95", "A chapter with a broken code link", lecture=1, code=("visgen.nowhere.nothing",)
+    )
+    def bad_link(ctx):
+        ran.append(ctx.chapter.id)
+
+    try:
+        with pytest.raises(ValueError, match="visgen.nowhere.nothing"):
+            run_tour(tmp_path, ["L95"], fast=True, progress=False, log=lambda s: None)
+    finally:
+        tour._REGISTRY.pop("L95")
+    assert ran == [] and not (tmp_path / "index.html").exists()

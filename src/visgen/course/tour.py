@@ -330,6 +330,8 @@ def run_tour(
     set_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     fast_now = is_fast() if fast is None else fast
+    # resolve every chapter's slide and code links first: a bad one fails before any training
+    links = {ch.id: _links(ch, out) for ch in chapters}
     start = time.perf_counter()
     if jobs > 1 and len(chapters) > 1:
         runs = _run_parallel(chapters, out, fast_now, min(jobs, len(chapters)), log)
@@ -351,7 +353,7 @@ def run_tour(
     sections, results = [], {}
     for ch in chapters:
         run = done[ch.id]
-        slides, code = _links(ch, out)
+        slides, code = links[ch.id]
         sections.append(
             {
                 "chapter": ch,
