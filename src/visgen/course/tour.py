@@ -298,13 +298,12 @@ def _run_parallel(chapters: list[Chapter], out: Path, fast: bool, jobs: int, log
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = {
-            ch.id: pool.submit(_run_chapter_in_worker, ch.run.__module__, ch.id, out, fast)
+            pool.submit(_run_chapter_in_worker, ch.run.__module__, ch.id, out, fast): ch.id
             for ch in chapters
         }
-        log(f"[tour] {len(chapters)} chapters in {jobs} processes: {' '.join(futures)}")
-        for future in concurrent.futures.as_completed(futures.values()):
-            cid = next(k for k, f in futures.items() if f is future)
-            yield cid, future.result()
+        log(f"[tour] {len(chapters)} chapters in {jobs} processes: {' '.join(futures.values())}")
+        for future in concurrent.futures.as_completed(futures):
+            yield futures[future], future.result()
 
 
 def run_tour(
