@@ -7,7 +7,8 @@ a middle block (res, self-attention, res) at the lowest resolution; the decoder 
 encoder with skip connections concatenated, and nearest-neighbour upsampling + conv. The last
 conv of every residual block and the output conv start at zero, so each block starts as the
 identity and the untrained network predicts 0. CPU-sized simplification: one attention block
-(only in the middle), no dropout by default.
+(only in the middle), no dropout by default. ``control`` adds ControlNet residuals to every
+skip connection and to the middle block's output (:mod:`visgen.conditioning.controlnet`).
 
 ``size`` must be divisible by 2^(len(mults) − 1); the network is fully convolutional, so it
 also runs at any other size divisible by it (scale-wise generators evaluate it at lower
@@ -147,7 +148,15 @@ class UNet(nn.Module):
         )
         self.shape = (in_channels, size, size)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+    @property
+    def num_skips(self) -> int:
+        """Number of skip connections: the encoder features the decoder concatenates."""
+        return 1 + len(self.down)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, *, control=None):
+        """The prediction shaped like x. ``control``: ControlNet residuals, one per skip
+        connection in the order the encoder stores them, then one for the middle block —
+        added as ControlNet's locked U-Net does (arXiv 2302.05543, Fig. 3)."""
         # fully convolutional: trained at `size`, callable at any size the down-sampling
         # divides (scale-wise generation, visgen.fewstep.swd)
         f = 2 ** (len(self.config["mults"]) - 1)
@@ -164,6 +173,14 @@ class UNet(nn.Module):
             hs.append(h)
         for layer in self.mid:
             h = layer(h, emb)
+        if control is not None:
+            if len(control) != self.num_skips + 1:
+                raise ValueError(
+                    f"control must hold {self.num_skips + 1} residuals (one per skip "
+                    f"connection and one for the middle block), got {len(control)}"
+                )
+            hs = [skip + r for skip, r in zip(hs, control)]
+            h = h + control[-1]
         for layer in self.up:
             if isinstance(layer, ResBlock):
                 h = layer(torch.cat([h, hs.pop()], 1), emb)
