@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from visgen._checks import check_positive
-from visgen.config import budget
 from visgen.data.shapes import (
     ATTRIBUTES,
     CAPTION_LENGTH,
@@ -174,7 +173,7 @@ def _clip_shapes16() -> dict:
         "data": "shapes16_captions",
         "labels": True,
         "train": {
-            "steps": budget(full=600, fast=300),
+            "steps": 300,
             "batch_size": 128,
             "lr": 3e-3,
             "warmup": 50,

@@ -20,8 +20,8 @@ base model (no harmful noise enters its features); the base's weights never chan
   through a zero linear layer added to the copy's tokens, and a zero linear layer after each
   copied block gives the residual added to the base's tokens after the same block.
 
-CPU-scale simplification: the copy reads the frozen base's time and text embeddings instead
-of training its own copy of them.
+CPU-scale simplification: the copy reads the frozen base's time, text and position
+embeddings instead of training its own copy of them.
 
 :class:`MultiControlNet` applies ControlNets with a **control strength** each (the official
 ``control_scales``): their residuals are scaled and summed, so two ControlNets trained
@@ -41,12 +41,21 @@ from torch import nn
 from visgen._checks import check_choice, check_positive
 from visgen.conditioning.base import checksum, frozen_base
 from visgen.conditioning.controls import CONTROLS, control_map
+from visgen.conditioning.text import JIT
+from visgen.config import budget
 from visgen.nn import MODELS, DiT, UNet
 from visgen.nn.dit import patchify
 from visgen.nn.unet import ResBlock
+from visgen.train.assets import register_asset
 from visgen.train.methods import METHODS, Diffusion
 
-__all__ = ["ControlNet", "ControlTraining", "MultiControlNet", "adapter_parameters"]
+__all__ = [
+    "ControlNet",
+    "ControlTraining",
+    "MultiControlNet",
+    "adapter_parameters",
+    "controlnet_spec",
+]
 
 
 def _zero(module: nn.Module) -> nn.Module:
@@ -114,7 +123,6 @@ class ControlNet(nn.Module):
             raise ValueError(f"blocks must be an int in [1, {cfg.depth - 1}], got {blocks!r}")
         p = cfg.patch_size
         self.embed = copy.deepcopy(self.base.embed)
-        self.pos = copy.deepcopy(self.base.pos)
         self.hint = _zero(nn.Linear(p * p * self.hint_channels, cfg.dim))
         self.blocks = copy.deepcopy(self.base.blocks[:blocks])
         self.zero = nn.ModuleList(_zero(nn.Linear(cfg.dim, cfg.dim)) for _ in range(blocks))
@@ -158,8 +166,8 @@ class ControlNet(nn.Module):
             c, text, keep = self.base.condition(t, cond)
             h = self.embed(patchify(x, self.base.cfg.patch_size))
             h = h + self.hint(patchify(control, self.base.cfg.patch_size))
-            if self.pos is not None:
-                h = h + self.pos
+            if self.base.pos is not None:
+                h = h + self.base.pos
             out = []
             for block, zero in zip(self.blocks, self.zero):
                 h, text = block(h, c, self.base.rope, text, keep)
@@ -237,3 +245,49 @@ class ControlTraining(Diffusion):
 
 
 METHODS["control"] = ControlTraining
+
+
+# --- standard assets ----------------------------------------------------------------------
+
+
+def controlnet_spec(base: str, control: str, steps: int, *, seed: int = 0, batch_size: int = 64):
+    """Training spec of a ControlNet on ``base`` (an asset name) for the map ``control``."""
+    check_choice(control, "control", CONTROLS)
+    return {
+        "model": {"name": "controlnet", "base": base, "blocks": 2},
+        "method": {"name": "control", "control": control, **JIT},
+        "data": "shapes16_captions" if base.startswith("text_dit") else "shapes16",
+        "labels": True,
+        "train": {
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": 2e-3,
+            "warmup": 20,
+            "ema_decay": 0.99,
+            "seed": seed,
+        },
+    }
+
+
+def _unet_shapes16() -> dict:
+    return {
+        "model": {
+            "name": "unet", "in_channels": 3, "size": 16, "channels": 8, "mults": [1, 2],
+            "num_classes": 12,
+        },
+        "method": {"name": "fm", **JIT, "label_dropout": 0.1},
+        "data": "shapes16",
+        "train": {"steps": budget(full=600, fast=300), "batch_size": 32, "lr": 3e-3, "warmup": 50},
+    }  # fmt: skip
+
+
+register_asset("unet_shapes16", _unet_shapes16)
+_STEPS = {"mask": 150, "edges": 150, "heatmap": 100}
+for _control, _steps in _STEPS.items():
+    register_asset(
+        f"controlnet_dit_{_control}",
+        lambda control=_control, steps=_steps: controlnet_spec("text_dit_cross", control, steps),
+    )
+register_asset(
+    "controlnet_unet_edges", lambda: controlnet_spec("unet_shapes16", "edges", 300, batch_size=32)
+)

@@ -1,7 +1,7 @@
 r"""Text-to-image at toy scale: one generator, three ways to read the caption, and text guidance.
 
 The generator is the lecture-5 :class:`~visgen.nn.DiT` on 16×16 shapes (16 tokens of 4×4×3
-values, 4 blocks of width 64, learned absolute positions) reading captions through the tiny
+values, 4 blocks of width 64, DiT's fixed sin-cos positions) reading captions through the tiny
 word-level :class:`~visgen.nn.dit.TextEncoder`; only ``text_mode`` differs:
 
 * ``pooled``: the pooled text vector joins the time embedding in adaLN (how class labels enter);
@@ -11,9 +11,11 @@ word-level :class:`~visgen.nn.dit.TextEncoder`; only ``text_mode`` differs:
 The three assets ``text_dit_<mode>`` train with the same data, steps, batch and optimiser
 (equal compute per step up to the mechanism's own FLOPs, :func:`forward_flops`); training
 drops 10 % of captions (classifier-free guidance) and each attribute phrase 15 % of the time
-(:func:`visgen.data.drop_attributes`), so partial prompts such as ``"a red"`` work. Absolute
-positions are learned because with RoPE alone a pooled or cross-attention DiT cannot know
-where a token sits (attention scores only see offsets), and "at the top left" is unlearnable.
+(:func:`visgen.data.drop_attributes`), so partial prompts such as ``"a red"`` work. Positions
+are absolute (added to the tokens) because with RoPE alone a pooled or cross-attention DiT
+cannot know where a token sits — attention scores only see offsets — and "at the top left"
+is unlearnable; an MMDiT with RoPE can, since its unrotated text keys meet rotated image
+queries.
 
 :func:`text_guidance` is classifier-free guidance on text (Ho & Salimans 2022, arXiv
 2207.12598, eq. 6) with an optional **negative prompt**: the unconditional branch is replaced
@@ -26,7 +28,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from visgen._checks import check_choice
-from visgen.config import budget
 from visgen.data.shapes import CAPTION_LENGTH, CAPTION_WORDS, tokenize_captions
 from visgen.nn import TEXT_MODES
 from visgen.param import Denoiser
@@ -43,19 +44,20 @@ TEXT_DIT = {
     "dim": 64,
     "depth": 4,
     "heads": 4,
-    "pos": "learned",
+    "pos": "sincos",
     "text_vocab": len(CAPTION_WORDS),
     "text_len": CAPTION_LENGTH,
 }
 """The generator of lecture 11 (``text_mode`` is added per mechanism)."""
 JIT = {"prediction": "x0", "t_eps": 0.05, "t_sampler": "logit_normal"}
+STEPS = 300  # the tour chapter L11 trains all three: 3 × 300 steps of batch 64
 """x-prediction with the v-loss and logit-normal times (JiT; the lecture-5 DiTs)."""
 
 
 def text_dit_spec(mode: str, steps: int | None = None, seed: int = 0) -> dict:
     """Training spec of the text-conditioned DiT reading captions by ``mode``."""
     check_choice(mode, "mode", TEXT_MODES)
-    steps = budget(full=1500, fast=600) if steps is None else steps
+    steps = STEPS if steps is None else steps
     return {
         "model": {**TEXT_DIT, "text_mode": mode},
         "method": {"name": "fm", **JIT, "label_dropout": 0.1, "attribute_dropout": 0.15},

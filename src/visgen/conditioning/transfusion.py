@@ -20,11 +20,12 @@ of 4×4×3 values embedded linearly, with a learned patch position and the time 
 added (Transfusion's linear patch encoder); RoPE over the sequence index rotates queries and
 keys (:func:`~visgen.nn.attention.rope_1d`); blocks are the plain pre-LN blocks of
 :mod:`visgen.nn.dit`. The image loss is flow matching with x-prediction and the v-loss (JiT,
-as the lecture-5 DiTs), t logit-normal for caption-first pairs and t ~ U[0, ``t_max``] for
-image-first pairs (conditioning images are only lightly noised, as Transfusion does for
-captioning). CPU-scale simplifications: no BOI/EOI tokens (the layout is fixed), one image
-per sequence, half of the pairs caption first (``caption_first``) so that a short run learns
-both directions.
+as the lecture-5 DiTs) with t logit-normal. CPU-scale simplifications: no BOI/EOI tokens (the
+layout is fixed), one image per sequence, half of the pairs caption first (``caption_first``)
+so that a short run learns both directions, and an image placed before its caption is clean
+(t = 0, no image loss: it only conditions the caption, which Transfusion approaches by
+noising such images lightly) — the v-loss weighs small t by 1/t², so lightly noised images
+would dominate the gradient of a small model.
 
 Sampling reuses the lecture-9 KV cache (:class:`~visgen.nn.attention.KVCache`): to draw,
 the caption's keys and values are computed once (they never see the image) and every
@@ -47,9 +48,10 @@ from visgen.nn.dit import Stream, patchify, unpatchify
 from visgen.nn.embeddings import SinusoidalEmbedding, drop_labels
 from visgen.objectives import LogitNormal
 from visgen.param import Denoiser
+from visgen.train.assets import register_asset
 from visgen.train.methods import METHODS
 
-__all__ = ["Transfusion", "TransfusionTraining"]
+__all__ = ["Transfusion", "TransfusionTraining", "transfusion_spec"]
 
 WORDS = len(CAPTION_WORDS)
 BOS, EOS = WORDS, WORDS + 1
@@ -239,8 +241,8 @@ class TransfusionTraining:
 
     Args:
         weight: λ (the paper: 5).
-        caption_first: share of pairs ordered caption → image (the paper: 0.8).
-        t_max: image-first pairs draw t ~ U[0, t_max] (the image conditions the caption).
+        caption_first: share of pairs ordered caption → image (the paper: 0.8); the others
+            show the clean image before its caption.
         label_dropout: caption-first pairs whose caption is emptied (classifier-free guidance).
         t_mean, t_std: the logit-normal time of caption-first pairs; ``t_eps`` JiT's clamp.
     """
@@ -250,8 +252,7 @@ class TransfusionTraining:
     def __init__(
         self,
         weight: float = 5.0,
-        caption_first: float = 0.5,
-        t_max: float = 0.5,
+        caption_first: float = 0.4,
         label_dropout: float = 0.1,
         t_mean: float = 0.0,
         t_std: float = 1.0,
@@ -261,16 +262,15 @@ class TransfusionTraining:
         for name, value in (("caption_first", caption_first), ("label_dropout", label_dropout)):
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        if not 0 < t_max <= 1 or not 0 < t_eps < 1:
-            raise ValueError(f"need 0 < t_max <= 1 and 0 < t_eps < 1, got {t_max}, {t_eps}")
-        self.weight, self.caption_first, self.t_max = weight, caption_first, t_max
+        if not 0 < t_eps < 1:
+            raise ValueError(f"t_eps must be in (0, 1), got {t_eps}")
+        self.weight, self.caption_first = weight, caption_first
         self.label_dropout, self.t_eps = label_dropout, t_eps
         self.t_sampler = LogitNormal(t_mean, t_std)
         self.spec = {
             "name": "transfusion",
             "weight": weight,
             "caption_first": caption_first,
-            "t_max": t_max,
             "label_dropout": label_dropout,
             "t_mean": t_mean,
             "t_std": t_std,
@@ -283,11 +283,7 @@ class TransfusionTraining:
             raise ValueError("the transfusion method needs captions (a *_captions data set)")
         n = x0.shape[0]
         image_first = torch.rand(n, generator=generator) >= self.caption_first
-        t = torch.where(
-            image_first,
-            self.t_max * torch.rand(n, generator=generator, dtype=x0.dtype),
-            self.t_sampler(n, generator, x0.dtype),
-        )
+        t = torch.where(image_first, 0.0, self.t_sampler(n, generator, x0.dtype))
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
         dropped = drop_labels(ids, self.label_dropout, generator)
         ids = torch.where(image_first[:, None], ids, dropped)
@@ -305,7 +301,21 @@ class TransfusionTraining:
         lm = (ce * first_eos).sum(1) / first_eos.sum(1)
         v_hat = (xt - x0_hat) / tt.clamp_min(self.t_eps)
         image = (v_hat - (noise - x0)).pow(2).flatten(1).mean(1)
-        return lm + self.weight * image
+        return lm + self.weight * torch.where(batch["image_first"], 0.0, image)
 
 
 METHODS["transfusion"] = TransfusionTraining
+
+
+def transfusion_spec(steps: int, *, seed: int = 0) -> dict:
+    """Training spec of the unified model on ``shapes16_captions``."""
+    return {
+        "model": {"name": "transfusion", "size": 16, "patch_size": 4, "dim": 64, "depth": 4},
+        "method": {"name": "transfusion"},
+        "data": "shapes16_captions",
+        "labels": True,
+        "train": {"steps": steps, "batch_size": 64, "lr": 2e-3, "warmup": 50, "seed": seed},
+    }
+
+
+register_asset("transfusion_shapes16", lambda: transfusion_spec(400))

@@ -3,7 +3,8 @@ text–image blocks (Esser et al. 2024, arXiv 2403.03206, §4.1), in one file.
 
 **DiT.** x (B, C, H, W) is cut into N = (H/p)(W/p) patches of p·p·C values
 (:func:`patchify`), each linearly embedded to a token of width ``dim``; positions enter as
-learned embeddings or as 2D rotary embeddings inside attention (:func:`rope_2d`). ``depth``
+embeddings added to the tokens (learned, or DiT's fixed sin-cos table :func:`sincos_2d`) or
+as 2D rotary embeddings inside attention (:func:`rope_2d`). ``depth``
 blocks follow, each conditioned on c = MLP(sin(t)) + E[y] (time and class, the null class −1
 for classifier-free guidance) by adaptive layer norm (DiT §3.2):
 
@@ -38,8 +39,8 @@ on the token grid), trained with the model and unused when sampling. ``control``
 ControlNet residuals to the image tokens after the first blocks and ``image_prompt`` feeds
 IP-Adapter's keys and values to the cross-attention (:mod:`visgen.conditioning`).
 
-CPU-scale simplifications: a few blocks of width 64–256; absolute positions are learned (DiT
-uses fixed sin-cos) unless RoPE is chosen; no QK-norm; attention through
+CPU-scale simplifications: a few blocks of width 64–256; positions are 2D RoPE by default;
+no QK-norm; attention through
 ``torch.nn.functional.scaled_dot_product_attention``.
 
 Parameter counts (:func:`~visgen.nn.count_parameters`; checked by ``tests/test_dit.py``):
@@ -92,7 +93,8 @@ class DiTConfig:
         dim, depth, heads, mlp_ratio: token width, number of blocks, attention heads, MLP width
             ratio.
         num_classes: > 0 for class conditioning (null label −1 for CFG).
-        pos: ``rope`` (2D rotary embedding; dim/heads divisible by 4) or ``learned``.
+        pos: ``rope`` (2D rotary embedding; dim/heads divisible by 4), ``learned`` or
+            ``sincos`` (DiT's fixed 2D sin-cos table, :func:`sincos_2d`).
         text_vocab, text_len, text_depth: > 0 conditions on captions of ``text_len`` token
             ids in [0, text_vocab) (−1 = padding), read by a ``text_depth`` layer
             :class:`TextEncoder`.
@@ -127,7 +129,7 @@ class DiTConfig:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
         check_positive(self.text_depth, "text_depth", integer=True)
         check_positive(self.mlp_ratio, "mlp_ratio")
-        check_choice(self.pos, "pos", ("rope", "learned"))
+        check_choice(self.pos, "pos", ("rope", "learned", "sincos"))
         check_choice(self.repa_projector, "repa_projector", ("mlp", "conv"))
         check_choice(self.text_mode, "text_mode", TEXT_MODES)
         if self.text_mode != "joint" and not self.text_vocab:
@@ -184,6 +186,22 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, channels: int, size) -> to
     return rearrange(
         tokens, "b (h w) (p q c) -> b c (h p) (w q)", h=h // patch_size, p=patch_size, q=patch_size
     )
+
+
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """DiT's fixed position table (grid², dim) (MAE/DiT ``get_2d_sincos_pos_embed``): the first
+    half of the channels code the row, the second half the column, each as
+    [sin(p ω_i), cos(p ω_i)] with ω_i = 10000^{−i/(dim/4)}."""
+    if dim % 4:
+        raise ValueError(f"sin-cos positions need dim divisible by 4, got {dim}")
+    omega = 10_000 ** (-torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+
+    def code(p):
+        angles = p.reshape(-1, 1).double() * omega
+        return torch.cat([angles.sin(), angles.cos()], 1)
+
+    return torch.cat([code(rows), code(cols)], 1).float()
 
 
 # --- blocks -------------------------------------------------------------------------------
@@ -400,9 +418,12 @@ class DiT(nn.Module):
             del self.config["text_mode"]
         p, dim = cfg.patch_size, cfg.dim
         self.embed = nn.Linear(p * p * in_channels, dim)
-        self.pos = None
         if cfg.pos == "learned":
             self.pos = nn.Parameter(torch.randn(1, cfg.num_tokens, dim) * 0.02)
+        elif cfg.pos == "sincos":
+            self.register_buffer("pos", sincos_2d(cfg.grid, dim)[None], persistent=False)
+        else:
+            self.pos = None
         if cfg.pos == "rope":
             cos, sin = rope_2d(cfg.grid, dim // cfg.heads)
             self.register_buffer("rope_cos", cos, persistent=False)
@@ -453,7 +474,7 @@ class DiT(nn.Module):
 
     @property
     def rope(self):
-        """(cos, sin) of the image tokens' 2D RoPE, or None with learned positions."""
+        """(cos, sin) of the image tokens' 2D RoPE, or None with additive positions."""
         return (self.rope_cos, self.rope_sin) if self.cfg.pos == "rope" else None
 
     def condition(self, t: torch.Tensor, cond=None):
@@ -472,7 +493,7 @@ class DiT(nn.Module):
         return self.cond(t, cond), None, None
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """The embedded patches of x (B, N, dim), positions added when they are learned."""
+        """The embedded patches of x (B, N, dim), with additive positions if the DiT has them."""
         cfg = self.cfg
         if x.dim() != 4 or tuple(x.shape[1:]) != (cfg.in_channels, cfg.size, cfg.size):
             raise ValueError(
