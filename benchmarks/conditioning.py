@@ -9,8 +9,9 @@ same held-out shapes (:mod:`visgen.conditioning.evaluate`):
   seed — IoU with the target silhouette vs the base; and the IoU every ``--every`` steps of
   a second, uncached run of the same spec (the step where IoU first passes 0.5: ControlNet's
   "sudden convergence"), at batch 64 and at batch 256 with a quarter of the steps;
-* ``ip_adapter``: the IP-Adapter trained with this seed — attribute match at λ = 1 with an
-  empty prompt, and the image (shape) / text (colour) accuracies at λ = 0.5;
+* ``ip_adapter``: the IP-Adapter trained with this seed — attribute match with the reference
+  at λ = 1 and an empty prompt, and at λ = 0.5 with a prompt naming another region: the
+  reference's colour and the prompt's region;
 * ``transfusion``: the unified model with this seed — captions of held-out shapes and the
   attribute agreement of its drawings.
 
@@ -46,10 +47,10 @@ from visgen.conditioning.evaluate import (
 from visgen.conditioning.ip_adapter import ip_adapter_spec
 from visgen.conditioning.text import text_dit_spec
 from visgen.conditioning.transfusion import transfusion_spec
-from visgen.data import COLOURS, get_dataset
+from visgen.data import REGIONS, get_dataset
 from visgen.nn import TEXT_MODES, build_model
 from visgen.train import TrainConfig, Trainer, make_method, train_cached
-from visgen.train.assets import normalize_spec
+from visgen.train.assets import ASSETS, normalize_spec
 
 PARTS = ("mechanisms", "controlnet", "ip_adapter", "transfusion")
 
@@ -97,7 +98,7 @@ def _iou_curve(spec: dict, test, every: int) -> list[tuple[int, float]]:
 
 
 def controlnet(seed: int, test, g, every: int) -> dict:
-    steps = budget(full=300, fast=150)
+    steps = ASSETS["controlnet_dit_mask"]()["train"]["steps"]
     trained, cpu = _train(controlnet_spec("text_dit_cross", "mask", steps, seed=seed))
     row, _ = controlnet_row("mask", trained.model, test, ["mask"], g)
     base, _ = controlnet_row("base", MultiControlNet([trained.model], [0.0]), test, ["mask"], g)
@@ -117,17 +118,17 @@ def controlnet(seed: int, test, g, every: int) -> dict:
 
 
 def ip_adapter(seed: int, test, g) -> dict:
-    trained, cpu = _train(ip_adapter_spec(budget(full=300, fast=150), seed=seed))
+    trained, cpu = _train(ip_adapter_spec(150, seed=seed))
     ip = trained.model
     empty, _ = ip_adapter_row(ip, test.images, [""] * len(test), 1.0, g)
-    colours = list(COLOURS)
-    prompts = [f"a {colours[(c + 1) % 4]}" for c in test.colour.tolist()]
+    prompts = [f"a {REGIONS[(r + 4) % 9]}" for r in test.region.tolist()]
     half, _ = ip_adapter_row(ip, test.images, prompts, 0.5, g)
-    return {"scale1_empty_text": empty, "scale0.5_colour_text": half, "train_cpu_s": cpu}
+    return {"scale1_empty_prompt": empty, "scale0.5_region_prompt": half, "train_cpu_s": cpu}
 
 
 def transfusion(seed: int, test, g) -> dict:
-    trained, cpu = _train(transfusion_spec(budget(full=800, fast=400), seed=seed))
+    steps = ASSETS["transfusion_shapes16"]()["train"]["steps"]
+    trained, cpu = _train(transfusion_spec(steps, seed=seed))
     model = trained.model
     captions = caption_accuracy(model.caption(test.images), test)
     drawn = draw(model.denoiser(), test.captions, g)

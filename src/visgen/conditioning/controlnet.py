@@ -282,7 +282,7 @@ def _unet_shapes16() -> dict:
 
 
 register_asset("unet_shapes16", _unet_shapes16)
-_STEPS = {"mask": 150, "edges": 150, "heatmap": 100}
+_STEPS = {"mask": 150, "edges": 200, "heatmap": 100}
 for _control, _steps in _STEPS.items():
     register_asset(
         f"controlnet_dit_{_control}",

@@ -47,10 +47,6 @@ def held_out(n: int) -> Shapes:
     return make_shapes(n, 16, EVAL_SEED)
 
 
-def _or_missing(value) -> int:
-    return -2 if value is None else value
-
-
 def _noise(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(n, 3, 16, 16, generator=generator)
 
@@ -125,8 +121,9 @@ def ip_adapter_row(
     *,
     cfg: float = SCALE,
 ) -> tuple[dict, torch.Tensor]:
-    """IP-Adapter samples at image scale λ = ``scale`` for (reference, caption) pairs; the
-    share that shows the reference's shape, size and region, and the caption's colour."""
+    """IP-Adapter samples at image scale λ = ``scale`` for (reference, caption) pairs: the
+    share that shows each attribute of the reference image (``<attribute> = image``) and each
+    attribute the caption names (``<attribute> = text``)."""
     ids = tokenize_captions(list(captions))
     cond = {"text": ids, "image": references}
     null = {"text": torch.full_like(ids, -1), "image": null_images(references)}
@@ -137,11 +134,15 @@ def ip_adapter_row(
     finally:
         ip.scale = previous
     seen, ref = read_attributes(x), read_attributes(references)
-    colour = torch.tensor([_or_missing(parse_caption(c)["colour"]) for c in captions])
     row = {"λ": float(scale)}
-    for attribute in ("shape", "size", "region", "colour"):
-        row[f"{attribute} = reference"] = float((seen[attribute] == ref[attribute]).float().mean())
-    row["colour = text"] = float((seen["colour"] == colour).float().mean())
+    for attribute in ATTRIBUTES:
+        row[f"{attribute} = image"] = float((seen[attribute] == ref[attribute]).float().mean())
+    wanted = [parse_caption(c) for c in captions]
+    for attribute in ATTRIBUTES:
+        rows = [i for i, w in enumerate(wanted) if w[attribute] is not None]
+        if rows:
+            target = torch.tensor([wanted[i][attribute] for i in rows])
+            row[f"{attribute} = text"] = float((seen[attribute][rows] == target).float().mean())
     return row, x
 
 
