@@ -118,7 +118,8 @@ def controlnet(seed: int, test, g, every: int) -> dict:
 
 
 def ip_adapter(seed: int, test, g) -> dict:
-    trained, cpu = _train(ip_adapter_spec(150, seed=seed))
+    steps = ASSETS["ip_adapter_shapes16"]()["train"]["steps"]
+    trained, cpu = _train(ip_adapter_spec(steps, seed=seed))
     ip = trained.model
     empty, _ = ip_adapter_row(ip, test.images, [""] * len(test), 1.0, g)
     prompts = [f"a {REGIONS[(r + 4) % 9]}" for r in test.region.tolist()]

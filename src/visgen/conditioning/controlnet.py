@@ -64,9 +64,12 @@ def _zero(module: nn.Module) -> nn.Module:
     return module
 
 
+FROZEN = ("base.", "encoder.")  # the parts of an adapter it never trains
+
+
 def adapter_parameters(model: nn.Module) -> int:
-    """Parameters an adapter adds to its base (everything outside ``model.base``)."""
-    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("base."))
+    """Parameters an adapter trains: everything but its frozen ``base`` (and ``encoder``)."""
+    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith(FROZEN))
 
 
 def _check_cond(cond, channels: int) -> tuple:

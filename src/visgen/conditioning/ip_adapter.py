@@ -193,4 +193,4 @@ def ip_adapter_spec(
     }
 
 
-register_asset("ip_adapter_shapes16", lambda: ip_adapter_spec(150))
+register_asset("ip_adapter_shapes16", lambda: ip_adapter_spec(200))

@@ -318,4 +318,4 @@ def transfusion_spec(steps: int, *, seed: int = 0) -> dict:
     }
 
 
-register_asset("transfusion_shapes16", lambda: transfusion_spec(400))
+register_asset("transfusion_shapes16", lambda: transfusion_spec(500))

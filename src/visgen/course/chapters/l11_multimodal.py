@@ -36,9 +36,9 @@ MODES = {
     "cross": "cross-attention",
     "joint": "MMDiT joint attention",
 }
-CFG_SCALES = (1.0, 2.0, 3.0, 5.0)
+CFG_SCALES = (1.0, 3.0, 5.0)
 STRENGTHS = (0.0, 0.5, 1.0)
-IP_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
+IP_SCALES = (0.0, 0.5, 1.0)
 
 
 def _n() -> int:
