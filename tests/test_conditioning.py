@@ -403,3 +403,5 @@ def test_transfusion_mask_caches_and_losses(gen):
         text_sequence(torch.tensor([[0, -1, 3, -1, -1, -1, -1, -1]]))
     with pytest.raises(ValueError, match="needs captions"):
         method.draw({"x0": s.images, "cond": s.label}, gen)
+    with pytest.raises(ValueError, match=r"images must have shape \(B, 3, 16, 16\)"):
+        model.caption(s.images[:, :1])

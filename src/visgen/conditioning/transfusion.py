@@ -16,9 +16,9 @@ caption first).
 
 Here: captions of the procedural shapes become ``[BOS, w_1 … w_n, EOS, EOS …]`` (10 slots;
 the first EOS is a target, the repeats pad to a fixed length), 16×16 images become 16 patches
-of 4×4×3 values embedded linearly, with a learned patch position and the time embedding
-added (Transfusion's linear patch encoder); RoPE over the sequence index rotates queries and
-keys (:func:`~visgen.nn.attention.rope_1d`); blocks are the plain pre-LN blocks of
+of 4×4×3 values embedded linearly, with DiT's fixed 2D sin-cos position and the time
+embedding added (Transfusion's linear patch encoder); RoPE over the sequence index rotates
+queries and keys (:func:`~visgen.nn.attention.rope_1d`); blocks are the plain pre-LN blocks of
 :mod:`visgen.nn.dit`. The image loss is flow matching with x-prediction and the v-loss (JiT,
 as the lecture-5 DiTs) with t logit-normal. CPU-scale simplifications: no BOI/EOI tokens (the
 layout is fixed), one image per sequence, half of the pairs caption first (``caption_first``)
@@ -44,7 +44,7 @@ from visgen._checks import check_positive
 from visgen.data.shapes import CAPTION_LENGTH, CAPTION_WORDS, decode_captions
 from visgen.nn import MODELS
 from visgen.nn.attention import KVCache, apply_rope, group_mask, rope_1d
-from visgen.nn.dit import Stream, patchify, unpatchify
+from visgen.nn.dit import Stream, patchify, sincos_2d, unpatchify
 from visgen.nn.embeddings import SinusoidalEmbedding, drop_labels
 from visgen.objectives import LogitNormal
 from visgen.param import Denoiser
@@ -110,10 +110,12 @@ class Transfusion(nn.Module):
         }
         self.size, self.patch_size, self.depth = size, patch_size, depth
         self.patches = (size // patch_size) ** 2
+        self.text_slots = TEXT_SLOTS
         values = patch_size * patch_size * 3
         self.embed_text = nn.Embedding(WORDS + 2, dim)
         self.embed_patch = nn.Linear(values, dim)
-        self.patch_pos = nn.Parameter(torch.randn(1, self.patches, dim) * 0.02)
+        grid = size // patch_size
+        self.register_buffer("patch_pos", sincos_2d(grid, dim)[None], persistent=False)
         self.time = nn.Sequential(
             SinusoidalEmbedding(dim), nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim)
         )
@@ -134,10 +136,15 @@ class Transfusion(nn.Module):
         self.register_buffer("mask_image_first", group_mask(image_first, image_first), False)
 
     # --- pieces -----------------------------------------------------------------------------
-    def image_tokens(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or tuple(x.shape[1:]) != (3, self.size, self.size):
+    def image_tokens(self, x: torch.Tensor, t: torch.Tensor, name: str = "x") -> torch.Tensor:
+        """Embedded patches of x (B, 3, size, size) with their positions and the time added."""
+        if (
+            not isinstance(x, torch.Tensor)
+            or x.dim() != 4
+            or tuple(x.shape[1:]) != (3, self.size, self.size)
+        ):
             raise ValueError(
-                f"x must have shape (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}"
+                f"{name} must have shape (B, 3, {self.size}, {self.size}), got {tuple(getattr(x, 'shape', ()))}"
             )
         h = self.embed_patch(patchify(x, self.patch_size)) + self.patch_pos
         return h + self.time(t)[:, None]
@@ -181,8 +188,10 @@ class Transfusion(nn.Module):
     @torch.no_grad()
     def caption(self, images: torch.Tensor, *, cache: bool = True) -> list[str]:
         """Greedy captions of clean images (t = 0), decoded after the image (image first)."""
-        n, p = images.shape[0], self.patches
-        image = self.image_tokens(images, images.new_zeros(n))
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a tensor (B, 3, H, W), got {type(images).__name__}")
+        n, p = len(images), self.patches
+        image = self.image_tokens(images, images.new_zeros(n), "images")
         seq = torch.full((n, 1), BOS, dtype=torch.long, device=images.device)
         kv = KVCache(self.depth) if cache else None
         if kv is not None:

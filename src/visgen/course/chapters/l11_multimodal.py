@@ -19,6 +19,7 @@ from visgen.conditioning import (
     read_attributes,
 )
 from visgen.conditioning.evaluate import (
+    GRID,
     caption_accuracy,
     controlnet_row,
     draw,
@@ -83,7 +84,7 @@ def _clip_section(ctx, test):
     return clip
 
 
-def _mechanisms_section(ctx, g, test):
+def _mechanisms_section(ctx, test):
     ctx.text(
         "**Three ways to read a caption.** The same DiT (16 tokens, 4 blocks of width 64) "
         "reads the caption through the pooled text vector in adaLN, through cross-attention "
@@ -126,13 +127,25 @@ def _guidance_section(ctx, g, den, clip, test):
                 f"CFG w = {w:g}", draw(den, test.captions, g, scale=w), test.captions, clip, w=w
             )
         )
+    rows.append(
+        {**text_row("real shapes (ceiling)", test.images, test.captions, clip), "_floor": True}
+    )
+    shuffled = test.captions[1:] + test.captions[:1]
+    rows.append(
+        {
+            **text_row("real shapes, another caption (chance)", test.images, shuffled, clip),
+            "_floor": True,
+        }
+    )
     ctx.table(
         rows,
-        "Classifier-free guidance on the caption (cross-attention DiT, the base of the "
-        "adapters below): w = 1 is the conditional model, larger w follows the caption "
-        "more closely.",
+        f"Classifier-free guidance on the caption (cross-attention DiT, the base of the "
+        f"adapters below; N = {len(test)} held-out captions, 20 Euler steps): w = 1 is the "
+        "conditional model, larger w follows the caption more closely. CLIP score: the tiny "
+        "CLIP's agreement; attribute columns: share of samples that show what the caption "
+        "names (exact reader). Shaded: real shapes with their own and with another caption.",
     )
-    ctx.metric("cfg.mean", {str(r["w"]): r["mean"] for r in rows})
+    ctx.metric("cfg.mean", {str(r["w"]): r["mean"] for r in rows if "w" in r})
     n = len(test)
     prompts = ["a disc"] * n
     plain = draw(den, prompts, g)
@@ -261,6 +274,13 @@ def _ip_adapter_section(ctx, g, test):
         row, samples = ip_adapter_row(ip, test.images, prompts, lam, g)
         rows.append({k: row[k] for k in ("λ", "colour = image", "region = text", "shape = image")})
         shown.append(samples[:12])
+    chance = {
+        "λ": "chance",
+        "colour = image": 1 / 4,
+        "region = text": 1 / 9,
+        "shape = image": 1 / 3,
+    }
+    rows.append({**chance, "_floor": True})
     ctx.images(
         torch.cat(shown),
         "Top: reference images. Then λ = " + ", ".join(f"{s:g}" for s in IP_SCALES) + ": each "
@@ -279,7 +299,7 @@ def _ip_adapter_section(ctx, g, test):
         "prompt a region. λ = 0 is the text-only base (colour at chance, 1/4); growing λ "
         "hands the sample over to the image, which also pulls the shape to its own region.",
     )
-    ctx.metric("ip_adapter.sweep", rows)
+    ctx.metric("ip_adapter.sweep", rows[:-1])
 
 
 def _transfusion_section(ctx, g, test, clip):
@@ -288,24 +308,37 @@ def _transfusion_section(ctx, g, test, clip):
     acc = caption_accuracy(captions, test)
     den = model.denoiser()
     samples = draw(den, test.captions, g)
-    row = text_row("Transfusion, drawn from the held-out captions", samples, test.captions, clip)
+    row = text_row("", samples, test.captions, clip)
+    row["task"] = "drawing the held-out captions (share right)"
+    steps, n = len(GRID) - 1, len(test)
+    recompute = steps * 2 * n * (model.text_slots + model.patches)
     ctx.text(
         "**One transformer for both directions (Transfusion).** Caption tokens and image "
         "patches share one sequence and one set of weights; a causal mask over the text, "
         "bidirectional inside the image; next-token loss on the words, flow-matching loss "
         "on the patches. The same network captions held-out shapes (image first, greedy "
         "decoding with a KV cache) and draws them (caption first, the caption's K/V "
-        f"cached once): tokens evaluated per drawing {den.model.token_evaluations} with "
-        f"the cache.",
+        f"cached once): drawing {n} captions with CFG in {steps} steps evaluates "
+        f"{den.model.token_evaluations} tokens, against {recompute} when every step "
+        "recomputes the caption.",
         "Captions of the first held-out shapes: " + "; ".join(f"`{c}`" for c in captions[:4]) + ".",
     )
+    chance = {"shape": 1 / 3, "colour": 1 / 4, "size": 1 / 3, "region": 1 / 9}
     ctx.table(
         [
             {"task": "captioning held-out shapes (share right)", **acc},
-            {**row, "task": row.pop("samples")},
+            {"task": "chance", **chance, "mean": sum(chance.values()) / 4, "_floor": True},
+            row,
+            {
+                **text_row("", test.images, test.captions, clip),
+                "task": "real shapes (ceiling)",
+                "_floor": True,
+            },
         ],
-        f"N = {len(test)}. Captioning: share of captions that name the right attribute. "
-        "Drawing: as the text-to-image table above (CFG w = 3, 20 Euler steps).",
+        f"N = {len(test)}. Captioning: share of greedy captions that name the right attribute "
+        "(shaded: chance). Drawing: as the guidance table above (CFG w = 3, 20 Euler steps; "
+        "shaded: real shapes with their captions).",
+        columns=["task", "CLIP score", "shape", "colour", "size", "region", "mean"],
     )
     ctx.images(
         torch.cat([test.images[:12], samples[:12]]),
@@ -338,7 +371,7 @@ def run(ctx):
     g = ctx.generator()
     test = held_out(_n())
     clip = _clip_section(ctx, test)
-    base = _mechanisms_section(ctx, g, test)
+    base = _mechanisms_section(ctx, test)
     _guidance_section(ctx, g, base, clip, test)
     _controlnet_section(ctx, g, test)
     _ip_adapter_section(ctx, g, test)
