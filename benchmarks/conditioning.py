@@ -78,6 +78,7 @@ def _iou_curve(spec: dict, test, every: int) -> list[tuple[int, float]]:
     spec = normalize_spec(spec)
     torch.manual_seed(spec["train"]["seed"])
     model = build_model(spec["model"])
+    model.load_pretrained()  # what train_cached does for an adapter
     trainer = Trainer(
         model,
         make_method(spec["method"]),

@@ -247,8 +247,10 @@ def controlnet_curve(results):
     test = held_out(100)
     spec = normalize_spec(ASSETS["controlnet_dit_mask"]())
     torch.manual_seed(spec["train"]["seed"])
+    model = build_model(spec["model"])
+    model.load_pretrained()  # what train_cached does for an adapter
     trainer = Trainer(
-        build_model(spec["model"]),
+        model,
         make_method(spec["method"]),
         get_dataset(spec["data"]),
         TrainConfig(**spec["train"]),

@@ -15,7 +15,7 @@ The trained models are assets of the training cache (``clip_shapes16``, ``text_d
 ``controlnet_*``, ``ip_adapter_shapes16``, ``transfusion_shapes16``; :mod:`.assets`).
 """
 
-from visgen.conditioning.base import checksum, frozen_base
+from visgen.conditioning.base import checksum
 from visgen.conditioning.clip import (
     Contrastive,
     ImageEncoder,
@@ -63,7 +63,6 @@ __all__ = [
     "clip_score",
     "control_map",
     "forward_flops",
-    "frozen_base",
     "iou",
     "null_images",
     "read_attributes",

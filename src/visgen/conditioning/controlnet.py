@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from visgen._checks import check_choice, check_positive
-from visgen.conditioning.base import checksum, frozen_base
+from visgen.conditioning.base import checksum, frozen, pretrained_weights
 from visgen.conditioning.controls import CONTROLS, control_map
 from visgen.conditioning.text import JIT
 from visgen.config import budget
@@ -106,7 +106,7 @@ class ControlNet(nn.Module):
         super().__init__()
         check_positive(hint_channels, "hint_channels", integer=True)
         check_positive(hint_width, "hint_width", integer=True)
-        self.base, entry = frozen_base(base, base_key, (DiT, UNet))
+        self.base, entry = frozen(base, base_key, (DiT, UNet), "base")
         self.hint_channels = hint_channels
         self.config = {
             "name": "controlnet",
@@ -116,11 +116,34 @@ class ControlNet(nn.Module):
             "hint_width": hint_width,
         }
         if isinstance(self.base, DiT):
-            self._copy_dit(blocks)
+            self._build_dit(blocks)
         else:
-            self._copy_unet(hint_width)
+            self._build_unet(hint_width)
+        self.requires_grad_(True)
+        self.base.requires_grad_(False)
+        self._copy_encoder()
 
-    def _copy_dit(self, blocks: int) -> None:
+    def _copied(self) -> dict[str, nn.Module]:
+        """The trainable copy: its module name → the base's module it starts from."""
+        if isinstance(self.base, DiT):
+            names = {"embed": self.base.embed}
+            names.update(
+                {f"blocks.{i}": b for i, b in enumerate(self.base.blocks[: len(self.blocks)])}
+            )
+            return names
+        return {name: getattr(self.base, name) for name in ("embed", "inp", "down", "mid")}
+
+    def _copy_encoder(self) -> None:
+        for name, source in self._copied().items():
+            self.get_submodule(name).load_state_dict(source.state_dict())
+
+    def load_pretrained(self) -> None:
+        """Load the trained base asset and copy its encoder again (zero layers stay zero)."""
+        if self.config["base"] is not None:
+            self.base.load_state_dict(pretrained_weights(self.config["base"]))
+            self._copy_encoder()
+
+    def _build_dit(self, blocks: int) -> None:
         cfg = self.base.cfg
         if not isinstance(blocks, int) or not 1 <= blocks <= cfg.depth - 1:
             raise ValueError(f"blocks must be an int in [1, {cfg.depth - 1}], got {blocks!r}")
@@ -129,10 +152,8 @@ class ControlNet(nn.Module):
         self.hint = _zero(nn.Linear(p * p * self.hint_channels, cfg.dim))
         self.blocks = copy.deepcopy(self.base.blocks[:blocks])
         self.zero = nn.ModuleList(_zero(nn.Linear(cfg.dim, cfg.dim)) for _ in range(blocks))
-        self.requires_grad_(True)
-        self.base.requires_grad_(False)
 
-    def _copy_unet(self, width: int) -> None:
+    def _build_unet(self, width: int) -> None:
         base = self.base
         self.embed = copy.deepcopy(base.embed)
         self.inp = copy.deepcopy(base.inp)
@@ -150,8 +171,6 @@ class ControlNet(nn.Module):
             _zero(nn.Conv2d(width, channels[0], 3, padding=1)),
         )
         self.zero = nn.ModuleList(_zero(nn.Conv2d(c, c, 1)) for c in [*channels, channels[-1]])
-        self.requires_grad_(True)
-        self.base.requires_grad_(False)
 
     def train(self, mode: bool = True):
         super().train(mode)

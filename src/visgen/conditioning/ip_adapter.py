@@ -29,11 +29,11 @@ import torch
 from torch import nn
 
 from visgen._checks import check_positive
-from visgen.conditioning.base import frozen_base
+from visgen.conditioning.base import frozen, pretrained_weights
 from visgen.conditioning.clip import TinyCLIP
 from visgen.conditioning.text import JIT
 from visgen.nn import MODELS, DiT
-from visgen.train.assets import asset, asset_key, register_asset
+from visgen.train.assets import register_asset
 from visgen.train.methods import METHODS, Diffusion
 
 __all__ = ["IPAdapter", "ImagePromptTraining", "ip_adapter_spec", "null_images"]
@@ -63,36 +63,33 @@ class IPAdapter(nn.Module):
     ):
         super().__init__()
         check_positive(tokens, "tokens", integer=True)
-        self.base, entry = frozen_base(base, base_key, (DiT,))
+        self.base, entry = frozen(base, base_key, (DiT,), "base")
         if self.base.cfg.text_mode != "cross" or not self.base.cfg.text_vocab:
             raise ValueError("IP-Adapter needs a DiT with text_mode='cross'")
-        if isinstance(encoder, str):
-            key = asset_key(encoder)
-            if encoder_key is not None and encoder_key != key:
-                raise ValueError(
-                    f"this adapter was trained with encoder {encoder_key}, but asset "
-                    f"{encoder!r} is now {key}"
-                )
-            clip, enc_entry = asset(encoder, progress=False).model, {"encoder": encoder}
-            enc_entry["encoder_key"] = key
-        elif isinstance(encoder, TinyCLIP):
-            clip, enc_entry = encoder, {"encoder": None, "encoder_key": None}
-        else:
-            raise TypeError(f"encoder must be an asset name or a TinyCLIP, got {encoder!r}")
-        self.encoder = clip.eval().requires_grad_(False)
+        self.encoder, enc_entry = frozen(encoder, encoder_key, (TinyCLIP,), "encoder")
         self.config = {"name": "ip_adapter", **entry, **enc_entry, "tokens": tokens}
         dim, self.tokens = self.base.cfg.dim, tokens
-        embed_dim = clip.config["embed_dim"]
-        self.proj = nn.Linear(embed_dim, tokens * dim)
+        self.proj = nn.Linear(self.encoder.config["embed_dim"], tokens * dim)
         self.norm = nn.LayerNorm(dim)
-        crosses = [block.cross for block in self.base.blocks]
-        self.k = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in crosses)
-        self.v = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in crosses)
-        with torch.no_grad():  # the official initialisation: copies of the text K/V
-            for k, v, cross in zip(self.k, self.v, crosses):
-                k.weight.copy_(cross.k.weight)
-                v.weight.copy_(cross.v.weight)
+        self.k = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in self.base.blocks)
+        self.v = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in self.base.blocks)
+        self._copy_text_projections()
         self.scale = 1.0
+
+    def _copy_text_projections(self) -> None:
+        """The official initialisation: W'_k, W'_v are copies of each block's text K/V."""
+        with torch.no_grad():
+            for k, v, block in zip(self.k, self.v, self.base.blocks):
+                k.weight.copy_(block.cross.k.weight)
+                v.weight.copy_(block.cross.v.weight)
+
+    def load_pretrained(self) -> None:
+        """Load the trained base and image encoder assets; copy the text K/V again."""
+        if self.config["base"] is not None:
+            self.base.load_state_dict(pretrained_weights(self.config["base"]))
+            self._copy_text_projections()
+        if self.config["encoder"] is not None:
+            self.encoder.load_state_dict(pretrained_weights(self.config["encoder"]))
 
     def train(self, mode: bool = True):
         super().train(mode)

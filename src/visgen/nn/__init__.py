@@ -48,7 +48,13 @@ __all__ = [
 MODELS: Registry[type[nn.Module]] = Registry(
     "model name",
     {"mlp": MLP, "unet": UNet, "classifier": Classifier, "dit": DiT, "autoencoder": Autoencoder},
-    providers=("visgen.fewstep.flowmap",),
+    providers=(
+        "visgen.fewstep.flowmap",
+        "visgen.conditioning.clip",
+        "visgen.conditioning.controlnet",
+        "visgen.conditioning.ip_adapter",
+        "visgen.conditioning.transfusion",
+    ),
 )
 """Architectures by config name. A module outside :mod:`visgen.nn` that adds one
 (``MODELS["flowmap"] = FlowMapNet``) is listed in ``providers`` (:mod:`visgen._registry`)."""

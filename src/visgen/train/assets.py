@@ -196,6 +196,8 @@ def train_cached(spec: dict, *, progress: bool = True, cache: Path | None = None
             with torch.random.fork_rng():
                 torch.manual_seed(spec["train"]["seed"])
                 model = build_model(spec["model"])
+            if hasattr(model, "load_pretrained"):  # an adapter: its frozen parts are assets
+                model.load_pretrained()
             data = training_data(spec["data"])
             trainer = Trainer(
                 model,
@@ -288,7 +290,16 @@ ASSETS: Registry[Callable[[], dict]] = Registry(
         "classifier_shapes16": classifier_recipe("shapes16", 3, 12, 32, (2500, 800)),
         "classifier_shapes32": classifier_recipe("shapes32", 3, 12, 32, (2500, 800)),
     },
-    providers=("visgen.train.latent", "visgen.train.repa", "visgen.fewstep.tasks"),
+    providers=(
+        "visgen.train.latent",
+        "visgen.train.repa",
+        "visgen.fewstep.tasks",
+        "visgen.conditioning.clip",
+        "visgen.conditioning.text",
+        "visgen.conditioning.controlnet",
+        "visgen.conditioning.ip_adapter",
+        "visgen.conditioning.transfusion",
+    ),
 )
 """Named recipes: a function returning a spec (evaluated at call time, so budgets apply).
 A module that registers recipes is listed in ``providers``, imported on first need."""

@@ -244,7 +244,13 @@ class Classification:
 METHODS: Registry[type] = Registry(
     "method",
     {"ddpm": Diffusion, "dsm": Diffusion, "fm": Diffusion, "classifier": Classification},
-    providers=("visgen.train.latent",),
+    providers=(
+        "visgen.train.latent",
+        "visgen.conditioning.clip",
+        "visgen.conditioning.controlnet",
+        "visgen.conditioning.ip_adapter",
+        "visgen.conditioning.transfusion",
+    ),
 )
 """Training methods by spec name; modules that add one are its ``providers``
 (:mod:`visgen._registry`)."""
