@@ -41,16 +41,17 @@ from visgen.conditioning.evaluate import (
     controlnet_row,
     draw,
     held_out,
+    iou_curve,
     ip_adapter_row,
     text_row,
 )
 from visgen.conditioning.ip_adapter import ip_adapter_spec
 from visgen.conditioning.text import text_dit_spec
 from visgen.conditioning.transfusion import transfusion_spec
-from visgen.data import REGIONS, get_dataset
-from visgen.nn import TEXT_MODES, build_model
-from visgen.train import TrainConfig, Trainer, make_method, train_cached
-from visgen.train.assets import ASSETS, normalize_spec
+from visgen.data import REGIONS
+from visgen.nn import TEXT_MODES
+from visgen.train import train_cached
+from visgen.train.assets import ASSETS
 
 PARTS = ("mechanisms", "controlnet", "ip_adapter", "transfusion")
 
@@ -73,31 +74,6 @@ def mechanisms(seed: int, test, g) -> dict:
     return out
 
 
-def _iou_curve(spec: dict, test, every: int) -> list[tuple[int, float]]:
-    """IoU of the EMA ControlNet every ``every`` steps of an uncached run of ``spec``."""
-    spec = normalize_spec(spec)
-    torch.manual_seed(spec["train"]["seed"])
-    model = build_model(spec["model"])
-    model.load_pretrained()  # what train_cached does for an adapter
-    trainer = Trainer(
-        model,
-        make_method(spec["method"]),
-        get_dataset(spec["data"]),
-        TrainConfig(**spec["train"]),
-        labels=True,
-        progress=False,
-    )
-    curve = []
-    while trainer.step < trainer.config.steps:
-        trainer.train_step()
-        if trainer.step % every == 0 or trainer.step == trainer.config.steps:
-            row, _ = controlnet_row(
-                "", trainer.ema.eval(), test, ["mask"], torch.Generator().manual_seed(0)
-            )
-            curve.append((trainer.step, row["IoU with the target silhouette"]))
-    return curve
-
-
 def controlnet(seed: int, test, g, every: int) -> dict:
     steps = ASSETS["controlnet_dit_mask"]()["train"]["steps"]
     trained, cpu = _train(controlnet_spec("text_dit_cross", "mask", steps, seed=seed))
@@ -110,7 +86,7 @@ def controlnet(seed: int, test, g, every: int) -> dict:
     out["centre_error_px"] = row["centre error (px)"]
     out["train_cpu_s"] = cpu
     for batch, n in ((64, steps), (256, max(steps // 4, 1))):
-        curve = _iou_curve(
+        curve = iou_curve(
             controlnet_spec("text_dit_cross", "mask", n, seed=seed, batch_size=batch), test, every
         )
         first = next((s for s, v in curve if v >= 0.5), None)

@@ -33,16 +33,16 @@ from visgen.conditioning.evaluate import (
     controlnet_row,
     draw,
     held_out,
+    iou_curve,
     ip_adapter_row,
     text_row,
 )
 from visgen.conditioning.text import STEPS as TEXT_STEPS
 from visgen.course.chapters.l11_multimodal import MODES
 from visgen.course.figurebook import FigureBook, num
-from visgen.data import COLOURS, REGIONS, decode_captions, get_dataset, tokenize_captions
-from visgen.nn import build_model
-from visgen.train import TrainConfig, Trainer, asset, make_method
-from visgen.train.assets import ASSETS, normalize_spec
+from visgen.data import COLOURS, REGIONS, decode_captions, tokenize_captions
+from visgen.train import asset
+from visgen.train.assets import ASSETS
 
 book = FigureBook(__file__)
 BLUE, ORANGE, GREEN, PURPLE, GREY, RED = (
@@ -244,35 +244,11 @@ def controlnet_samples(results):
 @book.figure
 def controlnet_curve(results):
     """IoU during one uncached run of the mask ControlNet's spec (evaluated every 25 steps)."""
-    test = held_out(100)
-    spec = normalize_spec(ASSETS["controlnet_dit_mask"]())
-    torch.manual_seed(spec["train"]["seed"])
-    model = build_model(spec["model"])
-    model.load_pretrained()  # what train_cached does for an adapter
-    trainer = Trainer(
-        model,
-        make_method(spec["method"]),
-        get_dataset(spec["data"]),
-        TrainConfig(**spec["train"]),
-        labels=True,
-        progress=False,
-    )
-    steps, ious = [0], []
-    row, _ = controlnet_row(
-        "", trainer.ema.eval(), test, ["mask"], torch.Generator().manual_seed(0)
-    )
-    ious.append(row["IoU with the target silhouette"])
-    while trainer.step < trainer.config.steps:
-        trainer.train_step()
-        if trainer.step % 25 == 0:
-            row, _ = controlnet_row(
-                "", trainer.ema.eval(), test, ["mask"], torch.Generator().manual_seed(0)
-            )
-            steps.append(trainer.step)
-            ious.append(row["IoU with the target silhouette"])
+    curve = iou_curve(ASSETS["controlnet_dit_mask"](), held_out(100), 25)
+    steps, ious = [s for s, _ in curve], [v for _, v in curve]
     first = next((s for s, v in zip(steps, ious) if v >= 0.5), None)
     results["cn_first_05"] = str(first) if first is not None else "not reached"
-    results["cn_curve_steps"] = str(trainer.config.steps)
+    results["cn_curve_steps"] = str(steps[-1])
     results["cn_curve_final"] = num(ious[-1], 2)
     fig, ax = plt.subplots(figsize=(5.6, 3.4))
     ax.plot(steps, ious, marker="o", color=GREEN)

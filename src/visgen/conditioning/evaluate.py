@@ -21,10 +21,14 @@ from visgen.conditioning.controls import (
 )
 from visgen.conditioning.ip_adapter import IPAdapter, null_images
 from visgen.conditioning.text import text_guidance
+from visgen.data import get_dataset
 from visgen.data.shapes import ATTRIBUTES, Shapes, make_shapes, parse_caption, tokenize_captions
+from visgen.nn import build_model
 from visgen.param import Denoiser
 from visgen.sampling import sample_euler
 from visgen.sampling.guidance import classifier_free_guidance
+from visgen.train import TrainConfig, Trainer, make_method
+from visgen.train.assets import normalize_spec
 
 __all__ = [
     "GRID",
@@ -33,6 +37,7 @@ __all__ = [
     "controlnet_row",
     "draw",
     "held_out",
+    "iou_curve",
     "ip_adapter_row",
     "text_row",
 ]
@@ -109,6 +114,34 @@ def controlnet_row(
         "centre error (px)": float(centre.mean()),
     }
     return row, x
+
+
+def iou_curve(spec: dict, test: Shapes, every: int) -> list[tuple[int, float]]:
+    """IoU with the mask (:func:`controlnet_row`) of the EMA model of one uncached training run
+    of the mask ControlNet ``spec``, at step 0 and every ``every`` steps (and the last):
+    ControlNet's "sudden convergence" made visible."""
+    spec = normalize_spec(spec)
+    torch.manual_seed(spec["train"]["seed"])
+    model = build_model(spec["model"])
+    model.load_pretrained()  # what train_cached does for an adapter
+    trainer = Trainer(
+        model,
+        make_method(spec["method"]),
+        get_dataset(spec["data"]),
+        TrainConfig(**spec["train"]),
+        labels=True,
+        progress=False,
+    )
+    curve = []
+    while True:
+        if trainer.step % every == 0 or trainer.step == trainer.config.steps:
+            row, _ = controlnet_row(
+                "", trainer.ema.eval(), test, ["mask"], torch.Generator().manual_seed(0)
+            )
+            curve.append((trainer.step, row["IoU with the target silhouette"]))
+        if trainer.step >= trainer.config.steps:
+            return curve
+        trainer.train_step()
 
 
 @torch.no_grad()
