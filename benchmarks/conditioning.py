@@ -3,6 +3,8 @@
 For each seed, trains (through the asset cache, so a rerun only evaluates) and measures on the
 same held-out shapes (:mod:`visgen.conditioning.evaluate`):
 
+* ``clip``: the tiny CLIP trained with this seed — zero-shot attribute accuracy and the CLIP
+  score with the true caption vs another shape's;
 * ``mechanisms``: the three text-conditioned DiTs (pooled / cross / joint) with this seed —
   CLIP score and the exact reader's attribute agreement (does the CLIP ranking agree?);
 * ``controlnet``: a mask ControlNet on the seed-0 cross-attention base, trained with this
@@ -34,7 +36,13 @@ import time
 import torch
 
 from visgen import budget, set_threads
-from visgen.conditioning import MultiControlNet, attribute_accuracy, tiny_clip
+from visgen.conditioning import (
+    MultiControlNet,
+    attribute_accuracy,
+    clip_attribute_accuracy,
+    clip_score,
+    tiny_clip,
+)
 from visgen.conditioning.controlnet import controlnet_spec
 from visgen.conditioning.evaluate import (
     caption_accuracy,
@@ -53,13 +61,25 @@ from visgen.nn import TEXT_MODES
 from visgen.train import train_cached
 from visgen.train.assets import ASSETS
 
-PARTS = ("mechanisms", "controlnet", "ip_adapter", "transfusion")
+PARTS = ("clip", "mechanisms", "controlnet", "ip_adapter", "transfusion")
 
 
 def _train(spec: dict):
     start = time.process_time()
     trained = train_cached(spec, progress=False)
     return trained, time.process_time() - start
+
+
+def clip(seed: int, test, g) -> dict:
+    spec = ASSETS["clip_shapes16"]()
+    trained, cpu = _train({**spec, "train": {**spec["train"], "seed": seed}})
+    model, captions = trained.model, test.captions
+    return {
+        "zero_shot": clip_attribute_accuracy(model, test.images, captions),
+        "score_true": float(clip_score(model, test.images, captions).mean()),
+        "score_shuffled": float(clip_score(model, test.images, captions[1:] + captions[:1]).mean()),
+        "train_cpu_s": cpu,
+    }
 
 
 def mechanisms(seed: int, test, g) -> dict:

@@ -29,20 +29,22 @@ from visgen.data import REGIONS
 from visgen.train import asset
 
 N = 100
-# Each bar sits under the worst of seeds 0-2 (BENCHMARKS.md, "Lecture 11"; issue 20's bars in
-# comments where ours differ).
+NOISE = 100  # the benchmark's noise for seed 0 (generator 100 + seed): the same samples
+# Each bar sits under the worst of seeds 0-2 at N = 100 (`VISGEN_FAST=1 python
+# benchmarks/conditioning.py --seeds 0 1 2`; BENCHMARKS.md, "Lecture 11"): measured range in
+# the comment, issue 20's bar where ours is lower.
 BARS = {
-    "clip_colour": 0.95,
-    "clip_mean": 0.9,
-    "clip_gap": 50.0,
-    "controlnet_iou": 0.55,  # issue: 0.6
-    "base_iou": 0.35,
-    "ip_colour_scale1": 0.75,  # issue: 0.8 (attribute match)
-    "ip_image_half": 0.5,  # issue: 0.6
-    "ip_text_half": 0.4,  # issue: 0.6
-    "caption_mean": 0.75,  # issue: 0.8
-    "draw_colour": 0.9,
-    "draw_shape": 0.38,
+    "clip_colour": 0.95,  # 1.00-1.00
+    "clip_mean": 0.9,  # 0.965-0.97
+    "clip_gap": 50.0,  # score true - shuffled: 73.4-74.0
+    "controlnet_iou": 0.55,  # 0.58-0.61; issue: 0.6
+    "base_iou": 0.3,  # 0.22-0.23 (chance: the base draws the shape anywhere)
+    "ip_colour_scale1": 0.8,  # 0.86-0.90
+    "ip_image_half": 0.6,  # 0.65-0.72
+    "ip_text_half": 0.35,  # 0.40-0.49; issue: 0.6 (chance 1/9)
+    "caption_mean": 0.75,  # 0.79-0.81; issue: 0.8
+    "draw_colour": 0.9,  # 0.96-0.98 (chance 1/4)
+    "draw_mean": 0.55,  # 0.62-0.68 (chance 0.26)
 }
 
 
@@ -68,7 +70,7 @@ def test_mask_controlnet_draws_inside_the_mask(test_set):
     base = asset("text_dit_cross", progress=False).model
     net = asset("controlnet_dit_mask", progress=False).model
     assert checksum(net.base) == checksum(base)  # training never touched the base
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(NOISE)
     row, _ = controlnet_row("mask", net, test_set, ["mask"], g)
     off, _ = controlnet_row("base", MultiControlNet([net], [0.0]), test_set, ["mask"], g)
     iou, chance = row["IoU with the target silhouette"], off["IoU with the target silhouette"]
@@ -79,7 +81,7 @@ def test_ip_adapter_image_and_text(test_set):
     ip = asset("ip_adapter_shapes16", progress=False).model
     assert checksum(ip.base) == checksum(asset("text_dit_cross", progress=False).model)
     assert adapter_parameters(ip) < 0.1 * _total(ip.base)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(NOISE)
     alone, _ = ip_adapter_row(ip, test_set.images, [""] * N, 1.0, g)
     assert alone["colour = image"] >= BARS["ip_colour_scale1"], alone
     prompts = [f"a {REGIONS[(r + 4) % 9]}" for r in test_set.region.tolist()]
@@ -92,7 +94,7 @@ def test_transfusion_captions_and_draws(test_set):
     model = asset("transfusion_shapes16", progress=False).model
     acc = caption_accuracy(model.caption(test_set.images), test_set)
     assert acc["mean"] >= BARS["caption_mean"], acc
-    samples = draw(model.denoiser(), test_set.captions, torch.Generator().manual_seed(0))
+    samples = draw(model.denoiser(), test_set.captions, torch.Generator().manual_seed(NOISE))
     drawn = attribute_accuracy(samples, test_set.captions)
-    # the drawings match their captions well above chance (1/3 shape, 1/4 colour)
-    assert drawn["colour"] >= BARS["draw_colour"] and drawn["shape"] >= BARS["draw_shape"], drawn
+    # the drawings match their captions well above chance (the reader's mean chance: 0.26)
+    assert drawn["colour"] >= BARS["draw_colour"] and drawn["mean"] >= BARS["draw_mean"], drawn

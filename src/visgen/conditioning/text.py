@@ -50,8 +50,8 @@ TEXT_DIT = {
 }
 """The generator of lecture 11 (``text_mode`` is added per mechanism)."""
 JIT = {"prediction": "x0", "t_eps": 0.05, "t_sampler": "logit_normal"}
-STEPS = 500  # batch 64; the same in FAST runs (the tests use the tour's models)
 """x-prediction with the v-loss and logit-normal times (JiT; the lecture-5 DiTs)."""
+STEPS = 500  # batch 64; the same in FAST runs (the tests use the tour's models)
 
 
 def text_dit_spec(mode: str, steps: int | None = None, seed: int = 0) -> dict:
