@@ -217,20 +217,20 @@ def unfinished(:
 
 
 def test_good_notebook_gets_full_marks(tmp_path):
-    report = grade("hwx", _notebook(tmp_path, GOOD), solutions=_solutions(tmp_path))
+    report = grade("hwx", _notebook(tmp_path, GOOD), instructor=_solutions(tmp_path))
     assert report.score == report.max_score == 10, report.format_table()
     assert report.notes == []
 
 
 def test_misbehaving_notebook_is_scored_not_crashed_on(tmp_path):
-    report = grade("hwx", _notebook(tmp_path, NASTY), solutions=_solutions(tmp_path))
+    report = grade("hwx", _notebook(tmp_path, NASTY), instructor=_solutions(tmp_path))
     by_id = {r.item.id: r for r in report.items}
     reason = {r.item.id: " ".join(r.reasons) for r in report.items}
     assert by_id["a"].points == 2  # unaffected by the chaos around it
     assert "cube(2) should be 8, got 4" in reason["b"]
     assert "took longer than 1.5 s" in reason["c"] and "`loop`" in reason["c"]
     assert "took longer than 1.5 s" in reason["d"]  # killed by the parent, worker restarted
-    assert "died (exit code 3)" in reason["e"]
+    assert "died (exit code 3)" in reason["e"] and by_id["e"].status == "no grade"
     assert "ran out of memory (limit 1536 MB)" in reason["f"]
     assert by_id["g"].passed  # deleting its own working files is not an error...
     assert by_id["i"].passed  # ...and the restarted worker gets fresh files
@@ -248,7 +248,7 @@ def test_misbehaving_notebook_is_scored_not_crashed_on(tmp_path):
 
 def test_loading_that_never_finishes_zeroes_every_test(tmp_path):
     text = "# %%\nimport signal, time\nHANG = (signal.signal(signal.SIGALRM, signal.SIG_IGN), time.sleep(60))\n"
-    report = grade("hwx", _notebook(tmp_path, text), solutions=_solutions(tmp_path, load_time_s=6))
+    report = grade("hwx", _notebook(tmp_path, text), instructor=_solutions(tmp_path, load_time_s=6))
     assert report.score == 0
     assert all("took longer than 6 s" in r for item in report.items for r in item.reasons)
 
@@ -257,10 +257,10 @@ def test_unreadable_notebook_and_missing_functions(tmp_path):
     solutions = _solutions(tmp_path)
     bad = tmp_path / "garbage.ipynb"
     bad.write_text("{not json")
-    report = grade("hwx", bad, solutions=solutions)
+    report = grade("hwx", bad, instructor=solutions)
     assert report.score == 0 and "not a readable notebook" in report.items[0].reasons[0]
     empty = _notebook(tmp_path, "# %%\nprint('no definitions')\n", "empty.ipynb")
-    report = grade("hwx", empty, solutions=solutions)
+    report = grade("hwx", empty, instructor=solutions)
     assert report.score == 0
     assert "`square` is not defined in the notebook" in report.items[0].reasons[0]
     assert report.notes == ["no imports, functions, classes or UPPERCASE constants found"]
@@ -269,14 +269,14 @@ def test_unreadable_notebook_and_missing_functions(tmp_path):
 def test_cli_json_and_errors(tmp_path, capsys):
     solutions = _solutions(tmp_path)
     path = _notebook(tmp_path, GOOD)
-    assert main(["hwx", str(path), "--json", "--solutions", str(solutions)]) == 0
+    assert main(["hwx", str(path), "--json", "--instructor", str(solutions)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["score"] == data["max_score"] == 10
     assert {i["id"] for i in data["items"]} == set("abcdefghi")
     assert data["manual"] == [{"id": "M", "title": "written answer", "max_points": 3}]
-    assert main(["hw99", str(path), "--solutions", str(solutions)]) == 2
+    assert main(["hw99", str(path), "--instructor", str(solutions)]) == 2
     assert "unknown homework 'hw99'" in capsys.readouterr().err
-    assert main(["hwx", str(tmp_path / "missing.ipynb"), "--solutions", str(solutions)]) == 2
+    assert main(["hwx", str(tmp_path / "missing.ipynb"), "--instructor", str(solutions)]) == 2
 
 
 def test_code_cells_of_a_notebook_that_fails_validation(tmp_path):

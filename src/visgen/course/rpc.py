@@ -1308,8 +1308,8 @@ class Channel:
                     f"{_clip(exc, 300)}"
                 )
             raise
-        if standin is not None:
-            self._check_standin(standin, [args, kwargs], result)
+        if self.side == "grader":
+            self._check_finite(standin, [args, kwargs], result)
         if self.side == "grader" and method.startswith("register_forward"):
             self.hooks.append(result)
         updates = [(i, t) for i, (t, v) in enumerate(zip(copies, versions)) if t._version != v]
@@ -1324,8 +1324,9 @@ class Channel:
             self.served[call] = (flags, list(out.tensors))
         return value, updates
 
-    def _check_standin(self, name, inputs, result):
-        """A grader reference returning NaN/inf for finite inputs is the grader's fault."""
+    def _check_finite(self, standin, inputs, result):
+        """A grader function (a stand-in, or one the test passed to the notebook) returning
+        NaN or inf for finite inputs is the grader's fault, not the notebook's."""
         torch = _torch()
         if torch is None:
             return
@@ -1342,9 +1343,8 @@ class Channel:
             return True
 
         if finite(inputs) and not finite(result):
-            self.notes.append(
-                f"the grader's stand-in for `{name}` returned NaN or inf for finite inputs"
-            )
+            what = f"stand-in for `{standin}`" if standin else "function passed to the notebook"
+            self.notes.append(f"the grader's {what} returned NaN or inf for finite inputs")
 
     def _callable(self, target, method, args):
         if self.side == "sandbox":

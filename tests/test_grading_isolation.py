@@ -1,0 +1,134 @@
+"""One wrong function loses exactly its own points, for every graded function of every homework
+that another graded function calls.
+
+The calls between graded functions are read from each homework's solution source (`ast`).
+A function's *level* is 0 when it calls no graded function, else one more than the highest
+level it calls; a call always goes from a higher level to a lower one. For each homework and
+each level L, one notebook is the solution with every called function of level L replaced by
+a plausible wrong one (its correct result, every number 1 % + 0.01 off: no exception, just a
+wrong answer). Graded on the rubric items involved, each replaced function's item must be
+lost — the hidden tests catch the mistake — and every item of a function that calls one of
+them must keep its points — its test puts the grader's reference in place of the wrong
+callee (`sub.replaced`). Since no two functions of one level call each other, every edge
+"C calls G" is checked in the notebook of G's level with C correct, which is what "G wrong
+alone costs only G's points" needs.
+"""
+
+import ast
+import textwrap
+
+import nbformat
+import pytest
+
+from visgen.course.build import homework_notebook
+from visgen.course.grade import grade
+from visgen.course.homework import list_homeworks, load_homework
+from visgen.course.notebook import read_source, write_notebook
+
+
+def _calls(hw) -> dict[str, set[str]]:
+    """graded function → the other graded functions its solution calls."""
+    graded = {f for it in hw.items for f in it.functions}
+    source = "\n".join(c.source for c in read_source(hw.source_path).cells if c.cell_type == "code")
+    calls = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name in graded:
+            names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            calls[node.name] = (names & graded) - {node.name}
+    return calls
+
+
+def _levels(calls: dict[str, set[str]]) -> dict[str, int]:
+    levels = {}
+
+    def level(f, seen=()):
+        if f in seen:
+            raise AssertionError(f"graded functions call each other in a cycle: {seen}")
+        if f not in levels:
+            levels[f] = 1 + max((level(g, (*seen, f)) for g in calls.get(f, ())), default=-1)
+        return levels[f]
+
+    for f in calls:
+        level(f)
+    return levels
+
+
+def _cases():
+    cases = []
+    for name in list_homeworks():
+        calls = _calls(load_homework(name))
+        called = {g for gs in calls.values() for g in gs}
+        levels = _levels(calls)
+        for level in sorted({levels[g] for g in called}):
+            cases.append((name, level, sorted(g for g in called if levels[g] == level)))
+    return cases
+
+
+CASES = _cases()
+
+PERTURB = '''
+def vg_perturbed(value):
+    """A plausible wrong answer: the correct result with every number a little off."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool:
+            return ~value
+        return value * 1.01 + 0.01 if value.is_floating_point() else value + 1
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, float):
+        return value * 1.01 + 0.01
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, tuple | list):
+        return type(value)(vg_perturbed(v) for v in value)
+    if isinstance(value, dict):
+        return {k: vg_perturbed(v) for k, v in value.items()}
+    return value
+'''
+
+
+def _wrong(functions: list[str]) -> str:
+    cell = PERTURB
+    for f in functions:
+        original = f"ORIGINAL_{f.upper()}"
+        cell += textwrap.dedent(
+            f"""
+
+            {original} = {f}
+
+
+            def {f}(*args, **kwargs):
+                return vg_perturbed({original}(*args, **kwargs))
+            """
+        )
+    return cell
+
+
+def test_every_called_function_is_covered():
+    """The call graph the cases come from (a regression guard for the AST reading)."""
+    covered = {(name, f) for name, _, functions in CASES for f in functions}
+    assert ("hw1", "q_sample") in covered and ("hw2", "fm_eps_x0") in covered
+    assert ("hw4", "ddim_step") in covered and ("hw5", "teacher_features") in covered
+    levels = _levels(_calls(load_homework("hw2")))
+    assert levels["fm_eps_x0"] == 0 and levels["dpm2_step"] == 2 and levels["sample"] == 3
+
+
+@pytest.mark.parametrize("name, level, wrong", CASES, ids=[f"{n}-level{lv}" for n, lv, _ in CASES])
+def test_one_wrong_function_loses_exactly_its_points(name, level, wrong, tmp_path):
+    hw = load_homework(name)
+    calls = _calls(hw)
+    item_of = {f: it for it in hw.items for f in it.functions}
+    lose = {item_of[f].id for f in wrong}
+    keep = {item_of[c].id for c, callees in calls.items() if callees & set(wrong)} - lose
+    hw.items = [it for it in hw.items if it.id in lose | keep]  # only the items involved
+    nb = homework_notebook(hw, starter=False)
+    nb.cells.append(nbformat.v4.new_code_cell(_wrong(wrong)))
+    path = tmp_path / f"{hw.notebook}.ipynb"
+    write_notebook(nb, path)
+    report = grade(hw, path)
+    status = {r.item.id: r.status for r in report.items}
+    assert {i for i, s in status.items() if s != "passed"} == lose, report.format_table()
+    assert all(status[i] == "failed" for i in lose), report.format_table()
+    assert report.notes == [], report.notes
