@@ -41,7 +41,7 @@ INSTRUCTOR_ONLY = (
     "benchmarks/grading.py",
 )
 REPLACED = ("README.md", "Makefile")  # student versions written from templates
-MIN_ANSWER_CHARS = 24  # shorter lines (`return x`, `import torch`) say nothing
+MIN_ANSWER_CHARS = 40  # shorter lines (`return x`, `for p in model.parameters():`) are generic
 _SOLUTION_TYPST = re.compile(r"#solution\[")
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 
@@ -185,8 +185,8 @@ def _typst_solutions(text: str) -> list[str]:
 
 def answer_lines(root: Path) -> set[str]:
     """Lines only the instructor has: solution and hidden regions, solution-only cells, worked
-    solutions and hidden tests of every homework (stripped; long enough to be specific; not
-    lines the public library or the starters contain anyway)."""
+    solutions and hidden tests of every homework (stripped; long enough to be specific; no
+    imports; not lines the public library or the starters contain anyway)."""
     found = []
     for name in list_homeworks(root):
         hw = load_homework(name, root)
@@ -199,7 +199,12 @@ def answer_lines(root: Path) -> set[str]:
         if hw.document_path is not None:
             found += _typst_solutions(hw.document_path.read_text(encoding="utf-8"))
         found += hw.tests_path.read_text(encoding="utf-8").split("\n")
-    answers = {line.strip() for line in found if len(line.strip()) >= MIN_ANSWER_CHARS}
+    answers = {
+        line.strip()
+        for line in found
+        if len(line.strip()) >= MIN_ANSWER_CHARS
+        and not line.strip().startswith(("import ", "from "))
+    }
     public = set()
     for path in [*(root / "src").rglob("*.py"), *(root / "assignments").rglob("*.ipynb")]:
         public |= {line.strip() for line in _text_lines(path)}
