@@ -19,6 +19,7 @@ HOMEWORKS = list_homeworks()
 ASSIGNMENTS = repo_root() / "assignments"
 FAST_RUN_LIMIT_S = 90
 
+
 def test_every_homework_is_covered():
     assert {"hw1", "hw2", "hw3", "hw4", "hw5"} <= set(HOMEWORKS)
 

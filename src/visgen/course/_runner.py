@@ -332,6 +332,10 @@ def main(spec_path: str, fd: int) -> None:
 
     signal.signal(signal.SIGALRM, _on_alarm)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the grader
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     from visgen.config import set_threads
 
     set_threads(1)

@@ -146,10 +146,6 @@ class Sandbox:
             code = self.proc.wait()
         return _ending(code)
 
-    def ended(self) -> str | None:
-        code = self.proc.poll()
-        return None if code is None else _ending(code)
-
 
 def _ending(code: int) -> str:
     if code < 0 or code >= 128:
