@@ -4,7 +4,6 @@ marks and the starter zero (one wrong function losing exactly its points:
 tests/test_grading_isolation.py; hostile notebooks: tests/test_grader_hostile.py)."""
 
 import ast
-import time
 
 import nbformat
 import pytest
@@ -17,7 +16,6 @@ from visgen.course.notebook import build_notebook, read_source, write_notebook
 
 HOMEWORKS = list_homeworks()
 ASSIGNMENTS = repo_root() / "assignments"
-FAST_RUN_LIMIT_S = 90
 
 
 def test_every_homework_is_covered():
@@ -93,12 +91,10 @@ def test_starter_leaks_no_solution(name):
 
 @pytest.mark.parametrize("name", HOMEWORKS)
 def test_solution_notebook_runs_in_fast_mode(name, tmp_path):
+    # runs, not how fast: times are benchmarks (benchmarks/homeworks.py, the READMEs)
     hw = load_homework(name)
     nb = build_notebook(read_source(hw.source_path), starter=False)
-    start = time.perf_counter()
-    execute_notebook(nb, tmp_path, fast=True, cell_timeout=FAST_RUN_LIMIT_S)
-    seconds = time.perf_counter() - start
-    assert seconds < FAST_RUN_LIMIT_S, f"{name}: the FAST solution run took {seconds:.0f} s"
+    execute_notebook(nb, tmp_path, fast=True)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
 
