@@ -1,5 +1,5 @@
 """One wrong function loses exactly its own points, for every graded function of every homework
-that another graded function calls.
+that another graded function calls (and one realistic mistake per homework is caught).
 
 The calls between graded functions are read from each homework's solution source (`ast`).
 A function's *level* is 0 when it calls no graded function, else one more than the highest
@@ -106,6 +106,82 @@ def _wrong(functions: list[str]) -> str:
     return cell
 
 
+# One realistic mistake per homework (what students get wrong), graded on its item and the
+# items of the functions that call it: the hidden tests must catch it, and only its item.
+MISTAKES = {
+    "hw1": (
+        "ddpm_step",
+        '''
+def ddpm_step(eps_model, x, k, betas, alphas_bar, noise):
+    """Uses the forward variance β_k instead of the posterior variance β̃_k."""
+    eps = eps_model(x, torch.full((x.shape[0],), k / len(betas), dtype=x.dtype))
+    beta, abar = betas[k - 1].item(), alphas_bar[k - 1].item()
+    mean = (x - beta / math.sqrt(1 - abar) * eps) / math.sqrt(1 - beta)
+    return mean if k == 1 else mean + math.sqrt(beta) * noise
+''',
+    ),
+    "hw2": (
+        "dpm1_step",
+        '''
+def dpm1_step(v_fn, x, t, s):
+    """The plain ε-form, which is singular at t = 1."""
+    eps, _ = fm_eps_x0(v_fn(x, t), x, t)
+    lam = lambda u: math.log((1 - u) / u) if 0 < u < 1 else math.copysign(math.inf, 0.5 - u)
+    h = lam(s) - lam(t)
+    return (1 - s) / (1 - t) * x - s * math.expm1(h) * eps if t < 1 else x * math.nan
+''',
+    ),
+    "hw3": (
+        "drop_labels",
+        '''
+def drop_labels(y, p, generator=None):
+    """Uses label 0 as the "no label" class (and forgets the generator)."""
+    return torch.where(torch.rand(y.shape[0]) < p, torch.zeros_like(y), y)
+''',
+    ),
+    "hw4": (
+        "consistency_sample",
+        '''
+def consistency_sample(f, x, ts, schedule, generator=None):
+    """Re-noises x̂0 to the current level instead of the next one."""
+    ts = [float(t) for t in ts]
+    for i, t in enumerate(ts[:-1]):
+        x0 = f(x, t)
+        if ts[i + 1] == 0:
+            return x0
+        x = q_sample(x0, t, torch.randn(x.shape, generator=generator, dtype=x.dtype), schedule)
+    return x
+''',
+    ),
+    "hw5": (
+        "mmd_rbf",
+        '''
+def mmd_rbf(x, y, sigma):
+    """The biased V-statistic: self-pairs kept in the within-set means."""
+    k = lambda a, b: torch.exp(-torch.cdist(a, b).pow(2) / (2 * sigma**2))
+    return k(x, x).mean((-1, -2)) + k(y, y).mean((-1, -2)) - 2 * k(x, y).mean((-1, -2))
+''',
+    ),
+}
+
+
+def _grade_with(name, wrong: list[str], cell: str, tmp_path):
+    """Grade the solution plus ``cell`` on the items of ``wrong`` and of their callers;
+    return (items that must be lost, {item: status}, report)."""
+    hw = load_homework(name)
+    calls = _calls(hw)
+    item_of = {f: it for it in hw.items for f in it.functions}
+    lose = {item_of[f].id for f in wrong}
+    keep = {item_of[c].id for c, callees in calls.items() if callees & set(wrong)} - lose
+    hw.items = [it for it in hw.items if it.id in lose | keep]  # only the items involved
+    nb = homework_notebook(hw, starter=False)
+    nb.cells.append(nbformat.v4.new_code_cell(cell))
+    path = tmp_path / f"{hw.notebook}.ipynb"
+    write_notebook(nb, path)
+    report = grade(hw, path)
+    return lose, {r.item.id: r.status for r in report.items}, report
+
+
 def test_every_called_function_is_covered():
     """The call graph the cases come from (a regression guard for the AST reading)."""
     covered = {(name, f) for name, _, functions in CASES for f in functions}
@@ -117,18 +193,19 @@ def test_every_called_function_is_covered():
 
 @pytest.mark.parametrize("name, level, wrong", CASES, ids=[f"{n}-level{lv}" for n, lv, _ in CASES])
 def test_one_wrong_function_loses_exactly_its_points(name, level, wrong, tmp_path):
-    hw = load_homework(name)
-    calls = _calls(hw)
-    item_of = {f: it for it in hw.items for f in it.functions}
-    lose = {item_of[f].id for f in wrong}
-    keep = {item_of[c].id for c, callees in calls.items() if callees & set(wrong)} - lose
-    hw.items = [it for it in hw.items if it.id in lose | keep]  # only the items involved
-    nb = homework_notebook(hw, starter=False)
-    nb.cells.append(nbformat.v4.new_code_cell(_wrong(wrong)))
-    path = tmp_path / f"{hw.notebook}.ipynb"
-    write_notebook(nb, path)
-    report = grade(hw, path)
-    status = {r.item.id: r.status for r in report.items}
+    lose, status, report = _grade_with(name, wrong, _wrong(wrong), tmp_path)
     assert {i for i, s in status.items() if s != "passed"} == lose, report.format_table()
     assert all(status[i] == "failed" for i in lose), report.format_table()
     assert report.notes == [], report.notes
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_a_realistic_mistake_is_caught_and_costs_only_its_item(name, tmp_path):
+    function, cell = MISTAKES[name]
+    lose, status, report = _grade_with(name, [function], cell, tmp_path)
+    assert {i for i, s in status.items() if s != "passed"} == lose, report.format_table()
+    assert all(status[i] == "failed" for i in lose), report.format_table()
+
+
+def test_mistakes_cover_every_homework():
+    assert set(MISTAKES) == set(list_homeworks())
