@@ -285,11 +285,18 @@ def vg_forge(names):
 
 
 def vg_fake_report():
-    """A full-marks table on every output, then the parent killed before it can print its own."""
+    """A full-marks table on our outputs and the parent's, then the parent killed before it
+    can print its own."""
     table = "hwx: fixture — notebook\\n\\n  a square 2 / 2 ok\\n  total (autograded) 10 / 10\\n"
     for fd in (1, 2):
         try:
             os.write(fd, table.encode())
+        except OSError:
+            pass
+    for fd in (1, 2):
+        try:
+            with open(f"/proc/{os.getppid()}/fd/{fd}", "w") as out:
+                out.write(table)
         except OSError:
             pass
     for pid in {os.getppid(), 1}:
@@ -488,7 +495,8 @@ def test_call_time_attacks_score_nothing(world):
 @pytest.mark.parametrize("name", list_homeworks())
 def test_hostile_starter_scores_zero(name, world):
     """The starter with every load-time attack, its graded functions answering with the
-    instructor's solution when that can be read: 0 points on every homework."""
+    instructor's solution when that can be read: 0 points on every homework, every point lost
+    as "not implemented yet" (this is also the test that the plain starter scores zero)."""
     hw = load_homework(name)
     nb = homework_notebook(hw, starter=True)
     stolen = [f"STOLEN = vg_steal({hw.notebook!r})"]
@@ -507,6 +515,9 @@ def test_hostile_starter_scores_zero(name, world):
     assert report.score == 0, report.format_table()
     for item in report.items:
         assert all("is not implemented yet" in r for r in item.reasons), item.reasons
+    # the starter's own cells load cleanly; only the constant that raises on purpose fails
+    assert [n for n in report.notes if "`LEAKED` (constant) failed" not in n] == []
+    assert len(report.notes) == 1
     _assert_no_secrets(report, world)
 
 

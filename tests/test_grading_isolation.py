@@ -1,17 +1,19 @@
 """One wrong function loses exactly its own points, for every graded function of every homework
-that another graded function calls (and one realistic mistake per homework is caught).
+that another graded function calls; and a realistic mistake per homework is caught.
 
-The calls between graded functions are read from each homework's solution source (`ast`).
-A function's *level* is 0 when it calls no graded function, else one more than the highest
-level it calls; a call always goes from a higher level to a lower one. For each homework and
-each level L, one notebook is the solution with every called function of level L replaced by
-a plausible wrong one (its correct result, every number 1 % + 0.01 off: no exception, just a
-wrong answer). Graded on the rubric items involved, each replaced function's item must be
-lost — the hidden tests catch the mistake — and every item of a function that calls one of
-them must keep its points — its test puts the grader's reference in place of the wrong
-callee (`sub.replaced`). Since no two functions of one level call each other, every edge
-"C calls G" is checked in the notebook of G's level with C correct, which is what "G wrong
-alone costs only G's points" needs.
+The calls between graded functions are read from each homework's solution source (`ast`). A
+function's *level* is 0 when it calls no graded function, else one more than the highest level
+it calls, so a call always goes from a higher level to a lower one. A wrong function is the
+solution's with every number of its result 1 % + 0.01 off (a plausible wrong answer, no
+exception), or, for one function per homework, a mistake students make (`MISTAKES`).
+
+Per homework, notebook "all": every called function wrong (and the realistic mistake); its
+items must be lost and every item of a function that calls them but is not called itself must
+keep its points. Then, for each level L ≥ 1 of the functions that both call and are called,
+notebook "L": every called function below level L wrong; those at level L must keep their
+points. Every call "C calls G" is thus checked with G wrong and C correct — what "G wrong alone
+costs only G's points" needs — and each expensive check (a trained bar) runs once. Only the
+items involved are graded.
 """
 
 import ast
@@ -54,13 +56,18 @@ def _levels(calls: dict[str, set[str]]) -> dict[str, int]:
 
 
 def _cases():
+    """(homework, notebook label, the functions made wrong, the functions that must pass)."""
     cases = []
     for name in list_homeworks():
         calls = _calls(load_homework(name))
         called = {g for gs in calls.values() for g in gs}
         levels = _levels(calls)
-        for level in sorted({levels[g] for g in called}):
-            cases.append((name, level, sorted(g for g in called if levels[g] == level)))
+        top = {c for c, gs in calls.items() if gs and c not in called}
+        cases.append((name, "all", sorted(called), sorted(top)))
+        middle = {c for c, gs in calls.items() if gs and c in called}
+        for level in sorted({levels[c] for c in middle}):
+            wrong = sorted(g for g in called if levels[g] < level)
+            cases.append((name, level, wrong, sorted(c for c in middle if levels[c] == level)))
     return cases
 
 
@@ -165,47 +172,43 @@ def mmd_rbf(x, y, sigma):
 }
 
 
-def _grade_with(name, wrong: list[str], cell: str, tmp_path):
-    """Grade the solution plus ``cell`` on the items of ``wrong`` and of their callers;
-    return (items that must be lost, {item: status}, report)."""
+def _grade(name, wrong: list[str], check: list[str], tmp_path):
+    """Grade the solution with ``wrong`` made wrong, on their items and those of ``check``."""
     hw = load_homework(name)
-    calls = _calls(hw)
     item_of = {f: it for it in hw.items for f in it.functions}
+    cell = _wrong([f for f in wrong if MISTAKES[name][0] != f])
+    if MISTAKES[name][0] in wrong:
+        cell += MISTAKES[name][1]
     lose = {item_of[f].id for f in wrong}
-    keep = {item_of[c].id for c, callees in calls.items() if callees & set(wrong)} - lose
-    hw.items = [it for it in hw.items if it.id in lose | keep]  # only the items involved
+    keep = {item_of[c].id for c in check} - lose
+    hw.items = [it for it in hw.items if it.id in lose | keep]
     nb = homework_notebook(hw, starter=False)
     nb.cells.append(nbformat.v4.new_code_cell(cell))
     path = tmp_path / f"{hw.notebook}.ipynb"
     write_notebook(nb, path)
-    report = grade(hw, path)
-    return lose, {r.item.id: r.status for r in report.items}, report
+    return lose, grade(hw, path)
 
 
 def test_every_called_function_is_covered():
-    """The call graph the cases come from (a regression guard for the AST reading)."""
-    covered = {(name, f) for name, _, functions in CASES for f in functions}
-    assert ("hw1", "q_sample") in covered and ("hw2", "fm_eps_x0") in covered
-    assert ("hw4", "ddim_step") in covered and ("hw5", "teacher_features") in covered
-    levels = _levels(_calls(load_homework("hw2")))
-    assert levels["fm_eps_x0"] == 0 and levels["dpm2_step"] == 2 and levels["sample"] == 3
+    """The cases (a regression guard for the AST reading and the levels)."""
+    by = {(name, label): (wrong, check) for name, label, wrong, check in CASES}
+    assert "q_sample" in by["hw1", "all"][0] and by["hw1", "all"][1] == ["ddpm_loss", "ddpm_sample"]
+    assert by["hw2", 2] == (["dpm1_step", "dpm2m_step", "euler_step", "fm_eps_x0"], ["dpm2_step"])
+    assert by["hw4", 1] == (["cfg_x0_eps", "pseudo_huber", "q_sample"], ["ddim_step"])
+    assert "teacher_features" in by["hw5", "all"][0] and "ladd_step" in by["hw5", "all"][1]
+    assert set(MISTAKES) == set(list_homeworks())
 
 
-@pytest.mark.parametrize("name, level, wrong", CASES, ids=[f"{n}-level{lv}" for n, lv, _ in CASES])
-def test_one_wrong_function_loses_exactly_its_points(name, level, wrong, tmp_path):
-    lose, status, report = _grade_with(name, wrong, _wrong(wrong), tmp_path)
+@pytest.mark.parametrize(
+    "name, label, wrong, check", CASES, ids=[f"{n}-{label}" for n, label, _, _ in CASES]
+)
+def test_one_wrong_function_loses_exactly_its_points(name, label, wrong, check, tmp_path):
+    mistake = MISTAKES[name][0]
+    first = next(lb for n, lb, _, chk in CASES if n == name and mistake not in chk)
+    if label == first:  # the realistic mistake too, where no check needs that function right
+        wrong = sorted({*wrong, mistake})
+    lose, report = _grade(name, wrong, check, tmp_path)
+    status = {r.item.id: r.status for r in report.items}
     assert {i for i, s in status.items() if s != "passed"} == lose, report.format_table()
     assert all(status[i] == "failed" for i in lose), report.format_table()
     assert report.notes == [], report.notes
-
-
-@pytest.mark.parametrize("name", sorted(MISTAKES))
-def test_a_realistic_mistake_is_caught_and_costs_only_its_item(name, tmp_path):
-    function, cell = MISTAKES[name]
-    lose, status, report = _grade_with(name, [function], cell, tmp_path)
-    assert {i for i, s in status.items() if s != "passed"} == lose, report.format_table()
-    assert all(status[i] == "failed" for i in lose), report.format_table()
-
-
-def test_mistakes_cover_every_homework():
-    assert set(MISTAKES) == set(list_homeworks())
