@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -97,6 +98,20 @@ def isolation(tmp_path_factory):
     return facts
 
 
+class _Watch:
+    """Counts, from the host, the processes whose command line carries the mark (a sandbox's
+    processes are visible from outside its PID namespace): proof that the spawning happened."""
+
+    def __init__(self, mark):
+        self.mark, self.seen, self.stop = mark, 0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.wait(0.1):
+            self.seen = max(self.seen, len(_processes_with(self.mark)))
+
+
 @pytest.fixture
 def world(tmp_path, monkeypatch, isolation):
     """An instructor's tree (a copy), a home directory with files, a canary in the environment;
@@ -119,8 +134,10 @@ def world(tmp_path, monkeypatch, isolation):
         "home": home,
         "canary": canary,
         "student": tmp_path / "student",
+        "watch": _Watch(mark),
     }
     yield world
+    world["watch"].stop.set()
     deadline = time.monotonic() + 5
     while _processes_with(mark) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -247,10 +264,12 @@ def vg_vandalise():
 
 def vg_spawn():
     """Processes that should outlive the grader: setsid sleepers and a double-forked daemon."""
-    pids = []
-    for _ in range(2):
+    pids, sleep = [], shutil.which("sleep")
+    for _ in range(2):  # argv[0] carries the mark: the survivors are found by it
         try:
-            pids.append(subprocess.Popen(["sleep", f"3600.{MARK}"], start_new_session=True).pid)
+            pids.append(
+                subprocess.Popen([f"sleep-{MARK}", "600"], executable=sleep, start_new_session=True).pid
+            )
         except OSError:
             pass
     pid = os.fork()
@@ -258,7 +277,7 @@ def vg_spawn():
         os.setsid()
         if os.fork() == 0:
             try:
-                os.execvp("sleep", ["sleep", f"3601.{MARK}"])
+                os.execv(sleep, [f"sleep-{MARK}", "601"])
             finally:
                 os._exit(0)
         os._exit(0)
@@ -490,6 +509,7 @@ def test_call_time_attacks_score_nothing(world):
     notes = "\n".join(report.notes)
     assert "`LEAKED` (constant) failed to load: RuntimeError" in notes
     _assert_no_secrets(report, world)
+    assert world["watch"].seen >= 3  # the sleepers did start (and the fixture sees them gone)
 
 
 @pytest.mark.parametrize("name", list_homeworks())
@@ -519,6 +539,7 @@ def test_hostile_starter_scores_zero(name, world):
     assert [n for n in report.notes if "`LEAKED` (constant) failed" not in n] == []
     assert len(report.notes) == 1
     _assert_no_secrets(report, world)
+    assert world["watch"].seen >= 3  # the sleepers did start (and the fixture sees them gone)
 
 
 def test_attacks_are_real_without_the_sandbox(world, tmp_path):
