@@ -322,3 +322,17 @@ def test_recorded_results_reach_the_readme(tmp_path):
         "| samples | NFE | FD |\n|---|---|---|\n| teacher | 50 | 12.3 |\n| student | 4 | 20 |"
         in readme
     )
+
+
+def test_input_files_are_read_only_inside_the_submission(tmp_path):
+    """`inputs` are copied from the notebook's folder, never through a link that leaves it."""
+    secret = tmp_path / "elsewhere"
+    secret.mkdir()
+    (secret / "data.txt").write_text("hello\n")  # what read_input would need
+    path = _notebook(tmp_path, GOOD)
+    shutil.rmtree(path.parent / "artifacts")
+    (path.parent / "artifacts").symlink_to(secret)
+    report = grade("hwx", path, instructor=_solutions(tmp_path))
+    lost = {r.item.id for r in report.items if not r.passed}
+    assert lost == {"i"}, report.format_table()
+    assert "FileNotFoundError" in report.items[-1].reasons[0]

@@ -332,6 +332,8 @@ def main(spec_path: str, fd: int) -> None:
 
     signal.signal(signal.SIGALRM, _on_alarm)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    memory = (spec["memory_mb"] + 2048) * 2**20  # the references, and what the sandbox sends
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     with contextlib.suppress(OSError, AttributeError):  # Linux: die with the grader
         import ctypes
 

@@ -293,14 +293,16 @@ def _result(name: str, event: dict) -> TestResult | None:
 
 def _stage_inputs(hw: Homework, notebook: Path, folder: Path) -> Path | None:
     """Copy the input files the homework allows (trained weights, …) for the sandbox."""
-    copied = False
+    copied, base = False, notebook.parent.resolve()
     for pattern in hw.inputs:
         for src in notebook.parent.glob(pattern):
-            if src.is_file() and not src.is_symlink():
-                dst = folder / src.relative_to(notebook.parent)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                dst.write_bytes(src.read_bytes())
-                copied = True
+            rel = src.relative_to(notebook.parent)
+            if not src.is_file() or src.resolve() != base / rel:  # no link leads elsewhere
+                continue
+            dst = folder / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+            copied = True
     if not copied:
         return None
     for path in [folder, *folder.rglob("*")]:

@@ -64,7 +64,7 @@ _MAGIC = b"VGR1"
 _PREFIX = struct.Struct("<4sIQ")
 _ALIGN = 64
 MAX_HEADER = 16 << 20
-MAX_BLOBS = 1 << 30
+MAX_BLOBS = 512 << 20
 MAX_DEPTH = 100
 MAX_MESSAGE_CHARS = 2000  # of an error message crossing the boundary
 
