@@ -91,10 +91,10 @@ def student_readme(root: Path) -> str:
     lines = [
         "# visgen — Visual Generative Modelling, the course on a laptop CPU (student release)",
         "",
-        "The course's library (`visgen`, in [`src/visgen/`](src/visgen)), its tour of every "
-        "lecture's method, the lecture slides ([`lectures/`](lectures)), the homework starters and "
-        "task sheets ([`assignments/`](assignments)) and the exam topics "
-        "([`exam/exam_topics_visual_genai.md`](exam/exam_topics_visual_genai.md)). Everything "
+        "The course's library (`visgen`, in [`src/visgen/`](src/visgen)), its tour of every",
+        "lecture's method, the lecture slides ([`lectures/`](lectures)), the homework starters",
+        "and task sheets ([`assignments/`](assignments)) and the exam topics",
+        "([`exam/exam_topics_visual_genai.md`](exam/exam_topics_visual_genai.md)). Everything",
         "runs on an ordinary laptop CPU with no downloads.",
         "",
         "## Quickstart",
@@ -112,10 +112,10 @@ def student_readme(root: Path) -> str:
         _section(readme, "Lectures"),
         "## Homeworks",
         "",
-        "Each homework is a notebook to complete plus a task sheet; the points of every task are "
-        "shown in the notebook and in its README. Each notebook has public self-checks; your "
-        "instructor grades it with the hidden tests (`visgen grade`, which needs the instructor's "
-        "files and is not part of this release).",
+        "Each homework is a notebook to complete plus a task sheet; the points of every task are",
+        "shown in the notebook and in its README. Each notebook has public self-checks; your",
+        "instructor grades it with the hidden tests (`visgen grade`, which needs the instructor's",
+        "files: they are not part of this release).",
         "",
         "| # | homework | files | points (auto + by hand) |",
         "|---|---|---|---|",
