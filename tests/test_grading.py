@@ -336,3 +336,46 @@ def test_input_files_are_read_only_inside_the_submission(tmp_path):
     lost = {r.item.id for r in report.items if not r.passed}
     assert lost == {"i"}, report.format_table()
     assert "FileNotFoundError" in report.items[-1].reasons[0]
+
+
+# The grader's own reference failing, three ways: it raises, it is NaN, and a stand-in it lends
+# the notebook returns NaN for a finite input. Each is the grader's error, never the student's.
+GRADER_FAULTS = """
+
+def test_square(sub):  # the reference raises
+    got = sub.square(3)
+    check(got == reference(lambda x: x * x / 0, 3), f"square(3) should be 9, got {got!r}")
+
+
+def test_cube(sub):  # a stand-in for the notebook's square returns NaN
+    with sub.replaced(square=lambda x: x * float("nan")):
+        got = sub.cube(2)
+    check(got == 8, f"cube(2) should be 8, got {got!r}")
+
+
+def test_cube_negative(sub):  # the reference is NaN
+    assert_close(sub.cube(-2), float("nan"), "cube(-2)")
+"""
+
+
+def test_a_failing_reference_is_a_grader_error(tmp_path, capsys):
+    solutions = _solutions(tmp_path)
+    tests = solutions / "hwx" / "tests_hidden.py"
+    text = tests.read_text().replace("import check", "import assert_close, check, reference")
+    tests.write_text(text + GRADER_FAULTS)  # later definitions replace the fixture's tests
+    good = GOOD.replace("return x ** N", "return square(x) * x")  # cube calls square
+    path = _notebook(tmp_path, good)
+    report = grade("hwx", path, instructor=solutions)
+    status = {r.item.id: r.status for r in report.items}
+    assert status == {**dict.fromkeys("cdefghi", "passed"), "a": "error", "b": "error"}, status
+    assert report.grader_errors == ["a", "b"] and report.score == 10 - 3
+    reasons = {r.item.id: r.reasons for r in report.items}
+    assert "the reference failed: ZeroDivisionError" in reasons["a"][0]
+    assert "stand-in for `square` returned NaN or inf" in reasons["b"][0]
+    assert "the reference for cube(-2) contains NaN" in reasons["b"][1]
+    assert all("grader error" in r for r in reasons["a"] + reasons["b"])
+    table = report.format_table()
+    assert "GRADER ERROR in a, b" in table and "not the notebook's fault" in table
+    # the command says so too: exit code 3, and the JSON lists the items
+    assert main(["hwx", str(path), "--json", "--instructor", str(solutions)]) == 3
+    assert json.loads(capsys.readouterr().out)["grader_errors"] == ["a", "b"]
