@@ -212,3 +212,27 @@ def test_one_wrong_function_loses_exactly_its_points(name, label, wrong, check, 
     assert {i for i, s in status.items() if s != "passed"} == lose, report.format_table()
     assert all(status[i] == "failed" for i in lose), report.format_table()
     assert report.notes == [], report.notes
+
+
+def test_teacher_features_must_remove_its_hook_when_the_network_raises(tmp_path):
+    """hw5's exception path is exercised: a teacher_features that removes its hook only when
+    the network returns (no try/finally) loses its item, and only its item."""
+    leaky = """
+def teacher_features(net, layer, x, t, y):
+    net.requires_grad_(False)
+    seen = []
+    handle = net.get_submodule(layer).register_forward_hook(lambda m, i, out: seen.append(out))
+    net(x, t, y)
+    handle.remove()
+    return seen[-1]
+"""
+    hw = load_homework("hw5")
+    hw.items = [hw.item_of_function("teacher_features")]
+    nb = homework_notebook(hw, starter=False)
+    nb.cells.append(nbformat.v4.new_code_cell(leaky))
+    path = tmp_path / f"{hw.notebook}.ipynb"
+    write_notebook(nb, path)
+    report = grade(hw, path)
+    assert report.score == 0 and report.items[0].status == "failed", report.format_table()
+    reason = report.items[0].reasons[0]
+    assert "when the network raises, teacher_features must still remove its hook" in reason
