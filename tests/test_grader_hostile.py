@@ -459,6 +459,10 @@ def test_sandbox_confines_the_notebook(tmp_path, isolation):
                 facts["library_writable"] = False
             facts["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
             facts["memory"] = resource.getrlimit(resource.RLIMIT_AS)[0]
+            facts["cpu"] = resource.getrlimit(resource.RLIMIT_CPU)[0]
+            facts["fsize"] = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            facts["home"] = os.listdir(os.path.expanduser("~"))
+            facts["tmp"] = os.listdir("/tmp")
             return facts
         """
     )
@@ -491,6 +495,8 @@ def test_sandbox_confines_the_notebook(tmp_path, isolation):
     assert facts["visible"] == [] and not facts["library_writable"]
     assert "VISGEN_GRADER_CANARY" not in facts["env"] and "HOME" in facts["env"]
     assert facts["nproc"] == 64 and facts["memory"] == 2048 * 2**20
+    assert facts["cpu"] == 3600 and facts["fsize"] == 256 * 2**20
+    assert facts["home"] == [] and facts["tmp"] == []  # private and empty
 
 
 def test_call_time_attacks_score_nothing(world):
