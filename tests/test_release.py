@@ -5,7 +5,8 @@ worked solution, hidden test or other instructor line is in it (and that this ch
 a planted one), that every Markdown link resolves, and that the README's two commands work
 there as far as a test can afford: `make -n tour` and `make -n test` (the targets exist and
 expand), the library imports from the release's own `src/`, `visgen tour --list` lists the
-chapters, and `visgen grade` says it needs the instructor's tree.
+chapters, pytest collects every test the release ships (none needs an instructor file), and
+`visgen grade` says it needs the instructor's tree.
 """
 
 import os
@@ -71,6 +72,19 @@ def test_readme_commands_work_in_the_release(release):
     assert where.stdout.strip().startswith(str(release)), where.stdout
     tour = _run(release, sys.executable, "-m", "visgen", "tour", "--list")
     assert tour.returncode == 0 and "L01" in tour.stdout, tour.stderr
+    # `make test` there: every test module imports without the instructor's files
+    tests = _run(
+        release,
+        sys.executable,
+        "-m",
+        "pytest",
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests",
+    )
+    assert tests.returncode == 0 and " tests collected" in tests.stdout, tests.stdout[-2000:]
     hw = load_homework("hw1")
     grading = _run(
         release,
