@@ -242,7 +242,9 @@ def _build_root(config: dict) -> Path:
     for name in ("bin", "lib", "lib32", "lib64", "sbin"):
         host = f"/{name}"
         if os.path.islink(host) and not (root / name).exists():
-            os.symlink(os.readlink(host), root / name)
+            os.symlink(os.readlink(host), root / name)  # merged /usr: /lib → usr/lib
+        elif os.path.isdir(host) and not os.path.islink(host):
+            _bind(host, root)  # a system without merged /usr keeps libc here
     (root / "dev").mkdir(exist_ok=True)
     for name in _DEVICES:
         _bind(f"/dev/{name}", root, writable=True)
