@@ -15,6 +15,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db import transaction
 
 from . import services
+from .adminsite import ModelAdmin
 from .models import AuditEvent, Booking, Enrollment, Exam, Examiner, OutboxEmail, Slot, User
 
 
@@ -31,8 +32,19 @@ def _remove(request, enrollments) -> None:
         messages.info(request, f"{removed} roster rows removed (bookings cancelled and emailed).")
 
 
+class RemovesThroughTheService:
+    """Deleting goes through ``services.remove_student``, which deletes the bookings and
+    invite codes itself: they need no admin delete permission of their own."""
+
+    def get_deleted_objects(self, objs, request):
+        to_delete, model_count, _perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        return to_delete, model_count, set(), protected
+
+
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(RemovesThroughTheService, BaseUserAdmin, ModelAdmin):
     ordering = ["email"]
     list_display = ["email", "name", "is_staff", "is_active"]
     list_filter = ["is_staff", "is_active"]
@@ -74,7 +86,7 @@ class EnrollmentInline(admin.TabularInline):
 
 
 @admin.register(Exam)
-class ExamAdmin(admin.ModelAdmin):
+class ExamAdmin(ModelAdmin):
     list_display = ["title", "time_zone", "booking_opens_at", "booking_closes_at"]
     filter_horizontal = ["instructors"]
     inlines = [EnrollmentInline]
@@ -87,7 +99,7 @@ class ExamAdmin(admin.ModelAdmin):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(RemovesThroughTheService, ModelAdmin):
     """Roster rows. Deleting one here is removing the student: through the service."""
 
     list_display = ["student", "name", "group", "exam"]
@@ -106,7 +118,7 @@ class EnrollmentAdmin(admin.ModelAdmin):
         _remove(request, queryset.select_related("exam", "student"))
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ModelAdmin):
     def has_add_permission(self, request):
         return False
 

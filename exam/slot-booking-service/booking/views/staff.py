@@ -198,14 +198,17 @@ def slot_detail(request, slot_id):
             extra = f" {notified} booked students are notified." if notified else ""
             messages.success(request, "Slot saved." + extra)
             return redirect("staff-slot", slot.pk)
-    status = _status(request, form)
+    return _slot_page(request, slot, form=form, status=_status(request, form))
+
+
+def _slot_page(request, slot, *, form=None, place_form=None, status=200):
     bookings = slot.bookings.filter(status=Booking.ACTIVE).select_related("enrollment__student")
     context = {
         "slot": slot,
         "exam": slot.exam,
-        "form": form,
+        "form": form or SlotForm.for_slot(slot),
         "bookings": bookings,
-        "place_form": PlaceForm(exam=slot.exam),
+        "place_form": place_form or PlaceForm(exam=slot.exam),
     }
     return render(request, "booking/staff_slot.html", context, status=status)
 
@@ -231,7 +234,7 @@ def slot_place(request, slot_id):
     form = PlaceForm(request.POST, exam=slot.exam)
     if not form.is_valid():
         messages.error(request, "Choose a student from this exam's roster.")
-        return redirect("staff-slot", slot.pk)
+        return _slot_page(request, slot, place_form=form, status=400)
     enrollment = form.cleaned_data["enrollment"]
     try:
         services.place(enrollment, slot.pk, actor=request.user)
@@ -284,13 +287,17 @@ def roster_page(request, exam_id):
             form.add_error("file", f"Nothing was imported. {exc}")
         else:
             outcome = services.import_roster(exam, rows, actor=request.user, rejected=rejected)
-            request.session["roster_report"] = {
+            report = {
                 "added": outcome.added,
                 "updated": outcome.updated,
                 "unchanged": outcome.unchanged,
                 "rejected": [[r.line, r.text, r.reason] for r in outcome.rejected],
             }
-            return redirect("staff-roster", exam.pk)
+            if outcome.added + outcome.updated + outcome.unchanged:
+                request.session["roster_report"] = report
+                return redirect("staff-roster", exam.pk)
+            form.add_error("file", "Nothing was imported: every row was rejected (see below).")
+            request.session["roster_report"] = report
     enrollments = exam.enrollments.select_related("student")
     active = {
         b.enrollment_id: b
