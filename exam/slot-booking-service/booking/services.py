@@ -13,10 +13,11 @@ The concurrency guard (README, "Concurrency design"):
    and a failed move rolls back completely: the student keeps the old seat.
 5. Every change writes its audit event and its emails (outbox) in the same transaction; emails
    are sent after commit.
-6. Removing a student from a roster cancels their booking through ``cancel`` first (seat,
-   audit row, email). A booking racing with the removal is caught by the foreign key: on
-   PostgreSQL whichever transaction commits second fails and rolls back completely; SQLite
-   serialises the two.
+6. Removing a student from a roster locks their roster row, then cancels their booking through
+   ``cancel`` (seat, audit row, email), then deletes the row. A booking racing with it cannot
+   slip in between: on PostgreSQL its commit must check the booking's foreign key against the
+   locked row, so it waits and then fails (rolled back, seat included); SQLite serialises
+   writers anyway.
 """
 
 import dataclasses
@@ -525,6 +526,8 @@ def remove_student(enrollment: Enrollment, *, actor: User) -> Booking | None:
     Returns the cancelled booking, if there was one."""
     try:
         with transaction.atomic():
+            if not Enrollment.objects.select_for_update().filter(pk=enrollment.pk).exists():
+                raise NotFound("This student is not on the roster (any more).")
             booking = cancel(enrollment, actor=actor, by_instructor=True)
             _audit(
                 "roster.remove",
@@ -535,10 +538,8 @@ def remove_student(enrollment: Enrollment, *, actor: User) -> Booking | None:
                 details={"name": enrollment.name, "group": enrollment.group},
             )
             Enrollment.objects.get(pk=enrollment.pk).delete()
-    except IntegrityError as exc:  # the student booked while this ran (PostgreSQL)
+    except IntegrityError as exc:  # a last line: the locked row makes this unreachable
         raise Changed("The student's booking changed meanwhile; try again.") from exc
-    except Enrollment.DoesNotExist as exc:
-        raise NotFound("This student is not on the roster (any more).") from exc
     return booking
 
 

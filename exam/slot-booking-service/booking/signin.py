@@ -27,6 +27,13 @@ SESSION_EMAIL = "login_email"
 SESSION_BINDING = "login_binding"
 
 
+class CodeGone(Exception):
+    """This browser has no live code any more (used, expired, replaced or tried too often)."""
+
+    status = 410
+    message = "This code no longer works. Ask for a new code."
+
+
 def _student(email: str) -> User | None:
     return (
         User.objects.filter(email=email, is_active=True, is_staff=False, enrollments__isnull=False)
@@ -93,12 +100,13 @@ def verify_code(request, code: str) -> User | None:
     """The student whose code this session asked for, if ``code`` is it.
 
     Each code allows LoginToken.MAX_ATTEMPTS tries, counted by a conditional UPDATE before the
-    comparison, so parallel guesses cannot get more; then the code is dead (``Refused``).
+    comparison, so parallel guesses cannot get more; then the code is dead (``Refused``, and
+    ``CodeGone`` for every later try).
     """
     attempt = throttle.admit(request, "code")
     email, binding = request.session.get(SESSION_EMAIL), request.session.get(SESSION_BINDING)
     if not email or not binding:
-        return None
+        raise CodeGone
     token = (
         _live_tokens()
         .filter(user__email=email, binding=digest(binding))
@@ -106,7 +114,7 @@ def verify_code(request, code: str) -> User | None:
         .first()
     )
     if token is None:
-        return None
+        raise CodeGone
     tries = LoginToken.objects.filter(
         pk=token.pk, used_at__isnull=True, attempts__lt=LoginToken.MAX_ATTEMPTS
     ).update(attempts=F("attempts") + 1)

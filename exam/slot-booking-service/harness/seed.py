@@ -1,7 +1,9 @@
 """Seed a database for a server run: ``python -m harness.seed '<json spec>'`` prints JSON.
 
 Spec keys: slots (count), capacity, students (count), auth ("token" or "session"),
-instructor_password (optional; creates teacher@example.org).
+instructor_password (optional; for teacher@example.org and any "instructors" listed),
+instructors (more instructor addresses), superuser (instructors are superusers),
+instructor_session (also return a signed-in session key of teacher@example.org).
 """
 
 import json
@@ -29,7 +31,14 @@ def seed_database(database_url: str, spec: dict) -> dict:
 def seed(spec: dict) -> dict:
     from harness import factories
 
-    instructor = factories.make_instructor(password=spec.get("instructor_password"))
+    password = spec.get("instructor_password")
+    instructor = factories.make_instructor(password=password)
+    for email in spec.get("instructors", []):
+        factories.make_instructor(email, password=password)
+    if spec.get("superuser"):
+        from booking.models import User
+
+        User.objects.filter(is_staff=True).update(is_superuser=True)
     exam = factories.make_exam(instructor, **spec.get("exam", {}))
     slots = factories.make_slots(exam, spec.get("slots", 1), capacity=spec.get("capacity", 3))
     enrollments = factories.make_students(exam, spec.get("students", 0))
@@ -40,6 +49,9 @@ def seed(spec: dict) -> dict:
         else factories.api_tokens(users)
     )
     return {
+        "instructor_session": (
+            factories.session_cookies([instructor])[0] if spec.get("instructor_session") else None
+        ),
         "exam": exam.pk,
         "slots": [s.pk for s in slots],
         "students": [

@@ -66,7 +66,7 @@ def enter_code(request):
     if request.method == "POST" and form.is_valid():
         try:
             user = signin.verify_code(request, form.cleaned_data["code"])
-        except throttle.Refused as exc:
+        except (throttle.Refused, signin.CodeGone) as exc:
             form.add_error("code", exc.message)
             status = exc.status
         else:
@@ -89,7 +89,9 @@ def follow_link(request, token):
             user = signin.consume_link(request, token)
             if user is not None:
                 return _sign_in(request, user)
-        found = signin.link_token(request, token)
+            found = None
+        else:
+            found = signin.link_token(request, token)
     except throttle.Refused as exc:
         messages.error(request, exc.message)
         return render(request, "booking/login_link.html", {"email": None}, status=exc.status)
