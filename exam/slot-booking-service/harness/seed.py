@@ -3,7 +3,9 @@
 Spec keys: slots (count), capacity, students (count), auth ("token" or "session"),
 instructor_password (optional; for teacher@example.org and any "instructors" listed),
 instructors (more instructor addresses), superuser (instructors are superusers),
-instructor_session (also return a signed-in session key of teacher@example.org).
+instructor_session (also return a signed-in session key of the instructor), instructor_email
+(instead of teacher@example.org), exam (fields such as title), room, online_url, examiner
+(a name), student_prefix, bookings ([student index, slot index] pairs, booked in order).
 """
 
 import json
@@ -16,7 +18,12 @@ from . import SERVICE_DIR
 
 def seed_database(database_url: str, spec: dict) -> dict:
     """Run ``seed`` in a subprocess against ``database_url``; return its JSON answer."""
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",  # stdout is the answer
+    }
     result = subprocess.run(
         [sys.executable, "-m", "harness.seed", json.dumps(spec)],
         cwd=SERVICE_DIR,
@@ -29,10 +36,13 @@ def seed_database(database_url: str, spec: dict) -> dict:
 
 
 def seed(spec: dict) -> dict:
+    from booking import services
+    from booking.models import Examiner, Slot
     from harness import factories
 
     password = spec.get("instructor_password")
-    instructor = factories.make_instructor(password=password)
+    email = spec.get("instructor_email", "teacher@example.org")
+    instructor = factories.make_instructor(email, password=password)
     for email in spec.get("instructors", []):
         factories.make_instructor(email, password=password)
     if spec.get("superuser"):
@@ -40,8 +50,21 @@ def seed(spec: dict) -> dict:
 
         User.objects.filter(is_staff=True).update(is_superuser=True)
     exam = factories.make_exam(instructor, **spec.get("exam", {}))
-    slots = factories.make_slots(exam, spec.get("slots", 1), capacity=spec.get("capacity", 3))
-    enrollments = factories.make_students(exam, spec.get("students", 0))
+    slots = factories.make_slots(
+        exam,
+        spec.get("slots", 1),
+        capacity=spec.get("capacity", 3),
+        room=spec.get("room", "Room 1.01"),
+    )
+    place = {"online_url": spec.get("online_url", "")}
+    if spec.get("examiner"):
+        place["examiner"] = Examiner.objects.create(exam=exam, name=spec["examiner"])
+    Slot.objects.filter(exam=exam).update(**place)
+    enrollments = factories.make_students(
+        exam, spec.get("students", 0), prefix=spec.get("student_prefix", "student")
+    )
+    for student, slot in spec.get("bookings", []):
+        services.book(enrollments[student], slots[slot].pk, actor=enrollments[student].student)
     users = [e.student for e in enrollments]
     credentials = (
         factories.session_cookies(users)
