@@ -205,9 +205,10 @@ def sideways_scroll(page) -> int:
     """How many CSS pixels the page is wider than the phone's 390 px screen (0: it does not
     scroll sideways). Measured against the fixed width, not window.innerWidth, which a mobile
     browser widens when it zooms out to fit a page that is too wide."""
-    return page.evaluate(
-        "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
-    ) - PHONE["viewport"]["width"]
+    return (
+        page.evaluate("Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)")
+        - PHONE["viewport"]["width"]
+    )
 
 
 def phone_page(browser, base: str, session: str):
