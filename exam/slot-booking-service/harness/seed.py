@@ -16,12 +16,12 @@ import sys
 from . import SERVICE_DIR
 
 
-def seed_database(database_url: str, spec: dict) -> dict:
+def seed_database(database_url: str, spec: dict, *, settings: str = "config.settings") -> dict:
     """Run ``seed`` in a subprocess against ``database_url``; return its JSON answer."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_SETTINGS_MODULE": settings,
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",  # stdout is the answer
     }
     result = subprocess.run(

@@ -191,7 +191,7 @@ def test_two_browsers_race_for_the_last_seat(browser, site):
     assert OUTSIDE == []
 
 
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True}
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True}
 LONG = {
     "exam": {"title": "Generative models for images, video and 3D: oral examination"},
     "room": "Seminar room 3.14, Building for Mathematics and Computer Science",

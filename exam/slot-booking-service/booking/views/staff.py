@@ -241,7 +241,7 @@ def slot_place(request, slot_id):
     except services.BookingError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{enrollment.student} is now in this slot.")
+        messages.success(request, f"{enrollment.display_name} is now in this slot.")
     return redirect("staff-slot", slot.pk)
 
 
@@ -251,9 +251,9 @@ def student_cancel(request, exam_id, enrollment_id):
     enrollment = taught_enrollment(request.user, exam_id, enrollment_id)
     booking = services.cancel(enrollment, actor=request.user, by_instructor=True)
     if booking is None:
-        messages.info(request, f"{enrollment.student} had no booking.")
+        messages.info(request, f"{enrollment.display_name} had no booking.")
         return redirect("staff-exam", exam_id)
-    messages.success(request, f"Booking of {enrollment.student} cancelled.")
+    messages.success(request, f"Booking of {enrollment.display_name} cancelled.")
     return redirect("staff-slot", booking.slot_id)
 
 
