@@ -8,7 +8,8 @@ import torch
 import visgen.nn.dit as dit_module
 from visgen.data import CAPTION_WORDS, make_shapes, tokenize_captions
 from visgen.nn import DiT, build_model, count_parameters, drop_labels
-from visgen.nn.dit import apply_rope, patchify, rope_2d, unpatchify
+from visgen.nn.attention import apply_rope, rope_2d
+from visgen.nn.dit import patchify, unpatchify
 
 
 def perturb_zeros(model, gen):

@@ -53,9 +53,10 @@ from einops import rearrange
 from torch import nn
 
 from visgen._checks import check_choice, check_positive
+from visgen.nn.attention import apply_rope, rope_2d
 from visgen.nn.embeddings import ConditionEmbedding, SinusoidalEmbedding
 
-__all__ = ["DiT", "DiTConfig", "TextEncoder", "apply_rope", "patchify", "rope_2d", "unpatchify"]
+__all__ = ["DiT", "DiTConfig", "TextEncoder", "patchify", "unpatchify"]
 
 
 @dataclass(frozen=True)
@@ -152,29 +153,6 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, channels: int, size) -> to
     return rearrange(
         tokens, "b (h w) (p q c) -> b c (h p) (w q)", h=h // patch_size, p=patch_size, q=patch_size
     )
-
-
-def rope_2d(grid: int, head_dim: int, base: float = 10_000.0):
-    """Axial 2D rotary embedding (Su et al. 2021, arXiv 2104.09864, §3.4, per image axis).
-
-    A token at row r, column c rotates the i-th pair of channel halves (x_i, x_{i+d/2}) by
-    angle r ω_i for i < d/4 and c ω_{i−d/4} otherwise, ω_i = base^{−i/(d/4)}; the query–key
-    product then depends only on the offset (r − r', c − c'). Returns (cos, sin), each
-    (grid², head_dim/2).
-    """
-    if head_dim % 4:
-        raise ValueError(f"head_dim must be divisible by 4, got {head_dim}")
-    quarter = head_dim // 4
-    freqs = base ** (-torch.arange(quarter, dtype=torch.float64) / quarter)
-    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
-    angles = torch.cat([rows.reshape(-1, 1) * freqs, cols.reshape(-1, 1) * freqs], 1)
-    return angles.cos().float(), angles.sin().float()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, heads, N, d) queries or keys by the angles of :func:`rope_2d`."""
-    x1, x2 = x.chunk(2, -1)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
 
 
 # --- blocks -------------------------------------------------------------------------------
