@@ -655,3 +655,75 @@ def title_with_a_line_break_does_not_stop_emails() -> dict:
         "error": email.last_error,
         "sent subject": sent[-1].subject if sent else None,
     }
+
+
+# --- the tenancy migration (0003, 0004) ----------------------------------------------------------
+
+
+def tenancy_migration_on_old_data() -> dict:
+    """Go back to migration 0002 (the schema before tenancy), write data the old way (one
+    examiner shared by two exams, invite codes per person, names on the account), migrate
+    forward, and report what became of it. Needs a database of its own."""
+    import secrets
+
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from django.utils import timezone
+
+    call_command("migrate", "booking", "0002", verbosity=0)
+    old = MigrationExecutor(connection).loader.project_state(("booking", "0002_audit_append_only"))
+    models = {
+        name: old.apps.get_model("booking", name)
+        for name in ("User", "Exam", "Examiner", "Slot", "Enrollment", "InviteCode")
+    }
+    now, hour = timezone.now(), timezone.timedelta(hours=1)
+    window = {
+        "booking_opens_at": now,
+        "booking_closes_at": now + hour,
+        "cancellation_deadline": now,
+    }
+    x = models["Exam"].objects.create(title="X", time_zone="UTC", **window)
+    y = models["Exam"].objects.create(title="Y", time_zone="UTC", **window)
+    shared = models["Examiner"].objects.create(
+        name="Prof. Shared", feed_token=secrets.token_urlsafe(24)
+    )
+    own = models["Examiner"].objects.create(name="Prof. Own", feed_token=secrets.token_urlsafe(24))
+    models["Examiner"].objects.create(name="Prof. Idle", feed_token=secrets.token_urlsafe(24))
+    for exam, examiner in [(x, shared), (y, shared), (x, own)]:
+        models["Slot"].objects.create(
+            exam=exam, examiner=examiner, starts_at=now, ends_at=now + hour, capacity=1, room="R"
+        )
+    one = models["User"].objects.create(email="one@uni.example", name="One", password="!")
+    two = models["User"].objects.create(email="two@uni.example", name="Two", password="!")
+    models["Enrollment"].objects.create(exam=x, student=one)
+    models["Enrollment"].objects.create(exam=x, student=two)
+    models["Enrollment"].objects.create(exam=y, student=two)
+    for user in (one, two):
+        models["InviteCode"].objects.create(
+            user=user, code_hash=secrets.token_hex(32), expires_at=now + hour
+        )
+
+    call_command("migrate", verbosity=0)
+    from booking.models import Enrollment, Examiner, InviteCode, Slot
+
+    return {
+        "examiners": sorted(
+            (
+                e.exam.title,
+                e.name,
+                e.feed_token == shared.feed_token,
+                e.feed_token == own.feed_token,
+            )
+            for e in Examiner.objects.select_related("exam")
+        ),
+        "slots": sorted(
+            (s.exam.title, s.examiner.name, s.examiner.exam_id == s.exam_id)
+            for s in Slot.objects.select_related("exam", "examiner")
+        ),
+        "names": sorted((e.exam.title, e.name) for e in Enrollment.objects.select_related("exam")),
+        "invites": sorted(
+            (i.enrollment.exam.title, i.enrollment.student.email)
+            for i in InviteCode.objects.select_related("enrollment__exam", "enrollment__student")
+        ),
+    }

@@ -1,4 +1,8 @@
-"""Tenancy (issue 23), first half (0004 finishes the schema): roster names per exam, examiners per exam, invite codes per roster row;
+"""Tenancy (issue 23), in three steps: 0003 adds the columns, 0004 moves the data, 0005 adds
+the constraints. (On PostgreSQL a table cannot get an index or constraint in the transaction
+that changed rows with deferred foreign-key checks, so data and schema are separate migrations.)
+
+What: roster names per exam, examiners per exam, invite codes per roster row;
 login codes bound to the browser session that asked for them; outbox emails know their exam;
 throttle windows know when they expire; one-line validators on titles, names and rooms.
 
@@ -10,55 +14,10 @@ invite codes of students on exactly one roster move to that roster row; the othe
 work through their link, not by typing the code. Throttle counters start afresh.
 """
 
-import secrets
-
 import django.db.models.deletion
 from django.db import migrations, models
-from django.db.models import OuterRef, Subquery
 
 import booking.validation
-
-
-def copy_names(apps, schema_editor):
-    Enrollment = apps.get_model("booking", "Enrollment")
-    User = apps.get_model("booking", "User")
-    names = User.objects.filter(pk=OuterRef("student_id")).values("name")[:1]
-    Enrollment.objects.update(name=Subquery(names))
-
-
-def split_examiners(apps, schema_editor):
-    Examiner = apps.get_model("booking", "Examiner")
-    Slot = apps.get_model("booking", "Slot")
-    for examiner in Examiner.objects.order_by("pk"):
-        exam_ids = sorted(set(Slot.objects.filter(examiner=examiner).values_list("exam_id", flat=True)))
-        if not exam_ids:
-            examiner.delete()
-            continue
-        first, *others = exam_ids
-        examiner.exam_id = first
-        if others:
-            examiner.feed_token = secrets.token_urlsafe(24)
-        examiner.save()
-        for exam_id in others:
-            copy = Examiner.objects.create(
-                exam_id=exam_id, name=examiner.name, feed_token=secrets.token_urlsafe(24)
-            )
-            Slot.objects.filter(examiner=examiner, exam_id=exam_id).update(examiner=copy)
-
-
-def move_invites(apps, schema_editor):
-    InviteCode = apps.get_model("booking", "InviteCode")
-    Enrollment = apps.get_model("booking", "Enrollment")
-    for invite in InviteCode.objects.order_by("pk"):
-        rows = list(Enrollment.objects.filter(student_id=invite.user_id).values_list("pk", flat=True))
-        if len(rows) == 1 and invite.used_at is None:
-            InviteCode.objects.filter(pk=invite.pk).update(enrollment_id=rows[0])
-        else:
-            InviteCode.objects.filter(pk=invite.pk).delete()
-
-
-def clear_throttle(apps, schema_editor):
-    apps.get_model("booking", "ThrottleWindow").objects.all().delete()
 
 
 class Migration(migrations.Migration):
@@ -112,10 +71,4 @@ class Migration(migrations.Migration):
             field=models.BigIntegerField(default=0, help_text="Unix time at which the window ends."),
             preserve_default=False,
         ),
-        # Data last: on PostgreSQL a table cannot be altered after rows with deferred foreign
-        # key checks changed in the same transaction, so 0004 finishes the schema.
-        migrations.RunPython(copy_names, migrations.RunPython.noop),
-        migrations.RunPython(split_examiners, migrations.RunPython.noop),
-        migrations.RunPython(move_invites, migrations.RunPython.noop),
-        migrations.RunPython(clear_throttle, migrations.RunPython.noop),
     ]

@@ -1,4 +1,4 @@
-"""Second half of 0003: the schema after the data moved (constraints, non-null columns)."""
+"""Tenancy (issue 23), step 3 of 3: constraints and non-null columns after the data moved."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -7,7 +7,7 @@ import booking.validation
 
 
 class Migration(migrations.Migration):
-    dependencies = [("booking", "0003_tenancy_and_throttle")]
+    dependencies = [("booking", "0004_tenancy_data")]
 
     operations = [
         migrations.AlterModelOptions(
