@@ -117,17 +117,13 @@ def slots_new(request, exam_id):
     the series would create, in the exam's time zone, without creating anything."""
     exam = taught_exam(request.user, exam_id)
     form = SeriesForm(request.POST or None, exam=exam)
-    preview = request.POST.get("action") == "preview"
-    if request.method == "POST" and preview:
+    if request.method == "POST" and request.POST.get("action") == "preview":
         times = form.cleaned_data["times"] if form.is_valid() else []
         context = {"form": form, "exam": exam, "preview": times, "previewed": True}
-        template = "booking/partials/series_preview.html" if request.htmx else None
-        return render(
-            request,
-            template or "booking/staff_slots_new.html",
-            context,
-            status=200 if request.htmx else _status(request, form),
-        )
+        if request.htmx:  # just the preview, swapped into the page
+            return render(request, "booking/partials/series_preview.html", context)
+        status = _status(request, form)
+        return render(request, "booking/staff_slots_new.html", context, status=status)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         slots = services.create_slots(
