@@ -43,7 +43,7 @@ IP_SCALES = (0.0, 0.5, 1.0)
 
 
 def _n() -> int:
-    return budget(full=60, fast=40)
+    return budget(full=50, fast=40)
 
 
 def _total_parameters(model) -> int:
