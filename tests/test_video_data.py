@@ -13,6 +13,7 @@ from PIL import Image
 from visgen.data import get_dataset
 from visgen.data.video import bouncing_shapes, moving_digits, reflect
 from visgen.video.metrics import (
+    acceleration,
     frame_frechet_distance,
     temporal_consistency,
     track,
@@ -63,6 +64,10 @@ def test_tracking_real_clips_recovers_the_simulated_centre(clips, threshold, tol
     assert errors["velocity"].max() < 2 * tolerance
     consistency = temporal_consistency(clips.video)
     assert consistency.min() > 0.9  # objects keep their appearance
+    if clips.position.shape[2] == 1 and threshold == 0:  # free flight has no acceleration
+        accel = acceleration(clips.video, threshold)
+        bounced = clips.bounce[:, 1:-1, 0] | clips.bounce[:, 2:, 0]
+        assert accel[~bounced].max() < 1e-3 and accel[bounced].mean() > 0.3
 
 
 def test_tracking_sees_a_frozen_or_shuffled_video():

@@ -55,7 +55,14 @@ from visgen.nn.attention import KVCache, apply_rope, group_mask, rope_1d
 from visgen.nn.dit import FinalLayer, Stream, TextEncoder, _modulate, _zero, patchify, unpatchify
 from visgen.nn.embeddings import SinusoidalEmbedding
 
-__all__ = ["TextCache", "VideoBlock", "VideoDiT", "VideoDiTConfig", "chunk_mask"]
+__all__ = [
+    "TextCache",
+    "VideoBlock",
+    "VideoDiT",
+    "VideoDiTConfig",
+    "chunk_mask",
+    "randomize_zero_init",
+]
 
 
 @dataclass(frozen=True)
@@ -502,3 +509,14 @@ class VideoDiT(nn.Module):
         for layer, block in enumerate(self.blocks):
             h = block(h, c, rope, b, f, text, layer, mask=mask, cache=cache, commit=commit)
         return self._output(h, c, b, f)
+
+
+@torch.no_grad()
+def randomize_zero_init(model: nn.Module, seed: int = 0, std: float = 0.3) -> nn.Module:
+    """Draw every all-zero parameter from N(0, std²): a fresh adaLN-Zero DiT predicts exactly
+    0, so checks of caches, masks and positions need weights that make every block act."""
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        if p.abs().sum() == 0:
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
+    return model

@@ -7,6 +7,9 @@ r"""Video metrics against the physics of :mod:`visgen.data.video`.
   (pixels), and the velocity error |Δp̂_f − Δp_f| of the frame-to-frame displacements;
   averaged over videos this is the **drift curve**; :func:`drift` summarises it over a
   span of frames (e.g. the frames beyond the training length).
+* :func:`acceleration` — |p̂_{f+1} − 2 p̂_f + p̂_{f−1}| of the tracked centre: 0 for free flight,
+  about 2|v_⊥| at a bounce; needs no ground truth, so it also scores unconditional samples
+  (a bidirectional teacher) for physical plausibility.
 * :func:`temporal_consistency` — mean cosine similarity of object-centred crops of
   consecutive frames (the object keeps its appearance; a blurring or dissolving object
   loses similarity): VBench's subject consistency with pixels as features.
@@ -25,6 +28,7 @@ from visgen._checks import check_positive, check_tensor
 from visgen.metrics.images import PCAFeatures, frechet_distance
 
 __all__ = [
+    "acceleration",
     "drift",
     "frame_frechet_distance",
     "temporal_consistency",
@@ -80,6 +84,14 @@ def trajectory_error(
         "position": (est - pos).norm(dim=-1),
         "velocity": ((est[:, 1:] - est[:, :-1]) - (pos[:, 1:] - pos[:, :-1])).norm(dim=-1),
     }
+
+
+def acceleration(video: torch.Tensor, threshold: float = THRESHOLD) -> torch.Tensor:
+    """|p̂_{f+1} − 2 p̂_f + p̂_{f−1}| (B, F − 2) of the tracked centre, pixels per frame²."""
+    p = track(video, threshold)
+    if p.shape[1] < 3:
+        raise ValueError("acceleration needs at least 3 frames")
+    return (p[:, 2:] - 2 * p[:, 1:-1] + p[:, :-2]).norm(dim=-1)
 
 
 def drift(errors: torch.Tensor, start: int = 0, stop: int | None = None) -> float:

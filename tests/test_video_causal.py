@@ -8,7 +8,18 @@
 * the rolling cache = sliding-window recomputation (≤ 1e-5) and never holds more than
   (sink + window) × tokens-per-frame entries;
 * token-forward counts of cached and recomputed sampling are the closed forms;
-* the cross-attention cache is computed once per video; the memory estimate is exact.
+* the cross-attention cache is computed once per video; the memory estimate is exact;
+
+and what each training method feeds the causal model:
+
+* teacher forcing's one-pass [clean; noisy] prediction = cached inference with the clean
+  ground-truth past in the KV cache (≤ 1e-5);
+* diffusion forcing draws one level per chunk, and the block-causal pass never lets a frame
+  see the future;
+* Self-Forcing's training rollout *is* the inference sampler (same generator → same clip),
+  and gradient truncation keeps exactly one network evaluation per chunk in the graph, none
+  through the cache;
+* CausVid's student clip is one block-causal pass over data noised at the few-step levels.
 """
 
 from __future__ import annotations
@@ -18,6 +29,9 @@ import torch
 
 from visgen.sampling import uniform
 from visgen.video import VideoDiT
+from visgen.video.distill import FEW_STEPS, CausVid, rollout
+from visgen.video.dit import randomize_zero_init
+from visgen.video.forcing import Forcing, chunk_times
 from visgen.video.sampling import (
     denoise_chunk,
     generate,
@@ -34,14 +48,8 @@ TS = uniform(STEPS)
 def causal_model(chunk: int, seed: int = 0, **options) -> VideoDiT:
     """A frame-block-causal DiT whose zero-initialised weights are randomised too (a fresh
     adaLN-Zero DiT predicts exactly 0, which would make every comparison trivial)."""
-    g = torch.Generator().manual_seed(seed)
     kw = dict(patch_size=4, dim=32, depth=2, heads=2, chunk=chunk, text_vocab=12, text_len=3)
-    model = VideoDiT(CHANNELS, SIZE, **{**kw, **options}).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.3, generator=g)
-    return model
+    return randomize_zero_init(VideoDiT(CHANNELS, SIZE, **{**kw, **options}).eval(), seed)
 
 
 def captions(batch: int) -> torch.Tensor:
@@ -232,3 +240,87 @@ def test_model_input_errors_name_the_argument():
         model.new_cache(window=1)
     with pytest.raises(ValueError, match="factorised attention is bidirectional"):
         VideoDiT(1, 16, attention="factorised", chunk=2)
+
+
+def clip(frames: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(
+        2, frames, CHANNELS, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def test_teacher_forcing_equals_cached_inference_with_the_clean_past():
+    model = causal_model(2)
+    x0, noise = clip(6, 1), clip(6, 2)
+    t = chunk_times(2, 6, 2, torch.Generator().manual_seed(3))
+    tt = t[:, :, None, None, None]
+    xt = (1 - tt) * x0 + tt * noise
+    text = model.encode_condition(captions(2), 2)
+    forced = model(xt, t, clean=x0, text=text)
+    cache = model.new_cache()
+    for s in (0, 2, 4):
+        pred = model.forward_chunk(
+            xt[:, s : s + 2], t[:, s : s + 2], cache, start_frame=s, text=text
+        )
+        assert (pred - forced[:, s : s + 2]).abs().max() <= 1e-5
+        model.forward_chunk(x0[:, s : s + 2], 0.0, cache, start_frame=s, text=text, commit=True)
+    # the noisy chunks never see each other: changing chunk 0's noise leaves chunk 1 alone
+    other = xt.clone()
+    other[:, :2] += 1
+    changed = model(other, t, clean=x0, text=text) - forced
+    assert changed[:, :2].abs().max() > 1e-2 and changed[:, 2:].abs().max() <= 1e-6
+
+
+def test_diffusion_forcing_levels_per_chunk_and_causality():
+    t = chunk_times(4, 8, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(t[:, :4], t[:, :1].expand(-1, 4)) and not torch.equal(t[:, 0], t[:, 4])
+    model = causal_model(2)
+    x, times = clip(6, 4), chunk_times(2, 6, 2, torch.Generator().manual_seed(5))
+    out = model(x, times, captions(2))
+    future = x.clone()
+    future[:, 4:] = 0
+    assert (model(future, times, captions(2))[:, :4] - out[:, :4]).abs().max() <= 1e-6
+    method = Forcing("diffusion", chunk=2)
+    batch = method.draw({"x0": clip(6), "cond": captions(2)}, torch.Generator().manual_seed(6))
+    loss = method.loss(model, batch)
+    assert loss.shape == (2,) and (loss > 0).all()
+
+
+def test_self_forcing_rollout_is_the_inference_sampler():
+    model = causal_model(2)
+    ts = torch.tensor(FEW_STEPS)
+    sampled = generate(model, 6, ts, cond=captions(2), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        rolled = rollout(model, 6, ts, batch=2, cond=captions(2),
+                         generator=torch.Generator().manual_seed(9))  # fmt: skip
+    assert (rolled - sampled).abs().max() <= 1e-5
+
+
+def test_gradient_truncation_keeps_one_evaluation_per_chunk():
+    model = causal_model(2).train().requires_grad_(True)
+    ts = torch.tensor(FEW_STEPS)
+    graphs = []
+    model.embed.register_forward_hook(lambda m, i, o: graphs.append(o.requires_grad))
+    video = rollout(model, 6, ts, batch=2, cond=captions(2), exit_step=2,
+                    generator=torch.Generator().manual_seed(1))  # fmt: skip
+    # per chunk: 3 evaluations up to the exit step (only the last with a graph) + 1 clean write
+    assert graphs == [False, False, True, False] * 3
+    video.pow(2).mean().backward()
+    assert model.embed.weight.grad.abs().sum() > 0
+    assert video.shape == (2, 6, CHANNELS, SIZE, SIZE)
+
+
+def test_causvid_student_clip_is_one_block_causal_pass_at_the_few_step_levels(monkeypatch):
+    model = causal_model(2)
+    method = CausVid.__new__(CausVid)  # the clip needs no assets
+    method.ts = list(FEW_STEPS)
+    seen = []
+    original = model.forward
+    monkeypatch.setattr(
+        model, "forward", lambda x, t, *a, **k: seen.append(t) or original(x, t, *a, **k)
+    )
+    x0 = clip(6)
+    out = method.student_clip(model, x0, captions(2), torch.Generator().manual_seed(2))
+    (t,) = seen
+    assert out.shape == x0.shape and t.shape == (2, 6)
+    assert set(t.unique().tolist()) <= set(FEW_STEPS[:-1])
+    assert torch.equal(t[:, ::2], t[:, 1::2])  # one level per chunk of 2 frames
