@@ -4,10 +4,11 @@ KV-cached vs recomputed chunkwise sampling.
 1. **Drift** (:mod:`visgen.video.evaluation`): for each training seed in ``--seeds`` and
    chunk size in ``--chunks``, the assets ``video_{tf,df,causvid,sf}_c<k>[_s<seed>]`` (teacher
    forcing, diffusion forcing, CausVid, Self-Forcing; trained through the asset cache on the
-   first run) continue 128 held-out clips from 4 real frames to 1×, 2× and 4× the training
-   length (8 frames). Printed: the mean position error beyond the training length (2×, 4×),
-   its mean ± spread (min–max) over seeds, the ratio to teacher forcing, and the real clips'
-   tracking floor.
+   first run) continue 128 held-out clips from 4 real frames to 4× the training length (8
+   frames). Printed: the error within the training length, the mean position error beyond it
+   in 2× and 4× rollouts with its mean and spread (min–max) over seeds, the ratio to teacher
+   forcing, the median |acceleration| of the tracked centre, the bidirectional teacher's
+   acceleration, and the real clips' floors.
 2. **Cache timing**: one causal model (random weights, the lecture's architecture) generates
    32 frames by :func:`~visgen.video.sampling.generate` and by
    :func:`~visgen.video.sampling.generate_recompute`; token-forwards (counted by a hook on the
@@ -29,13 +30,14 @@ import time
 import torch
 
 from visgen import set_threads
-from visgen.sampling import uniform
+from visgen.data import tokenize_captions
+from visgen.sampling import sample_euler, uniform
 from visgen.train import asset
-from visgen.video.assets import TRAIN_FRAMES, architecture
+from visgen.video.assets import architecture
 from visgen.video.dit import VideoDiT, randomize_zero_init
 from visgen.video.evaluation import eval_clips, rollout_metrics
-from visgen.video.metrics import trajectory_error
-from visgen.video.sampling import generate, generate_recompute, token_forwards
+from visgen.video.metrics import acceleration, trajectory_error
+from visgen.video.sampling import generate, generate_recompute, token_forwards, video_denoiser
 
 METHODS = ("tf", "df", "causvid", "sf")
 LABELS = {"tf": "teacher forcing", "df": "diffusion forcing", "causvid": "CausVid",
@@ -52,31 +54,31 @@ def drift(seeds, chunks, n: int) -> dict:
                 start = time.process_time()
                 trained = asset(name, progress=False)
                 trained_cpu = time.process_time() - start
-                row = {}
-                for h in (1, 2, 4):
-                    m = rollout_metrics(trained.model, trained.config["method"], clips,
-                                        h * TRAIN_FRAMES, seed=h)  # fmt: skip
-                    row[h] = {k: v for k, v in m.items() if k not in ("video", "curve")}
-                    row[h]["curve"] = m["curve"].tolist()
-                row["load_cpu_s"] = trained_cpu
+                m = rollout_metrics(trained.model, clips, seed=1)
+                row = {k: v for k, v in m.items() if k not in ("video", "curve")}
+                row["curve"] = m["curve"].tolist()
+                row["train_cpu_s"] = trained_cpu
                 out[(chunk, kind, seed)] = row
-                print(f"c{chunk} {kind:8s} seed {seed}: error 1× {row[1]['error']:.2f}, drift "
-                      f"2× {row[2]['drift']:.2f}, 4× {row[4]['drift']:.2f}", flush=True)  # fmt: skip
+                print(f"c{chunk} {kind:8s} seed {seed}: error 1× {row['error']:.2f}, drift "
+                      f"2× {row['drift'][2]:.2f}, 4× {row['drift'][4]:.2f}, accel "
+                      f"{row['acceleration']:.2f} (train/load {trained_cpu:.0f} CPU s)",
+                      flush=True)  # fmt: skip
     return out
 
 
 def summary(results: dict, seeds, chunks) -> list[dict]:
     rows = []
     for chunk in chunks:
-        base = {h: [results[(chunk, "tf", s)][h]["drift"] for s in seeds] for h in (2, 4)}
+        base = {h: [results[(chunk, "tf", s)]["drift"][h] for s in seeds] for h in (2, 4)}
         for kind in METHODS:
             row = {"chunk": chunk, "method": LABELS[kind]}
             for h in (2, 4):
-                values = [results[(chunk, kind, s)][h]["drift"] for s in seeds]
+                values = [results[(chunk, kind, s)]["drift"][h] for s in seeds]
                 ratios = [v / b for v, b in zip(values, base[h])]
                 row[f"drift {h}x"] = (statistics.mean(values), min(values), max(values))
                 row[f"/TF {h}x"] = (statistics.mean(ratios), min(ratios), max(ratios))
-            row["error 1x"] = statistics.mean(results[(chunk, kind, s)][1]["error"] for s in seeds)
+            row["error 1x"] = statistics.mean(results[(chunk, kind, s)]["error"] for s in seeds)
+            row["accel"] = statistics.mean(results[(chunk, kind, s)]["acceleration"] for s in seeds)
             rows.append(row)
     return rows
 
@@ -121,11 +123,21 @@ def main() -> None:
         for name, r in t.items():
             print(f"cache c{c} {name:10s}: {r['tokens']} token-forwards (closed form "
                   f"{r['closed_form']}), {r['cpu_s']:.2f} CPU s for 8 videos of 32 frames")  # fmt: skip
-    real = trajectory_error(eval_clips(args.n).video, eval_clips(args.n).position)
-    print(f"tracking floor on real clips: {float(real['position'].mean()):.3f} px")
+    clips = eval_clips(args.n)
+    real = trajectory_error(clips.video, clips.position)
+    print(f"real clips: tracking error {float(real['position'].mean()):.3f} px, median "
+          f"|acceleration| {float(acceleration(clips.video).median()):.3f}")  # fmt: skip
+    for seed in seeds:
+        teacher = asset("video_teacher" + (f"_s{seed}" if seed else ""), progress=False).model
+        noise = torch.randn(args.n, 8, 1, 16, 16, generator=torch.Generator().manual_seed(6))
+        x = sample_euler(
+            video_denoiser(teacher), noise, uniform(16), tokenize_captions(clips.captions)
+        )
+        print(f"teacher seed {seed}: median |acceleration| {float(acceleration(x).median()):.3f}")
     results = drift(seeds, chunks, args.n)
     for row in summary(results, seeds, chunks):
-        cells = [f"c{row['chunk']}", f"{row['method']:18s}", f"1× {row['error 1x']:.2f}"]
+        cells = [f"c{row['chunk']}", f"{row['method']:18s}", f"1× {row['error 1x']:.2f}",
+                 f"accel {row['accel']:.2f}"]  # fmt: skip
         for h in (2, 4):
             m, lo, hi = row[f"drift {h}x"]
             r, rlo, rhi = row[f"/TF {h}x"]

@@ -96,9 +96,9 @@ def generate_without_offset(model, frames, generator, monkeypatch):
     k = model.cfg.chunk
     text = model.encode_condition(captions(2), 2)
     cache, out = model.new_cache(), []
-    rope = model._rope
+    rope = model.rope
     for s in range(0, frames, k):
-        monkeypatch.setattr(model, "_rope", lambda f, per_token, s=s: rope(f - s, per_token))
+        monkeypatch.setattr(model, "rope", lambda f, per_token, s=s: rope(f - s, per_token))
         noise = torch.randn(2, k, CHANNELS, SIZE, SIZE, generator=generator)
         chunk = denoise_chunk(model, noise, TS, cache, start_frame=s, text=text,
                               generator=generator)  # fmt: skip

@@ -33,7 +33,7 @@ def test_self_forcing_student_is_a_cached_asset_from_its_init_and_teacher():
         torch.equal(a, b) for a, b in zip(again.model.parameters(), student.model.parameters())
     )
     clips = eval_clips(4)
-    result = rollout_metrics(student.model, student.config["method"], clips, 16)
+    result = rollout_metrics(student.model, clips, frames=16)
     assert result["video"].shape == (4, 16, 1, 16, 16)
     assert torch.equal(result["video"][:, :4], clips.video[:, :4])  # the context is kept
-    assert result["curve"].shape == (16,) and math.isfinite(result["drift"])
+    assert result["curve"].shape == (16,) and math.isfinite(result["drift"][2])

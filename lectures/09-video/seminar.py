@@ -183,10 +183,10 @@ _ = generate(model, 12, ts, cond=cond, generator=torch.Generator().manual_seed(1
 # to the chunk) and the cached keys of earlier frames are at the wrong distance:
 
 # %%
-rope = model._rope
-model._rope = lambda frames, per_token: rope(frames % 2, per_token)  # chunk-relative frames
+rope = model.rope
+model.rope = lambda frames, per_token: rope(frames % 2, per_token)  # chunk-relative frames
 buggy = generate(model, 12, ts, cond=cond, generator=torch.Generator().manual_seed(1))
-model._rope = rope
+model.rope = rope
 print("max |buggy − correct|:", float((buggy - video).abs().max()))
 
 # %% [markdown]
@@ -227,7 +227,7 @@ print(f"Wan-1.3B, rolling 6 + sink 2: "
 # %%
 student = asset("video_sf_c4", progress=False)
 test = eval_clips(16)
-result = rollout_metrics(student.model, student.config["method"], test, 16)
+result = rollout_metrics(student.model, test, frames=16)
 show(test.video[0, :16], "real")
 show(result["video"][0], "Self-Forcing student (first 4 frames are the real context)")
 plt.plot(result["curve"], marker="o")
@@ -236,7 +236,7 @@ plt.xlabel("frame")
 plt.ylabel("position error (px)")
 plt.title("drift beyond the training length (dashed)")
 plt.show()
-print(f"mean error beyond the training length: {result['drift']:.2f} px")
+print(f"mean error beyond the training length: {result['drift'][2]:.2f} px")
 
 # %% [markdown]
 # ## Discussion

@@ -50,7 +50,7 @@ def architecture(chunk: int = 0, attention: str = "full") -> dict:
 
 
 def _train(steps: int, seed: int, batch_size: int = 32, lr: float = 2e-3) -> dict:
-    return {"steps": steps, "batch_size": batch_size, "lr": lr, "warmup": 50,
+    return {"steps": steps, "batch_size": batch_size, "lr": lr, "warmup": min(50, steps // 4),
             "ema_decay": 0.99, "seed": seed}  # fmt: skip
 
 
@@ -64,7 +64,7 @@ def recipe(kind: str, chunk: int = 0, seed: int = 0) -> dict:
             **common,
             "model": architecture(0, attention),
             "method": {"name": "fm", "prediction": "x0", "loss": "x0", "label_dropout": 0.1},
-            "train": _train(budget(full=600, fast=150), seed),
+            "train": _train(budget(full=500, fast=150), seed),
         }
     if kind in ("tf", "df"):
         forcing = "teacher" if kind == "tf" else "diffusion"
@@ -72,7 +72,7 @@ def recipe(kind: str, chunk: int = 0, seed: int = 0) -> dict:
             **common,
             "model": architecture(chunk),
             "method": {"name": "forcing", "kind": forcing, "chunk": chunk},
-            "train": _train(budget(full=600, fast=150), seed),
+            "train": _train(budget(full=500, fast=150), seed),
         }
     method = {"name": "self_forcing" if kind == "sf" else "causvid",
               "teacher": f"video_teacher{suffix}"}  # fmt: skip
@@ -81,7 +81,7 @@ def recipe(kind: str, chunk: int = 0, seed: int = 0) -> dict:
         "model": architecture(chunk),
         "init": f"video_df_c{chunk}{suffix}",
         "method": method,
-        "train": _train(budget(full=150, fast=40), seed, batch_size=16, lr=1e-4),
+        "train": _train(budget(full=100, fast=30), seed, batch_size=16, lr=3e-4),
     }
 
 

@@ -326,7 +326,9 @@ class VideoDiT(nn.Module):
         """(B, F, C, H, W) → (B·F, P, dim)."""
         return self.embed(patchify(x.flatten(0, 1), self.cfg.patch_size)) + self.pos
 
-    def _rope(self, frames: torch.Tensor, per_token: bool):
+    def rope(self, frames: torch.Tensor, per_token: bool = True):
+        """(cos, sin) of the RoPE rotation at the absolute frame indices ``frames``: one row
+        per token (``per_token``, the P tokens of a frame share it) or per frame."""
         pos = frames.repeat_interleave(self.cfg.tokens_per_frame) if per_token else frames
         cos, sin = rope_1d(pos, self.head_dim, base=self.cfg.rope_base)
         return cos.to(self.pos.dtype), sin.to(self.pos.dtype)
@@ -406,7 +408,7 @@ class VideoDiT(nn.Module):
         if cfg.chunk:
             tokens = frames.repeat_interleave(cfg.tokens_per_frame)
             mask = chunk_mask(tokens, tokens, cfg.chunk, window=window, sink=sink)
-        ropes = {"full": self._rope(frames, True), "temporal": self._rope(frames, False)}
+        ropes = {"full": self.rope(frames, True), "temporal": self.rope(frames, False)}
         for layer, block in enumerate(self.blocks):
             rope = ropes.get(block.kind)  # spatial blocks: positions are the learned embedding
             h = block(h, c, rope, b, f, text, layer, mask=mask, kv_out=kv_out)
@@ -435,7 +437,7 @@ class VideoDiT(nn.Module):
             0,
         )
         h = self._tokens(both)
-        rope = self._rope(frames, per_token=True)
+        rope = self.rope(frames, per_token=True)
         for layer, block in enumerate(self.blocks):
             h = block(h, c, rope, b, 2 * f, text, layer, mask=mask)
         out = self._output(h, c, b, 2 * f)
@@ -505,7 +507,7 @@ class VideoDiT(nn.Module):
                               sink=cache.sink_tokens // p)  # fmt: skip
         c = self.time(t.reshape(-1))
         h = self._tokens(x)
-        rope = self._rope(frames, per_token=True)
+        rope = self.rope(frames, per_token=True)
         for layer, block in enumerate(self.blocks):
             h = block(h, c, rope, b, f, text, layer, mask=mask, cache=cache, commit=commit)
         return self._output(h, c, b, f)
