@@ -6,22 +6,16 @@
   recomputation oracle, token-forward counts and the KV-memory estimate;
 * :mod:`visgen.video.forcing` — teacher forcing and diffusion forcing (a training method);
 * :mod:`visgen.video.distill` — CausVid and Self-Forcing (video-level DMD);
-* :mod:`visgen.video.metrics` — trajectory error against the physics, drift, temporal
-  consistency, frame Fréchet distance;
+* :mod:`visgen.video.metrics`, :mod:`visgen.video.evaluation` — trajectory error against the
+  physics, drift, temporal consistency, frame Fréchet distance; the drift protocol;
 * :mod:`visgen.video.assets` — the trained models as named assets (``visgen.train.asset``).
 
-The data are :mod:`visgen.data.video`.
+The data are :mod:`visgen.data.video`. Each module registers its model, methods or assets
+itself; the registries import them on demand (:mod:`visgen._registry`).
 """
 
-from visgen.nn import MODELS
-from visgen.train.methods import METHODS
 from visgen.video.distill import CausVid, SelfForcing
 from visgen.video.dit import TextCache, VideoDiT, VideoDiTConfig
 from visgen.video.forcing import Forcing
 
-MODELS["video_dit"] = VideoDiT
-METHODS.update(forcing=Forcing, self_forcing=SelfForcing, causvid=CausVid)
-
-from visgen.video import assets  # noqa: E402  (registers the assets once the tables know them)
-
-__all__ = ["CausVid", "Forcing", "SelfForcing", "TextCache", "VideoDiT", "VideoDiTConfig", "assets"]
+__all__ = ["CausVid", "Forcing", "SelfForcing", "TextCache", "VideoDiT", "VideoDiTConfig"]

@@ -47,6 +47,7 @@ from visgen._checks import check_choice, check_positive
 from visgen.fewstep.dmd import distribution_matching_loss
 from visgen.objectives import diffusion_loss
 from visgen.sampling.grids import check_grid
+from visgen.train.methods import METHODS
 from visgen.train.trainer import TrainConfig, learning_rate, step_generator
 from visgen.video.dit import VideoDiT
 from visgen.video.sampling import chunk_denoiser, video_denoiser
@@ -250,3 +251,6 @@ class CausVid(_VideoDMD):
         tt = t[:, :, None, None, None]
         xt = (1 - tt) * x0 + tt * torch.randn(x0.shape, generator=generator)
         return model(xt, t, cond)  # the network predicts x0 (PREDICTION)
+
+
+METHODS.update(self_forcing=SelfForcing, causvid=CausVid)

@@ -51,6 +51,7 @@ from einops import rearrange
 from torch import nn
 
 from visgen._checks import check_choice, check_positive
+from visgen.nn import MODELS
 from visgen.nn.attention import KVCache, apply_rope, group_mask, rope_1d
 from visgen.nn.dit import FinalLayer, Stream, TextEncoder, _modulate, _zero, patchify, unpatchify
 from visgen.nn.embeddings import SinusoidalEmbedding
@@ -511,6 +512,9 @@ class VideoDiT(nn.Module):
         for layer, block in enumerate(self.blocks):
             h = block(h, c, rope, b, f, text, layer, mask=mask, cache=cache, commit=commit)
         return self._output(h, c, b, f)
+
+
+MODELS["video_dit"] = VideoDiT
 
 
 @torch.no_grad()

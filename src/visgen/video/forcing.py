@@ -23,6 +23,7 @@ import torch
 from visgen._checks import check_choice, check_positive
 from visgen.nn.embeddings import drop_labels
 from visgen.param import Denoiser
+from visgen.train.methods import METHODS
 from visgen.video.sampling import video_denoiser
 
 __all__ = ["Forcing", "chunk_times"]
@@ -80,3 +81,6 @@ class Forcing:
         clean = x0 if self.kind == "teacher" else None
         x0_hat = model(xt, t, cond, clean=clean)
         return (x0_hat - x0).pow(2).flatten(1).mean(1)
+
+
+METHODS["forcing"] = Forcing
