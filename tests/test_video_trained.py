@@ -9,7 +9,6 @@ import math
 
 import torch
 
-import visgen.video  # noqa: F401  (registers the video assets)
 from visgen.train import asset, asset_key
 from visgen.video.evaluation import eval_clips, rollout_metrics
 

@@ -41,12 +41,12 @@ COLOURS = {"tf": "tab:red", "df": "tab:orange", "causvid": "tab:purple", "sf": "
 
 
 def _data_section(ctx) -> None:
-    shapes = bouncing_shapes(6, 24, 32, seed=0, objects=2)
-    digits = moving_digits(6, 24, 32, seed=1, objects=2)
+    shapes = bouncing_shapes(4, 16, 32, seed=0, objects=2)
+    digits = moving_digits(4, 16, 32, seed=1, objects=2)
     digits_rgb = digits.video.expand(-1, -1, 3, -1, -1)
     ctx.animation(torch.cat([shapes.video, digits_rgb]), "Procedural clips with exact physics "
                   "(`visgen.data.video`): two bouncing shapes and two moving digits per clip, "
-                  "24 frames at 32×32, reflecting elastically off the walls.", nrow=6, scale=3,
+                  "16 frames at 32×32, reflecting elastically off the walls.", nrow=4, scale=2,
                   fps=6)  # fmt: skip
     clips = eval_clips(64)
     errors = trajectory_error(clips.video, clips.position)
@@ -142,7 +142,7 @@ def _methods_section(ctx) -> None:
     ctx.animation(torch.cat(shown), "Rollouts to 2× the training length from the same 4 real "
                   "context frames, every model with the same 4-step sampler. Rows: real clip, "
                   + ", ".join(label for _, label in METHODS) + f" (chunks of {CHUNK} frame).",
-                  nrow=6, fps=4)  # fmt: skip
+                  nrow=6, scale=3, fps=4)  # fmt: skip
     fig, (ax,) = figure(1, size=4.6)
     frames = torch.arange(4 * T)
     for kind, label in METHODS:
@@ -160,7 +160,7 @@ def _methods_section(ctx) -> None:
              "velocity error": float(real["velocity"].mean()),
              "consistency": float(temporal_consistency(clips.video).mean()),
              "median |acceleration|": float(acceleration(clips.video).median()), "_floor": True},
-            {"method": "bidirectional teacher (8 frames, unconditional)",
+            {"method": "bidirectional teacher (8 frames, 16 Euler steps)",
              "consistency": float(temporal_consistency(bidir).mean()),
              "median |acceleration|": float(acceleration(bidir).median())}]  # fmt: skip
     for kind, label in METHODS:
