@@ -47,9 +47,9 @@ LABELS = {"tf": "teacher forcing", "df": "diffusion forcing", "causvid": "CausVi
 def drift(seeds, chunks, n: int) -> dict:
     clips = eval_clips(n)
     out = {}
-    for chunk in chunks:
-        for kind in METHODS:
-            for seed in seeds:
+    for seed in seeds:  # seed outermost: a partial run still gives whole tables
+        for chunk in chunks:
+            for kind in METHODS:
                 name = f"video_{kind}_c{chunk}" + (f"_s{seed}" if seed else "")
                 start = time.process_time()
                 trained = asset(name, progress=False)

@@ -72,13 +72,15 @@ def _model(chunk: int, seed: int = 0) -> VideoDiT:
 
 @book.figure(fmt="png")
 def clips(results):
-    """Three real clips and the x, y trajectory of the first, bounces marked."""
-    c = bouncing_shapes(3, 16, 16, seed=4, channels=1, sizes=("medium",))
-    fig = plt.figure(figsize=(11, 3.6))
-    grid = fig.add_gridspec(3, 22, wspace=0.05, hspace=0.08)
+    """Three real clips (12 frames) and the x, y trajectory of the first, bounces marked."""
+    c = bouncing_shapes(3, 12, 16, seed=4, channels=1, sizes=("medium",))
+    fig = plt.figure(figsize=(11, 3.2))
+    grid = fig.add_gridspec(3, 18, wspace=0.05, hspace=0.08)
     for r in range(3):
-        _frames([fig.add_subplot(grid[r, f]) for f in range(16)], c.video[r])
-    ax = fig.add_subplot(grid[:, 17:])
+        _frames([fig.add_subplot(grid[r, f]) for f in range(12)], c.video[r])
+    ax = fig.add_subplot(grid[:, 13:])
+    ax.yaxis.tick_right()
+    ax.yaxis.set_label_position("right")
     ax.plot(c.position[0, :, 0, 0], c=BLUE, label="x")
     ax.plot(c.position[0, :, 0, 1], c=ORANGE, label="y")
     for f in torch.nonzero(c.bounce[0, :, 0]).flatten().tolist():
@@ -106,10 +108,12 @@ def masks(results):
         ("block-causal, $k = 2$", chunk_mask(frames, frames, 2)),
         ("window 4, sink 2", chunk_mask(frames, frames, 2, window=4, sink=2)),
     ]
-    fig, axes = plt.subplots(1, 5, figsize=(12, 2.8))
+    fig, axes = plt.subplots(2, 3, figsize=(7.5, 5.4))
+    axes = axes.flatten()
+    axes[-1].set_axis_off()
     for ax, (title, mask) in zip(axes, panels):
         ax.imshow(mask.numpy(), cmap="Greys", interpolation="nearest")
-        ax.set_title(title, fontsize=13)
+        ax.set_title(title, fontsize=22)
         _hide(ax)
         results[f"pairs_{title.split(',')[0].split()[0].replace('-', '')}"] = str(int(mask.sum()))
     results["pairs_factorised"] = str(int(panels[1][1].sum() + panels[2][1].sum()))
@@ -220,14 +224,14 @@ def drift(results):
     for ax, chunk in zip(axes, (1, 4)):
         r = _rollouts(chunk)
         for kind, (label, colour) in METHODS.items():
-            ax.plot(frames[CONTEXT:], r[kind][4]["curve"][CONTEXT:], c=colour, label=label)
-            results[f"c{chunk}_{kind}_err1"] = num(r[kind][1]["error"], 2)
+            ax.plot(frames[CONTEXT:], r[kind]["curve"][CONTEXT:], c=colour, label=label)
+            results[f"c{chunk}_{kind}_err1"] = num(r[kind]["error"], 2)
             for h in (2, 4):
-                results[f"c{chunk}_{kind}_drift{h}"] = num(r[kind][h]["drift"], 2)
+                results[f"c{chunk}_{kind}_drift{h}"] = num(r[kind]["drift"][h], 2)
                 results[f"c{chunk}_{kind}_ratio{h}"] = num(
-                    r[kind][h]["drift"] / r["tf"][h]["drift"], 2
+                    r[kind]["drift"][h] / r["tf"]["drift"][h], 2
                 )
-            results[f"c{chunk}_{kind}_vel2"] = num(r[kind][2]["velocity"], 2)
+            results[f"c{chunk}_{kind}_accel"] = num(r[kind]["acceleration"], 2)
         ax.axvline(T - 0.5, c="k", lw=0.8, ls="--")
         ax.set_title(f"chunks of {chunk} frame{'s' if chunk > 1 else ''}", fontsize=14)
         ax.set_xlabel("frame")
