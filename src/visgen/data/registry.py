@@ -9,6 +9,8 @@ toy 2D (5 names)    :data:`visgen.data.TOY2D`, 50 000 train pts  (2,)          8
 ``shapes16``        procedural shapes, 8 000 train / 2 000 test  (3, 16, 16)   12
 ``shapes32``        the same at 32 px                            (3, 32, 32)   12
 ``folder:PATH``     PNG/JPEG folder, 32 px (train split only)    (3, 32, 32)   sub-folders
+``bouncing16``      8-frame clips of a white bouncing shape,     (8, 1, 16,    captions
+                    16 px (lecture 9), 4 000 train / 500 test    16)
 ==================  ===========================================  ============  =========
 
 Derived sets (same splits):
@@ -37,13 +39,16 @@ from visgen.data.digits import load_digits
 from visgen.data.folder import load_image_folder
 from visgen.data.shapes import make_shapes, tokenize_captions
 from visgen.data.toy2d import TOY2D, embedding_matrix, toy2d
+from visgen.data.video import bouncing_shapes
 from visgen.oracles import eight_gaussians
 
 __all__ = ["DATASETS", "Dataset", "get_dataset"]
 
-DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32")
+DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32", "bouncing16")
+VIDEO_FRAMES = 8  # clip length of ``bouncing16``: the training length of lecture 9's models
 _TOY_SIZES = {"train": 50_000, "test": 5_000}
 _SHAPE_SIZES = {"train": 8_000, "test": 2_000}
+_VIDEO_SIZES = {"train": 4_000, "test": 500}
 _SPLIT_SEEDS = {"train": 0, "test": 1}
 
 
@@ -90,6 +95,10 @@ def _load(name: str, split: str) -> Dataset:
             raise ValueError(f"embedded data sets are named 'embedded:<toy>:<D>', got {name!r}")
         base = _load(toy, split)
         return Dataset(name, base.x @ embedding_matrix(int(dim)).T, base.labels, base.num_classes)
+    if name == "bouncing16":
+        clips = bouncing_shapes(_VIDEO_SIZES[split], VIDEO_FRAMES, 16, seed=_SPLIT_SEEDS[split],
+                                channels=1, sizes=("medium",))  # fmt: skip
+        return Dataset(name, clips.video, tokenize_captions(clips.captions), 0)
     if name.endswith("_captions"):
         check_choice(name, "dataset", ("shapes16_captions", "shapes32_captions"))
         size = int(name.removeprefix("shapes").removesuffix("_captions"))

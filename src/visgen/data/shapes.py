@@ -31,6 +31,7 @@ __all__ = [
     "SHAPES",
     "SIZES",
     "Shapes",
+    "coverage",
     "make_shapes",
     "tokenize_captions",
 ]
@@ -84,8 +85,12 @@ class Shapes:
         return self.images.shape[0]
 
 
-def _coverage(kind, cx, cy, r, res):
-    """Fraction of each pixel covered by the shapes (n, res, res), by supersampling."""
+def coverage(kind, cx, cy, r, res):
+    """Fraction of each pixel covered by the shapes (n, res, res), by 4×4 supersampling.
+
+    ``kind`` (n,) indexes :data:`SHAPES`; centres ``cx``, ``cy`` and circumradii ``r`` (n,) are
+    in units of the image side; ``res`` is the side in pixels.
+    """
     fine = res * _SUPERSAMPLE
     grid = (np.arange(fine) + 0.5) / fine
     x = grid[None, None, :] - cx[:, None, None]
@@ -121,7 +126,7 @@ def make_shapes(n: int, size: int = 16, seed: int = 0) -> Shapes:
     images = np.empty((n, 3, size, size), dtype=np.float32)
     for i in range(0, n, _CHUNK):
         sl = slice(i, i + _CHUNK)
-        cov = _coverage(kind[sl], cx[sl], cy[sl], radius[sl], size).astype(np.float32)
+        cov = coverage(kind[sl], cx[sl], cy[sl], radius[sl], size).astype(np.float32)
         images[sl] = cov[:, None] * palette[colour[sl]][:, :, None, None] * 2 - 1
     region = np.minimum((cy * 3).astype(int), 2) * 3 + np.minimum((cx * 3).astype(int), 2)
     names, colours, sizes = SHAPES, list(COLOURS), list(SIZES)
