@@ -17,9 +17,10 @@
 
 from visgen.efficient.cache import BranchState, CachedDenoiser, CacheHook, branch_key
 from visgen.efficient.deepcache import DeepCacheConfig, deepcache
-from visgen.efficient.flops import attention_flops, flop_table
+from visgen.efficient.flops import attention_flops, flop_counter, flop_table
 from visgen.efficient.fora import FORAConfig, fora
 from visgen.efficient.int8 import Int8Linear, int8_linears, int8_matmul
+from visgen.efficient.pab import PABConfig, pab
 from visgen.efficient.quant import (
     FLOAT_BITS,
     QuantLinear,
@@ -54,8 +55,10 @@ from visgen.efficient.teacache import (
     modulated_input,
     relative_l1,
     teacache,
+    threshold_for_skips,
     uniform_cache,
 )
+from visgen.efficient.teachers import dit_recipe
 
 __all__ = [
     "FLOAT_BITS",
@@ -65,6 +68,7 @@ __all__ = [
     "DeepCacheConfig",
     "FORAConfig",
     "Int8Linear",
+    "PABConfig",
     "QuantLinear",
     "TeaCacheConfig",
     "TeaCacheFit",
@@ -76,8 +80,10 @@ __all__ = [
     "branch_key",
     "calibrate_teacache",
     "deepcache",
+    "dit_recipe",
     "density",
     "fake_quant",
+    "flop_counter",
     "flop_table",
     "fora",
     "frame_attention",
@@ -88,6 +94,7 @@ __all__ = [
     "masked_flops",
     "modulated_input",
     "outlier_problem",
+    "pab",
     "position_major",
     "profile_heads",
     "quantize_linears",
@@ -101,6 +108,7 @@ __all__ = [
     "spatial_mask",
     "teacache",
     "temporal_mask",
+    "threshold_for_skips",
     "uniform_cache",
     "video_heads_problem",
     "video_positions",

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["attention_flops", "flop_table", "first_rows"]
+__all__ = ["attention_flops", "first_rows", "flop_counter", "flop_table"]
 
 
 def first_rows(value, n: int = 1):
@@ -43,6 +43,12 @@ _CPU_ATTENTION = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_fo
 _CUSTOM = {} if _CPU_ATTENTION is None else {_CPU_ATTENTION: _sdpa_flops}
 
 
+def flop_counter() -> FlopCounterMode:
+    """A ``FlopCounterMode`` (no printing) that also counts CPU attention: ``with
+    flop_counter() as fc: ...; fc.get_total_flops()``."""
+    return FlopCounterMode(display=False, custom_mapping=_CUSTOM)
+
+
 @torch.no_grad()
 def flop_table(model: nn.Module, *args, **kwargs) -> dict[str, int]:
     """FLOPs of one ``model(*args, **kwargs)`` call by submodule name ("" = the whole call).
@@ -52,7 +58,7 @@ def flop_table(model: nn.Module, *args, **kwargs) -> dict[str, int]:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    with FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter:
+    with flop_counter() as counter:
         model(*args, **kwargs)
     root = type(model).__name__
     table = {}

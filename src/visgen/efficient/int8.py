@@ -94,6 +94,8 @@ class Int8Linear(nn.Module):
         return self._workspace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            raise TypeError(f"Int8Linear takes float32 inputs, got {x.dtype}")
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x must end with {self.in_features} features, got {tuple(x.shape)}")
         lead = x.shape[:-1]

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from visgen._checks import check_positive
+from visgen._checks import check_choice, check_positive
 from visgen.efficient.cache import CachedDenoiser, CacheHook
-from visgen.efficient.fora import check_image_dit, modulation_flops
+from visgen.efficient.fora import check_image_dit
 from visgen.nn.dit import DiT
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "modulated_input",
     "relative_l1",
     "teacache",
+    "threshold_for_skips",
     "uniform_cache",
 ]
 
@@ -48,12 +49,26 @@ def relative_l1(new: torch.Tensor, old: torch.Tensor) -> float:
     return float((new - old).abs().mean() / old.abs().mean().clamp_min(1e-12))
 
 
-def modulated_input(model: DiT, x, t, cond) -> torch.Tensor:
-    """The first block's timestep-modulated input (1 + γ_1) ⊙ LN(h) + β_1 of ``model``."""
+INDICATORS = ("modulated_input", "timestep_modulation")
+
+
+def _indicator(model: DiT, h, c, kind: str) -> torch.Tensor:
+    first = model.blocks[0].image
+    mod = first.modulation(c, h)
+    if kind == "modulated_input":
+        return first.modulated_input(h, mod)
+    return torch.cat(mod, -1)
+
+
+def modulated_input(model: DiT, x, t, cond, indicator: str = "modulated_input") -> torch.Tensor:
+    """What TeaCache watches: the first block's timestep-modulated input
+    (1 + γ_1) ⊙ LN(h) + β_1 (``modulated_input``; FLUX, HunyuanVideo), or the first block's
+    adaLN modulation vector of the condition alone (``timestep_modulation``; the official
+    Wan2.1 variant, "e0")."""
+    check_choice(indicator, "indicator", INDICATORS)
     h = model.tokens(x)
     c, _, _ = model.condition(t, cond)
-    first = model.blocks[0].image
-    return first.modulated_input(h, first.modulation(c, h))
+    return _indicator(model, h, c, indicator)
 
 
 @dataclass(frozen=True)
@@ -64,8 +79,10 @@ class TeaCacheConfig:
     steps: int
     threshold: float
     coefficients: tuple
+    indicator: str = "modulated_input"
 
     def __post_init__(self):
+        check_choice(self.indicator, "indicator", INDICATORS)
         if not self.threshold >= 0:
             raise ValueError(f"threshold must be >= 0, got {self.threshold!r}")
         coefficients = tuple(float(c) for c in np.atleast_1d(self.coefficients))
@@ -101,6 +118,10 @@ class _ResidualCacheHook(CacheHook):
     def skip(self, model, h, c, state) -> bool:
         raise NotImplementedError
 
+    def decision_flops(self) -> int:
+        """FLOPs per sample :meth:`skip` spends deciding."""
+        return 0
+
     def forward(self, model: DiT, x, t, cond, state):
         h = model.tokens(x)
         c, _, _ = model.condition(t, cond)
@@ -108,21 +129,23 @@ class _ResidualCacheHook(CacheHook):
         state.computed.append(not skip)
         if skip:
             h = h + state.store["residual"]
-            flops = modulation_flops(self.table, len(model.blocks))
-            flops -= sum(self.table[f"blocks.{i}.image.ada"] for i in range(1, len(model.blocks)))
+            blocks = sum(self.table[f"blocks.{i}"] for i in range(len(model.blocks)))
+            flops = self.table[""] - blocks
         else:
             start = h
             for block in model.blocks:
                 h, _ = block(h, c, model.rope)
             state.store["residual"] = h - start
             flops = self.table[""]
-        return model.decode(h, c), flops
+        return model.decode(h, c), flops + self.decision_flops()
 
 
 class TeaCacheHook(_ResidualCacheHook):
+    def decision_flops(self) -> int:
+        return self.table["blocks.0.image.ada"]  # the modulated input, every call
+
     def skip(self, model, h, c, state) -> bool:
-        first = model.blocks[0].image
-        m = first.modulated_input(h, first.modulation(c, h))
+        m = _indicator(model, h, c, self.config.indicator)
         previous, state.store["input"] = state.store.get("input"), m
         if previous is None or self.must_compute(state):
             state.store["accumulated"] = 0.0
@@ -139,10 +162,14 @@ class UniformCacheHook(_ResidualCacheHook):
         return state.step % self.config.interval != 0
 
 
-def teacache(den, *, steps: int, threshold: float, coefficients) -> CachedDenoiser:
-    """``den`` (a Denoiser of an image :class:`~visgen.nn.DiT`) with TeaCache at threshold δ
-    and the rescaling polynomial ``coefficients`` (:func:`calibrate_teacache`)."""
-    return CachedDenoiser(den, TeaCacheHook(TeaCacheConfig(steps, threshold, coefficients)))
+def teacache(
+    den, *, steps: int, threshold: float, coefficients, indicator: str = "modulated_input"
+) -> CachedDenoiser:
+    """``den`` (a Denoiser of an image :class:`~visgen.nn.DiT`) with TeaCache at threshold δ,
+    the rescaling polynomial ``coefficients`` (:func:`calibrate_teacache`, with the same
+    ``indicator``)."""
+    config = TeaCacheConfig(steps, threshold, coefficients, indicator)
+    return CachedDenoiser(den, TeaCacheHook(config))
 
 
 def uniform_cache(den, *, steps: int, interval: int) -> CachedDenoiser:
@@ -163,7 +190,9 @@ class TeaCacheFit:
 
 
 @torch.no_grad()
-def calibrate_teacache(den, runs, sampler, ts, degree: int = 4) -> TeaCacheFit:
+def calibrate_teacache(
+    den, runs, sampler, ts, degree: int = 4, indicator: str = "modulated_input"
+) -> TeaCacheFit:
     """Fit TeaCache's rescaling polynomial on plain sampling runs.
 
     ``runs`` is a list of (noise, cond) batches; ``sampler(den, x, ts, cond, callback=...)``
@@ -179,7 +208,7 @@ def calibrate_teacache(den, runs, sampler, ts, degree: int = 4) -> TeaCacheFit:
         previous = {}
 
         def record(i, t, x, pred, cond=cond, previous=previous):
-            m = modulated_input(den.model, x, pred.t, cond)
+            m = modulated_input(den.model, x, pred.t, cond, indicator)
             if previous:
                 xs.append(relative_l1(m, previous["m"]))
                 ys.append(relative_l1(pred.raw, previous["out"]))
@@ -193,3 +222,27 @@ def calibrate_teacache(den, runs, sampler, ts, degree: int = 4) -> TeaCacheFit:
     residual = y - np.polyval(coefficients, x)
     r2 = 1.0 - float(residual @ residual) / float(((y - y.mean()) ** 2).sum())
     return TeaCacheFit(coefficients, x, y, r2)
+
+
+def threshold_for_skips(
+    make, run, computed: int, *, low: float = 1e-4, high: float = 10.0, iterations: int = 12
+):
+    """TeaCache at a prescribed compute: the smallest threshold δ (bisection in log δ between
+    ``low`` and ``high``) whose denoiser ``make(δ)`` runs the full network on at most
+    ``computed`` calls of ``run(den)``. Returns (δ, that denoiser, already run)."""
+    check_positive(computed, "computed", integer=True)
+    best = make(high)
+    run(best)
+    if best.stats["computed"] > computed:
+        raise ValueError(
+            f"even threshold {high} computes {best.stats['computed']} > {computed} calls"
+        )
+    for _ in range(iterations):
+        mid = (low * high) ** 0.5
+        den = make(mid)
+        run(den)
+        if den.stats["computed"] <= computed:
+            high, best = mid, den
+        else:
+            low = mid
+    return high, best

@@ -8,6 +8,7 @@ from visgen.metrics.images import (
     data_floor,
     frechet_distance,
     image_metrics,
+    psnr,
 )
 from visgen.metrics.probe import linear_probe
 from visgen.metrics.samples import (
@@ -30,5 +31,6 @@ __all__ = [
     "linear_probe",
     "mmd_rbf",
     "mode_coverage",
+    "psnr",
     "sliced_wasserstein",
 ]
