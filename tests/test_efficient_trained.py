@@ -5,12 +5,14 @@ Teachers: ``fm_digits_dit`` (FAST: 64 wide, 400 steps) and the ``fm_digits_unet`
 most of its CPU budget; the full recipe is the standard 4000-step asset). 50 Euler steps,
 the 397 test labels, noise seeds 0–2 (measured spread next to each bar):
 
-* DeepCache N = 3 (shallowest branch): 0.443 of the U-Net FLOPs (exact); FD ratio TODO.
-* FORA N = 2: 26 of 50 calls run the blocks (exact); FD ratio 0.95–0.97 (bar 1.2).
-* TeaCache at the uniform cache's skip count (24 of 50 skipped): PSNR TODO dB above the
-  uniform cache (bar +1 dB).
-* W8A8 fake quantisation (per-channel weights, per-token activations): FD ratio TODO
-  (bar 1.05); the real INT8 layer gives the same samples to TODO dB.
+* DeepCache N = 3 (shallowest branch): 0.443 of the U-Net FLOPs (exact); FD ratio
+  0.952–0.975 (bar 1.2).
+* FORA N = 2: 26 of 50 calls run the blocks (exact); FD ratio 0.962–0.966 (bar 1.2).
+* TeaCache at the uniform cache's skip count (24 of 50 skipped), on SD3's shifted grid:
+  PSNR TODO dB above the uniform cache (bar +1 dB). On the uniform grid the gain is only
+  about 0.75 dB: every step moves this model's output about equally (see teacache.py).
+* W8A8 fake quantisation (per-channel weights, per-token activations): FD ratio
+  0.997–0.9985 (bar 1.05); the real INT8 layer gives the same samples to 64.2–64.6 dB.
 """
 
 import pytest
@@ -56,6 +58,12 @@ def batch():
     return torch.randn(len(labels), 1, 8, 8, generator=torch.Generator().manual_seed(0)), labels
 
 
+@pytest.fixture(scope="module")
+def plain(dit, unet, batch):
+    """The uncached samples of both teachers (shared by the tests)."""
+    return {"dit": _sample(dit, batch), "unet": _sample(unet, batch)}
+
+
 def _fd(x, labels) -> float:
     return image_metrics(x.clamp(-1, 1), "digits", cond=labels)["fd"]
 
@@ -65,20 +73,18 @@ def _sample(den, batch):
     return sample_euler(den, z, uniform(STEPS), labels)
 
 
-def test_deepcache_interval_3_keeps_fd(unet, batch):
-    plain = _sample(unet, batch)
+def test_deepcache_interval_3_keeps_fd(unet, batch, plain):
     cached = deepcache(unet, steps=STEPS, interval=3)
     x = _sample(cached, batch)
     assert cached.stats["fraction"] <= 0.45
-    assert _fd(x, batch[1]) <= 1.2 * _fd(plain, batch[1])
+    assert _fd(x, batch[1]) <= 1.2 * _fd(plain["unet"], batch[1])
 
 
-def test_fora_interval_2_keeps_fd(dit, batch):
-    plain = _sample(dit, batch)
+def test_fora_interval_2_keeps_fd(dit, batch, plain):
     cached = fora(dit, steps=STEPS, interval=2)
     x = _sample(cached, batch)
     assert cached.stats["computed"] / cached.stats["calls"] <= 0.55
-    assert _fd(x, batch[1]) <= 1.2 * _fd(plain, batch[1])
+    assert _fd(x, batch[1]) <= 1.2 * _fd(plain["dit"], batch[1])
 
 
 def test_teacache_beats_uniform_caching_at_equal_skips(dit):
@@ -96,6 +102,9 @@ def test_teacache_beats_uniform_caching_at_equal_skips(dit):
         lambda d: teacache(dit, steps=STEPS, threshold=d, coefficients=fit.coefficients),
         lambda den: sample_euler(den, z, ts, labels),
         base.stats["computed"],
+        low=1e-3,
+        high=1.0,
+        iterations=8,
     )
     tea.reset()
     x_tea = sample_euler(tea, z, ts, labels)
@@ -104,10 +113,9 @@ def test_teacache_beats_uniform_caching_at_equal_skips(dit):
     assert gain >= 1.0, (delta, gain)
 
 
-def test_w8a8_keeps_fd_and_int8_is_the_same_model(dit, batch):
-    plain = _sample(dit, batch)
+def test_w8a8_keeps_fd_and_int8_is_the_same_model(dit, batch, plain):
     fake = _sample(Denoiser(quantize_linears(dit.model, w_bits=8, a_bits=8), dit.schedule,
                             dit.prediction), batch)  # fmt: skip
-    assert _fd(fake, batch[1]) <= 1.05 * _fd(plain, batch[1])
+    assert _fd(fake, batch[1]) <= 1.05 * _fd(plain["dit"], batch[1])
     real = _sample(Denoiser(int8_linears(dit.model), dit.schedule, dit.prediction), batch)
     assert float(psnr(real, fake).mean()) >= 50  # real INT8 = fake W8A8 up to float rounding

@@ -44,7 +44,9 @@ def test_l10_quantisation_and_sparse_sections(tmp_path):
     values = ctx.metrics["values"]
     assert values["quant.svdquant32_over_naive"] <= 0.5
     assert values["quant.svdquant32_over_smoothing"] <= 0.75
-    assert values["quant.a4.tensor"] > values["quant.w4.tensor"]  # outliers hurt activations
+    for g in ("channel", "group"):  # at practical granularities activations are the hard part
+        assert values[f"quant.a4.{g}"] > values[f"quant.w4.{g}"]
+    assert values["quant.w4.tensor"] > values["quant.w4.channel"]  # a few outlier weights
     assert all(values[f"sage.int{b}.reduction"] >= 2 for b in (4, 6, 8))
     assert values["sparse.profiling_accuracy"] >= 0.9
     assert [b["kind"] for b in ctx.blocks] == ["image", "table", "table"]
@@ -61,7 +63,9 @@ def test_l10_caching_sections(tmp_path, teachers):
     assert math.isfinite(values["teacache.matched_gain_db"])
     assert values["cfg.shared_cache_loss_db"] > 0  # the shared cache is worse
     sweep = ctx.metrics["tables"][0]["rows"]
-    assert all(0 < r["FLOP fraction"] <= 1 for r in sweep)
+    # TeaCache's check (one adaLN map per call) can make a call that skips nothing cost a
+    # hair more than the plain one
+    assert all(0 < r["FLOP fraction"] <= 1.02 for r in sweep)
     assert (tmp_path / "L10" / "fig02.png").stat().st_size > 10_000
 
 

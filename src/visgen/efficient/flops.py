@@ -3,7 +3,7 @@ r"""FLOP accounting: what a forward pass costs, per submodule, counted not timed
 Caching and sparse attention are judged by the compute they skip. Wall-clock time on a shared
 CPU says little (and masked attention is not faster on a CPU at all), so the library counts
 floating-point operations the way papers report them: 2 FLOPs per multiply–add of every
-matrix product, convolution and attention (QKᵀ and PV), nothing for element-wise work
+matrix product (integer ones too), convolution and attention (QKᵀ and PV), nothing for element-wise work
 (norms, activations, additions), which is memory-bound and small next to them.
 :func:`flop_table` runs one forward under ``torch.utils.flop_counter.FlopCounterMode`` and
 returns the count of every submodule (parents include their children); the caches of
@@ -38,9 +38,20 @@ def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kw
     return 2 * pairs * d + 2 * pairs * dv
 
 
-# torch's counter knows the CUDA attention kernels, not the CPU one SDPA dispatches to here
-_CPU_ATTENTION = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-_CUSTOM = {} if _CPU_ATTENTION is None else {_CPU_ATTENTION: _sdpa_flops}
+def _int_mm_flops(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+
+# torch's counter knows the CUDA attention kernels, not the CPU one SDPA dispatches to here,
+# and no integer matmul (counted like a float one: the same multiply-adds, on integers)
+_CUSTOM = {
+    op: formula
+    for name, formula in (
+        ("_scaled_dot_product_flash_attention_for_cpu", _sdpa_flops),
+        ("_int_mm", _int_mm_flops),
+    )
+    if (op := getattr(torch.ops.aten, name, None)) is not None
+}
 
 
 def flop_counter() -> FlopCounterMode:

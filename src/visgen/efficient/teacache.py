@@ -11,6 +11,14 @@ stays below the threshold δ the blocks are skipped and the cached **residual** 
 output − input) is added to the current input; otherwise the blocks run, the residual is
 stored and the sum restarts at 0. The first and last calls always compute.
 
+``indicator`` picks what is watched: ``modulated_input`` (above; the paper's FLUX and
+HunyuanVideo code) or ``timestep_modulation``, the first block's adaLN modulation vector of
+the condition alone (the official Wan2.1 variant, "e0"). An adaptive schedule can only beat a
+fixed one where steps differ: on the digits DiT with a uniform 50-step grid every step moves
+the output about equally and TeaCache's schedule comes out nearly uniform (+0.75 dB over the
+uniform cache at equal compute); on SD3's shifted grid, as flow models are sampled, it gains
+several dB (tests/test_efficient_trained.py, BENCHMARKS.md).
+
 * :func:`calibrate_teacache`: plain sampling runs give pairs (r_t, output change) at every
   step; ``np.polyfit(·, ·, 4)`` (the official answer to "coefficients for a new model",
   TeaCache issue #2). f(r) is clamped at 0 from below (it estimates a non-negative change),

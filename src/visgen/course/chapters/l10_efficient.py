@@ -135,7 +135,7 @@ def _caching_section(ctx, unet, dit, z, y):
     delta, matched = threshold_for_skips(
         lambda d: teacache(dit, steps=STEPS, threshold=d, coefficients=fit.coefficients),
         lambda den: _euler(den, z, y), uniform2["computed calls"], low=1e-3, high=1.0,
-        iterations=budget(full=8, fast=4))  # fmt: skip
+        iterations=8)  # fmt: skip
     matched.reset()
     x = _euler(matched, z, y)
     dit_rows.append({"method": "TeaCache at uniform N = 2's compute", "setting": f"δ = {delta:.3g}",
@@ -237,9 +237,11 @@ def _quant_section(ctx) -> None:
     axes[2].set_ylabel("relative output error, W4A4")
     axes[2].legend(fontsize=7)
     ctx.figure(fig, "Quantisation error against bits on a layer with the outliers of real DiTs "
-               "(1 % of input channels 20× larger, 0.1 % of weights 10×): outlier channels hurt "
-               "activations far more than weights; SmoothQuant moves them into the weights and "
-               "SVDQuant's 16-bit low-rank branch absorbs them there.")  # fmt: skip
+               "(1 % of input channels 20× larger, 0.1 % of weights 10×): per channel / token or "
+               "per group — the granularities integer kernels use — activations are the hard "
+               "part (one scale per tensor is ruined by a few outlier weights too); SmoothQuant "
+               "moves the activation outliers into the weights and SVDQuant's 16-bit low-rank "
+               "branch absorbs them there.")  # fmt: skip
     ctx.metric("quant.svdquant32_over_naive", svdq[ranks.index(32)] / naive)
     ctx.metric("quant.svdquant32_over_smoothing", svdq[ranks.index(32)] / svdq[0])
     q, k, v = key_offset_problem(generator=ctx.generator(5))
