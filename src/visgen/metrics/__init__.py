@@ -1,5 +1,8 @@
 """Sample-quality metrics: point-cloud distances, image metrics (Fréchet distance) and the
-linear probe of representations."""
+linear probe of representations.
+
+Metrics sit above :mod:`visgen.train` (the image metrics' evaluation classifiers and the
+probed features come from it); the training stack never imports this package."""
 
 from visgen.metrics.images import (
     IMAGE_DATASETS,
@@ -10,7 +13,7 @@ from visgen.metrics.images import (
     image_metrics,
     psnr,
 )
-from visgen.metrics.probe import linear_probe
+from visgen.metrics.probe import linear_probe, probe_accuracy
 from visgen.metrics.samples import (
     ModeCoverage,
     energy_distance,
@@ -31,6 +34,7 @@ __all__ = [
     "linear_probe",
     "mmd_rbf",
     "mode_coverage",
+    "probe_accuracy",
     "psnr",
     "sliced_wasserstein",
 ]
