@@ -26,6 +26,7 @@ interleaved repetitions (medians), the load average printed next to them:
     python benchmarks/efficient.py                      # full budget (BENCHMARKS.md)
     VISGEN_FAST=1 python benchmarks/efficient.py        # smoke test
     python benchmarks/efficient.py --skip-frontier --reps 9 --json out.json
+    python benchmarks/efficient.py --skip-ratios        # the frontier table only
 """
 
 from __future__ import annotations
@@ -268,6 +269,9 @@ def main(argv=None) -> None:
     p.add_argument("--reps", type=int, default=budget(full=7, fast=2),
                    help="interleaved repetitions of the timed runs (medians)")  # fmt: skip
     p.add_argument("--skip-frontier", action="store_true", help="only the wall-clock ratios")
+    p.add_argument("--skip-ratios", action="store_true", help="only the frontier table")
+    p.add_argument("--timing-samples", type=int, default=budget(full=128, fast=32),
+                   help="batch of the timed samplers (the frontier uses the whole test split)")  # fmt: skip
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
     set_threads(1)
@@ -277,18 +281,20 @@ def main(argv=None) -> None:
     z = torch.randn(len(y), 1, 8, 8, generator=torch.Generator().manual_seed(1))
     teachers = _teachers()
     fit = _teacache(teachers["DiT"], budget(full=16, fast=4))
-    ref = sample_euler(teachers["DiT"], z, uniform(STEPS), y)
+    zt, yt = z[: args.timing_samples], y[: args.timing_samples]
     uniform2 = uniform_cache(teachers["DiT"], steps=STEPS, interval=2)
-    sample_euler(uniform2, z, uniform(STEPS), y)
+    sample_euler(uniform2, zt, uniform(STEPS), yt)
+    # TeaCache's threshold at the uniform cache's compute, matched on the timing batch
     delta, _ = threshold_for_skips(
         lambda d: teacache(teachers["DiT"], steps=STEPS, threshold=d, coefficients=fit.coefficients),
-        lambda den: sample_euler(den, z, uniform(STEPS), y), uniform2.stats["computed"])  # fmt: skip
-    del ref
+        lambda den: sample_euler(den, zt, uniform(STEPS), yt), uniform2.stats["computed"])  # fmt: skip
     rows = (
         [] if args.skip_frontier else frontier(teachers, z, y, fit, (delta, 2 * delta, 4 * delta))
     )
-    int8 = int8_ratio(teachers["DiT"], z, y, args.reps)
-    caching = caching_ratio(teachers, z, y, fit, 2 * delta, args.reps)
+    int8 = None if args.skip_ratios else int8_ratio(teachers["DiT"], zt, yt, args.reps)
+    caching = (
+        None if args.skip_ratios else caching_ratio(teachers, zt, yt, fit, 2 * delta, args.reps)
+    )
     floor = helpers.digits_floor_row()
     print(f"\n{time.strftime('%Y-%m-%d')}, {_cpu_model()}, torch {torch.__version__}, 1 thread, "
           f"{len(y)} samples, TeaCache fit R² {fit.r2:.2f}, matched δ {delta:.3g}, "

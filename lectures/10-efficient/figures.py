@@ -237,6 +237,7 @@ def caching(results):
     results["tea_psnr"] = num(float(psnr(x, plain_dit).mean()), 3)
     results["uni2_psnr"] = num(uni2[4], 3)
     results["uni2_computed"] = str(uni2[2])
+    results["fora2_computed"] = str(next(r[2] for r in dit_rows if r[0] == "FORA" and r[1] == 2))
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9))
     axes[0].scatter(fit.x, fit.y, s=4, alpha=0.35, color=GREY, label="calibration pairs")
     grid = np.linspace(0, fit.x.max(), 100)
@@ -442,13 +443,6 @@ def masks(results):
     results["sparse_err"] = f"{100 * min(errs):.1f}–{100 * max(errs):.1f} %"
     results["sta_density"] = _share(density(sta))
     results["sta_err"] = f"{100 * statistics.mean(sta_errs):.0f} %"
-    results["pab_status"] = (
-        "PAB is not in this build (see the lecture-9 note in the closing report)."
-    )
-    results["video_sparse_text"] = (
-        "The lecture-9 video DiT is not in this build yet: the trained-model numbers for "
-        "Sparse VideoGen's profiling and PAB are added when it lands."
-    )
     fig, axes = plt.subplots(1, 4, figsize=(12.0, 3.3))
     for ax, mask, title in ((axes[0], spatial, "spatial"), (axes[1], temporal, "temporal"),
                             (axes[2], sta, "sliding tiles"),

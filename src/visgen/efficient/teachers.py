@@ -33,7 +33,7 @@ def dit_recipe() -> dict:
         "method": {"name": "fm", "t_sampler": "logit_normal", "label_dropout": 0.1},
         "data": "digits",
         "train": {
-            "steps": budget(full=3000, fast=400), "batch_size": 128,
+            "steps": budget(full=1000, fast=400), "batch_size": 128,
             "lr": budget(full=1e-3, fast=2e-3),
         },
     }  # fmt: skip

@@ -113,7 +113,7 @@ def _sweep(plain, makers, z, y) -> list[dict]:
 
 def _caching_section(ctx, unet, dit, z, y):
     plain_unet, plain_dit = _euler(unet, z, y), _euler(dit, z, y)
-    runs = [_batch(ctx, 16, 100 + i) for i in range(budget(full=12, fast=3))]
+    runs = [_batch(ctx, 16, 100 + i) for i in range(budget(full=8, fast=3))]
     fit = calibrate_teacache(dit, runs, sample_euler, uniform(STEPS))
     intervals = budget(full=(2, 3, 4), fast=(2, 3))
     unet_rows = _sweep(plain_unet, {
@@ -305,7 +305,7 @@ def _frontier_section(ctx, teachers, fit, delta) -> None:
     for lever in levers(teachers, students=students, solver_nfes=(5, 10),
                         deepcache_intervals=(3,), fora_intervals=(2,),
                         teacache_settings=[(delta, fit.coefficients)],
-                        quantisation=("W8A8 (fake-quant)", "W8A8, real INT8")):  # fmt: skip
+                        quantisation=("W8A8, real INT8",)):  # fmt: skip
         ref, ref_flops = refs.get(lever.teacher, (None, None))
         row = measure(lambda lever=lever: lever.generate(z, y), ref, y, reference_flops=ref_flops,
                       technique=lever.technique, family=lever.family, teacher=lever.teacher,
@@ -331,9 +331,10 @@ def _frontier_section(ctx, teachers, fit, delta) -> None:
     axes[0].legend(fontsize=7)
     ctx.figure(fig, f"The speed–quality map of the course: every lever on the same {len(y)} test "
                "labels and noises, from three teachers (MLP, U-Net, DiT). Left: FLOPs per digit "
-               "(counted); right: CPU time of the batch on one thread — fake-quantised models "
-               "are slower there (integers emulated in floats); the real INT8 row is the speed "
-               "claim. Lower left is better; dotted: the data floor.")  # fmt: skip
+               "(counted); right: CPU time of the batch on one thread (the real INT8 layers change "
+               "what a FLOP costs, not how many there are; fake quantisation and 4-bit rows: "
+               "lecture 10's slides and BENCHMARKS.md). Lower left is better; dotted: the data "
+               "floor.")  # fmt: skip
     columns = ["technique", "family", "teacher", "NFE", "flops", "fraction", "cpu_s", "psnr", "fd",
                "confidence", "right class"]  # fmt: skip
     floor_row = {"technique": "real digits (floor)", "fd": floor["FD (classifier)"],
@@ -391,7 +392,7 @@ def run(ctx) -> None:
         "decides online whether a head is spatial or temporal. The last section puts every "
         "lever of the course — solvers, few-step students, caches, integers — on one map.",
     )
-    z, y = _batch(ctx, budget(full=64, fast=16), 2)
+    z, y = _batch(ctx, budget(full=32, fast=16), 2)
     _similarity_section(ctx, teachers["U-Net"], teachers["DiT"], z, y)
     fit, delta = _caching_section(ctx, teachers["U-Net"], teachers["DiT"], z, y)
     _cfg_section(ctx, teachers["DiT"], z, y)
