@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 import visgen.fewstep  # noqa: F401  (registers fm_digits_unet)
+from visgen.config import is_fast
 from visgen.course import helpers
 from visgen.course.chapters import l07_distribution_matching as l07
 from visgen.course.figurebook import FigureBook, num
@@ -139,6 +140,8 @@ def _change(x: float, ref: float) -> str:
 @book.figure
 def similarity(results):
     """Cosine similarity of the cached features between consecutive Euler steps."""
+    # the slides warn when their numbers come from the FAST smoke-test teachers
+    results["budget"] = "FAST" if is_fast() else "full"
     t = teachers()
     for name, key in (("MLP", "mlp"), ("U-Net", "unet"), ("DiT", "dit")):
         args = torch.zeros(1, 1, 8, 8), torch.full((1,), 0.5), torch.tensor([1])
