@@ -208,13 +208,25 @@ class Stream(nn.Module):
         mod = self.ada(c)[:, None]
         return mod.chunk(mod.shape[-1] // x.shape[-1], -1)
 
+    def modulated_input(self, x, mod):
+        """(1 + γ_1) ⊙ LN(x) + β_1: what attention reads (TeaCache watches it change)."""
+        return _modulate(self.norm1(x), mod[0], mod[1])
+
     def qkv_heads(self, x, mod):
-        h = self.qkv(_modulate(self.norm1(x), mod[0], mod[1]))
+        h = self.qkv(self.modulated_input(x, mod))
         return rearrange(h, "b n (three h d) -> three b h n d", three=3, h=self.heads).unbind(0)
 
+    def attention_output(self, attended):
+        """The attention branch before its gate α_1: proj(heads concatenated)."""
+        return self.proj(rearrange(attended, "b h n d -> b n (h d)"))
+
+    def feed_forward(self, x, mod):
+        """The MLP branch before its gate α_2: MLP((1 + γ_2) ⊙ LN(x) + β_2)."""
+        return self.mlp(_modulate(self.norm2(x), mod[3], mod[4]))
+
     def finish(self, x, attended, mod):
-        x = x + mod[2] * self.proj(rearrange(attended, "b h n d -> b n (h d)"))
-        return x + mod[5] * self.mlp(_modulate(self.norm2(x), mod[3], mod[4]))
+        x = x + mod[2] * self.attention_output(attended)
+        return x + mod[5] * self.feed_forward(x, mod)
 
 
 class Block(nn.Module):
@@ -228,13 +240,21 @@ class Block(nn.Module):
         self.image = Stream(dim, heads, mlp_ratio)
         self.text = Stream(dim, heads, mlp_ratio, context_only=last) if joint else None
 
+    def self_attention(self, x, mod, rope=None):
+        """The image-only block's attention branch before its gate: proj(Attn(modulated x))."""
+        q, k, v = self.image.qkv_heads(x, mod)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return self.image.attention_output(F.scaled_dot_product_attention(q, k, v))
+
     def forward(self, x, c, rope=None, text=None, keep=None):
         mod_x = self.image.modulation(c, x)
+        if self.text is None:
+            x = x + mod_x[2] * self.self_attention(x, mod_x, rope)
+            return x + mod_x[5] * self.image.feed_forward(x, mod_x), None
         q, k, v = self.image.qkv_heads(x, mod_x)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if self.text is None:
-            return self.image.finish(x, F.scaled_dot_product_attention(q, k, v), mod_x), None
         mod_t = self.text.modulation(c, text)
         qt, kt, vt = self.text.qkv_heads(text, mod_t)
         n_text = text.shape[1]
@@ -365,7 +385,9 @@ class DiT(nn.Module):
                 _zero(module.ada)
         _zero(self.final.linear)
 
-    def _condition(self, t, cond):
+    def condition(self, t, cond):
+        """(c, text tokens, text mask): the adaLN condition c = time + class (or pooled
+        caption) embedding, and for an MMDiT the encoded caption (else None, None)."""
         if self.cfg.text_vocab:
             if cond is None:
                 cond = torch.full((t.shape[0], self.cfg.text_len), -1, device=t.device)
@@ -375,30 +397,42 @@ class DiT(nn.Module):
             return self.time(t) + self.pooled(text[:, 0]), text, keep
         return self.cond(t, cond), None, None
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, *, return_hidden=()):
-        """The prediction (B, C, H, W); with ``return_hidden`` = (ℓ, …) also a dict ℓ → the
-        image tokens (B, N, dim) after block ℓ (1 ≤ ℓ ≤ depth)."""
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Image (B, C, H, W) → embedded patch tokens (B, N, dim), learned positions added."""
         cfg = self.cfg
         if x.dim() != 4 or tuple(x.shape[1:]) != (cfg.in_channels, cfg.size, cfg.size):
             raise ValueError(
                 f"x must have shape (B, {cfg.in_channels}, {cfg.size}, {cfg.size}) for this "
                 f"DiT, got {tuple(x.shape)}"
             )
+        h = self.embed(patchify(x, cfg.patch_size))
+        return h + self.pos if self.pos is not None else h
+
+    @property
+    def rope(self):
+        """(cos, sin) of the 2D rotary embedding, or None with learned positions."""
+        return (self.rope_cos, self.rope_sin) if self.cfg.pos == "rope" else None
+
+    def decode(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Tokens after the last block → the prediction (B, C, H, W) (final adaLN layer)."""
+        cfg = self.cfg
+        return unpatchify(self.final(h, c), cfg.patch_size, cfg.in_channels, cfg.size)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, *, return_hidden=()):
+        """The prediction (B, C, H, W); with ``return_hidden`` = (ℓ, …) also a dict ℓ → the
+        image tokens (B, N, dim) after block ℓ (1 ≤ ℓ ≤ depth)."""
         wanted = (return_hidden,) if isinstance(return_hidden, int) else tuple(return_hidden)
         for layer in wanted:
-            if not isinstance(layer, int) or not 1 <= layer <= cfg.depth:
-                raise ValueError(f"return_hidden must hold block indices in [1, {cfg.depth}]")
-        h = self.embed(patchify(x, cfg.patch_size))
-        if self.pos is not None:
-            h = h + self.pos
-        rope = (self.rope_cos, self.rope_sin) if cfg.pos == "rope" else None
-        c, text, keep = self._condition(t, cond)
+            if not isinstance(layer, int) or not 1 <= layer <= self.cfg.depth:
+                raise ValueError(f"return_hidden must hold block indices in [1, {self.cfg.depth}]")
+        h = self.tokens(x)
+        c, text, keep = self.condition(t, cond)
         hidden = {}
         for i, block in enumerate(self.blocks, 1):
-            h, text = block(h, c, rope, text, keep)
+            h, text = block(h, c, self.rope, text, keep)
             if i in wanted:
                 hidden[i] = h
-        out = unpatchify(self.final(h, c), cfg.patch_size, cfg.in_channels, cfg.size)
+        out = self.decode(h, c)
         return (out, hidden) if wanted else out
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -318,6 +318,7 @@ ASSETS: Registry[Callable[[], dict]] = Registry(
         "visgen.train.repa",
         "visgen.fewstep.tasks",
         "visgen.video.assets",
+        "visgen.efficient.teachers",
     ),
 )
 """Named recipes: a function returning a spec (evaluated at call time, so budgets apply).
