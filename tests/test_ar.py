@@ -348,3 +348,32 @@ def test_white_noise_is_flat_and_crossover_falls_with_the_noise_level():
     assert torch.allclose(pt, (1 - t) ** 2 * px + t**2, rtol=0.1)
     with pytest.raises(ValueError, match="images must be square"):
         ar.rapsd(torch.zeros(1, 1, 8, 6))
+
+
+def test_token_models_reject_bad_input_naming_the_argument():
+    raster = ar.RasterAR(32, 16, 10, dim=16, depth=1)
+    with pytest.raises(ValueError, match="tokens must have shape"):
+        raster(torch.zeros(2, 15, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(TypeError, match="tokens must be an integer tensor"):
+        raster(torch.zeros(2, 16), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="tokens must lie"):
+        raster(torch.full((2, 16), 32), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="cond must hold"):
+        ar.generate_raster(raster, torch.tensor([10]))
+    q = ar.MultiScaleQuantizer(32, 4, (1, 2, 4), 4)
+    var = ar.NextScaleAR(32, (1, 2, 4), 4, 10, dim=16, depth=1)
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        var(torch.zeros(2, 5, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"indices\[1\] must have shape"):
+        q.next_scale_inputs([torch.zeros(2, 1, 1, dtype=torch.long), torch.zeros(2, 3, 3, dtype=torch.long),
+                             torch.zeros(2, 4, 4, dtype=torch.long)])  # fmt: skip
+    with pytest.raises(ValueError, match="scales .* differ"):
+        ar.generate_next_scale(
+            ar.NextScaleAR(32, (1, 4), 4, 10, dim=16, depth=1), q, torch.tensor([1])
+        )
+    with pytest.raises(ValueError, match="f must have shape"):
+        q(torch.zeros(2, 4, 3, 3))
+    with pytest.raises(ValueError, match="num_codes"):
+        ar.VectorQuantizer(0, 4)
+    with pytest.raises(ValueError, match="levels"):
+        ar.FSQ([1, 4])

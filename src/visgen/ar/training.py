@@ -261,7 +261,7 @@ def _tokenizer_recipe(method: dict | None = None, **model) -> callable:
             "model": {"name": "tokenizer", "in_channels": 1, "size": 8, "width": 16, **model},
             "method": method or {"name": "tokenizer"},
             "data": "digits",
-            "train": {**_TRAIN, "steps": budget(full=800, fast=400), "lr": 3e-3},
+            "train": {**_TRAIN, "steps": budget(full=600, fast=400), "lr": 3e-3},
         }
 
     return recipe
@@ -270,7 +270,14 @@ def _tokenizer_recipe(method: dict | None = None, **model) -> callable:
 def _ar_recipe(model: dict, tokenizer_name: str) -> callable:
     def recipe() -> dict:
         return {
-            "model": {"num_classes": 10, "dim": 64, "depth": 2, "heads": 4, **model},
+            "model": {
+                "num_classes": 10,
+                "dim": 64,
+                "depth": 2,
+                "heads": 4,
+                "mlp_ratio": 2.0,
+                **model,
+            },
             "method": {"name": "token_ar", "tokenizer": tokenizer_name},
             "data": "digits",
             "train": {**_TRAIN, "steps": budget(full=600, fast=300), "weight_decay": 0.01},
@@ -291,6 +298,7 @@ def _mar_recipe(head: str) -> callable:
                 "dim": 64,
                 "depth": 2,
                 "heads": 4,
+                "mlp_ratio": 2.0,
                 "head_width": 64,
                 "head_depth": 3,
                 "head": head,
@@ -300,7 +308,7 @@ def _mar_recipe(head: str) -> callable:
             # the backbone up to 15 known tokens before the last sampling step
             "method": {"name": "mar", "head_batch_mul": 1, "mask_min": 0.2},
             "data": "digits",
-            "train": {**_TRAIN, "steps": budget(full=1000, fast=500), "ema_decay": 0.995},
+            "train": {**_TRAIN, "steps": budget(full=1200, fast=800), "ema_decay": 0.995},
         }
 
     return recipe
