@@ -3,8 +3,9 @@ multi-scale residual VQ), next-token AR in raster order, next-scale AR (VAR, Swi
 over continuous tokens with a per-token flow-matching or diffusion head (MAR), and diffusion as
 spectral autoregression.
 
-Importing this package registers its models (:data:`visgen.nn.MODELS`), training methods
-(:data:`visgen.train.METHODS`) and assets (:data:`visgen.train.ASSETS`).
+Its models, training methods and assets are registered by :mod:`visgen.ar.training`, a provider
+of :data:`visgen.nn.MODELS`, :data:`visgen.train.METHODS` and :data:`visgen.train.ASSETS`
+(imported on first lookup, whatever was imported before).
 """
 
 from visgen.ar.fsq import FSQ
