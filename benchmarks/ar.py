@@ -16,7 +16,7 @@ for the same class labels and reports, per generator,
   tokenizers' own reconstructions.
 
 It also prints the tokenizers' reconstruction PSNR, codebook usage and perplexity (per scale
-for VAR's), FSQ and VQGAN included, and the model's training times from the cache.
+for VAR's), FSQ and VQGAN included.
 
     python benchmarks/ar.py                 # full budget (BENCHMARKS.md)
     VISGEN_FAST=1 python benchmarks/ar.py   # FAST assets (the tests' bars)

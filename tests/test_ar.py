@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import visgen.ar as ar
+from visgen.ar.training import MARTraining
 from visgen.nn.attention import KVCache
 
 
@@ -278,6 +279,13 @@ def test_mar_loss_masks_a_ratio_of_each_order():
         mar, x, torch.arange(4), orders, torch.tensor([1.0, 0.75, 0.7, 0.9]), t, noise
     )
     assert loss.shape == (4,) and torch.isfinite(loss).all()
+    # the digits recipe's wider law (σ 0.5 on [1/16, 1]) stays in range; bad values are named
+    wide = ar.sample_mask_ratio(10_000, torch.Generator().manual_seed(9), low=0.05, std=0.5)
+    assert wide.min() >= 0.05 and wide.max() <= 1.0 and float(wide.mean()) < float(ratios.mean())
+    with pytest.raises(ValueError, match="mask_min"):
+        MARTraining(mask_min=0.0)
+    with pytest.raises(ValueError, match="mask_std"):
+        MARTraining(mask_std=0.0)
 
 
 @pytest.mark.parametrize("n,steps", [(16, 1), (16, 4), (16, 16), (256, 64), (17, 5)])

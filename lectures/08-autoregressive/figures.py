@@ -32,7 +32,7 @@ from visgen.ar import (
     rapsd,
     scale_groups,
 )
-from visgen.ar.generators import SETTINGS, generate
+from visgen.ar.generators import SETTINGS, generate, sampler
 from visgen.ar.training import tokenizer
 from visgen.course.figurebook import FigureBook, num
 from visgen.data import get_dataset
@@ -164,13 +164,14 @@ def samples(results):
     results["n"] = str(N)
     rows = []
     for name, (label, options) in GENERATORS.items():
-        # timing: the median of three runs (the asset is loaded by the first)
-        generate(name, cond[:10], torch.Generator().manual_seed(0), **options)
+        # CPU seconds of the one thread (wall-clock would time the machine's other jobs), the
+        # median of three runs with the models loaded once
+        sample = sampler(name, **options)
         times = []
         for _ in range(3):
-            start = time.perf_counter()
-            x, stats = generate(name, cond, torch.Generator().manual_seed(0), **options)
-            times.append(time.perf_counter() - start)
+            start = time.process_time()
+            x, stats = sample(cond, torch.Generator().manual_seed(0))
+            times.append(time.process_time() - start)
         m = image_metrics(x, "digits", cond=cond)
         key = name.replace("_", "")
         results[f"{key}_fd"] = num(m["fd"], 3)
@@ -232,6 +233,7 @@ def mar_steps(results):
         if steps in (1, 4, 16):
             rows.append((f"{steps} step{'s' if steps > 1 else ''}", x[:10]))
     results["mar_head_steps"] = str(SETTINGS["mar"]["head_steps"])
+    results["mar_cfg"] = num(SETTINGS["mar"]["cfg"], 2)
     fig, axes = plt.subplots(len(rows), 10, figsize=(7.0, 0.72 * len(rows)))
     for ax_row, (label, images) in zip(axes, rows):
         _digits(ax_row, images, label)
