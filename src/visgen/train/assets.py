@@ -319,6 +319,7 @@ ASSETS: Registry[Callable[[], dict]] = Registry(
         "visgen.fewstep.tasks",
         "visgen.video.assets",
         "visgen.efficient.teachers",
+        "visgen.ar.training",
     ),
 )
 """Named recipes: a function returning a spec (evaluated at call time, so budgets apply).

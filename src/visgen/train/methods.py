@@ -230,7 +230,12 @@ class Classification:
 METHODS: Registry[type] = Registry(
     "method",
     {"ddpm": Diffusion, "dsm": Diffusion, "fm": Diffusion, "classifier": Classification},
-    providers=("visgen.train.latent", "visgen.video.forcing", "visgen.video.distill"),
+    providers=(
+        "visgen.train.latent",
+        "visgen.video.forcing",
+        "visgen.video.distill",
+        "visgen.ar.training",
+    ),
 )
 """Training methods by spec name; modules that add one are its ``providers``
 (:mod:`visgen._registry`)."""
