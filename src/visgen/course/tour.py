@@ -180,10 +180,10 @@ class Context:
         """Paragraphs of explanation; `code`, **bold** and *italic* are the only markup."""
         self.blocks.append({"kind": "text", "paragraphs": [_inline(p) for p in paragraphs]})
 
-    def _save_png(self, data: bytes, name: str | None) -> str:
+    def _save(self, data: bytes, name: str | None, suffix: str) -> str:
         self._count += 1
         name = name or f"fig{self._count:02d}"
-        rel = f"{self.chapter.id}/{name}.png"
+        rel = f"{self.chapter.id}/{name}.{suffix}"
         atomic_write_bytes(self.out / rel, data)
         return rel
 
@@ -202,9 +202,44 @@ class Context:
         Image.fromarray(image_grid(images, nrow, scale=scale)).save(buf, format="PNG")
         self._add_image(buf.getvalue(), caption, name)
 
-    def _add_image(self, data: bytes, caption: str, name: str | None) -> None:
-        rel = self._save_png(data, name)
-        uri = "data:image/png;base64," + base64.b64encode(data).decode()
+    def animation(
+        self,
+        frames,
+        caption: str,
+        *,
+        nrow: int | None = None,
+        scale: int = 4,
+        fps: float = 8.0,
+        name: str | None = None,
+    ) -> None:
+        """An animated GIF (Pillow; inlined like every image, also saved beside the report):
+        ``frames`` (T, N, C, H, W) in [−1, 1] — frame k is the grid of the N images of step
+        k (a turntable, a sampling trajectory) — or (T, C, H, W) for one image per frame."""
+        from io import BytesIO
+
+        from PIL import Image
+
+        frames = torch.as_tensor(frames)
+        if frames.dim() == 4:
+            frames = frames[:, None]
+        if frames.dim() != 5 or frames.shape[0] < 2:
+            raise ValueError(
+                "frames must be (T, N, C, H, W) or (T, C, H, W) with T >= 2, got "
+                f"{tuple(frames.shape)}"
+            )
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps!r}")
+        pictures = [Image.fromarray(image_grid(f, nrow, scale=scale)) for f in frames]
+        buf = BytesIO()
+        pictures[0].save(
+            buf, format="GIF", save_all=True, append_images=pictures[1:],
+            duration=round(1000 / fps), loop=0, optimize=False,
+        )  # fmt: skip
+        self._add_image(buf.getvalue(), caption, name, kind="gif")
+
+    def _add_image(self, data: bytes, caption: str, name: str | None, kind: str = "png") -> None:
+        rel = self._save(data, name, kind)
+        uri = f"data:image/{kind};base64," + base64.b64encode(data).decode()
         self.blocks.append({"kind": "image", "src": uri, "file": rel, "caption": _inline(caption)})
 
     def table(self, rows: list[dict], caption: str, columns: list[str] | None = None) -> None:

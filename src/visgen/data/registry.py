@@ -9,7 +9,13 @@ toy 2D (5 names)    :data:`visgen.data.TOY2D`, 50 000 train pts  (2,)          8
 ``shapes16``        procedural shapes, 8 000 train / 2 000 test  (3, 16, 16)   12
 ``shapes32``        the same at 32 px                            (3, 32, 32)   12
 ``folder:PATH``     PNG/JPEG folder, 32 px (train split only)    (3, 32, 32)   sub-folders
+``cube_views16``    the canonical cube, one view (lecture 12)    (3, 16, 16)   8 azimuth bins
+``cubes_orbit16``   palette cubes, 4 views 90° apart             (4, 3, 16, 16)  cameras (4, 16)
+``cubes_pairs16``   palette cubes, 2 random views                (2, 3, 16, 16)  cameras (2, 16)
 ==================  ===========================================  ============  =========
+
+The lecture-12 sets are rendered by :mod:`visgen.threed.datasets` (their labels are the
+azimuth bin, or camera vectors :meth:`visgen.threed.Cameras.as_vector`).
 
 Derived sets (same splits):
 
@@ -40,7 +46,8 @@ from visgen.oracles import eight_gaussians
 
 __all__ = ["DATASETS", "Dataset", "get_dataset"]
 
-DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32")
+THREED = ("cube_views16", "cubes_orbit16", "cubes_pairs16")
+DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32", *THREED)
 _TOY_SIZES = {"train": 50_000, "test": 5_000}
 _SHAPE_SIZES = {"train": 8_000, "test": 2_000}
 _SPLIT_SEEDS = {"train": 0, "test": 1}
@@ -95,6 +102,10 @@ def _load(name: str, split: str) -> Dataset:
         shapes = make_shapes(_SHAPE_SIZES[split], size, _SPLIT_SEEDS[split])
         return Dataset(name, shapes.images, tokenize_captions(shapes.captions), 0)
     check_choice(name, "dataset", DATASETS)
+    if name in THREED:
+        from visgen.threed.datasets import load_threed  # renders with visgen.threed
+
+        return Dataset(name, *load_threed(name, split))
     g = torch.Generator().manual_seed(_SPLIT_SEEDS[split])
     if name == "eight_gaussians":
         x, labels = eight_gaussians().sample(_TOY_SIZES[split], g, return_labels=True)
