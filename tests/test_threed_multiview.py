@@ -49,14 +49,27 @@ def test_view_mixing_off_equals_per_view_attention(camera):
     assert (mixed[1] - off[1]).abs().max() <= 1e-6
 
 
-def test_fresh_model_predicts_zero_and_config_rebuilds():
-    model = MultiViewDiT(input_views=1, camera="plucker", patch_size=8, dim=32, depth=2).double()
+def test_fresh_model_predicts_zero_and_given_views_come_back_unchanged():
+    model = MultiViewDiT(inputs="tokens", camera="plucker", patch_size=8, dim=32, depth=2).double()
     x, t, cams = _batch(V=3)
-    views = torch.randn(2, 1, 3, 16, 16, dtype=torch.float64)
-    cond = {"cameras": torch.cat([cams[:, :1], cams], 1), "views": views}
-    assert model(x, t, cond).abs().max() == 0
-    again = build_model(model.config)
-    assert again.config == model.config
+    views = torch.randn(2, 3, 3, 16, 16, dtype=torch.float64)
+    given = torch.tensor([[True, False, False], [True, True, False]])
+    out = model(x, t, {"cameras": cams, "inputs": given, "views": views})
+    assert torch.equal(out[given], views[given]) and out[~given].abs().max() == 0
+    assert build_model(model.config).config == model.config
+    # what is not given is never read: the content of views at generated positions is ignored
+    model = _randomised(model)
+    a = model(x, t, {"cameras": cams, "inputs": given, "views": views})
+    b = model(
+        x,
+        t,
+        {
+            "cameras": cams,
+            "inputs": given,
+            "views": torch.where(given[..., None, None, None], views, 7.0),
+        },
+    )
+    assert torch.equal(a, b)
 
 
 def _rotate_world(cams: torch.Tensor, angle: float, shift=(0.0, 0.0, 0.0)) -> torch.Tensor:
@@ -75,43 +88,65 @@ def _rotate_world(cams: torch.Tensor, angle: float, shift=(0.0, 0.0, 0.0)) -> to
 def test_novel_view_models_see_only_relative_cameras(camera, inputs, shift):
     # Zero-1-to-3's pose is invariant to turning the world about its up axis; SEVA's Plücker
     # maps in the first camera's frame to any rigid motion of the world
-    model = _randomised(MultiViewDiT(input_views=1, camera=camera, inputs=inputs, dim=32, depth=2))
-    x, t, cams = _batch(V=2)
-    cond = {"cameras": cams, "views": x[:, :1]}
-    out = model(x[:, 1:], t, cond)
-    moved = model(x[:, 1:], t, {**cond, "cameras": _rotate_world(cams, 0.9, shift)})
-    assert (out - moved).abs().max() <= 1e-6
-    # ... while an absolute (MVDream) encoding changes
-    absolute = _randomised(MultiViewDiT(camera="extrinsics", dim=32, depth=2))
-    a = absolute(x, t, cams)
-    b = absolute(x, t, _rotate_world(cams, 0.9))
-    assert (a - b).abs().max() > 1e-2
-
-
-def test_multiview_method_noises_only_the_target_views(gen):
-    method = make_method({"name": "multiview_fm", "input_views": 1})
+    model = _randomised(MultiViewDiT(inputs=inputs, camera=camera, dim=32, depth=2))
     x, t, cams = _batch(V=3)
+    if inputs == "concat":
+        args = (x[:, 1:], {"cameras": cams, "views": x[:, :1]})
+    else:
+        given = torch.tensor([True, False, False]).expand(2, 3)
+        args = (x, {"cameras": cams, "inputs": given, "views": x})
+    out = model(args[0], t, args[1])
+    moved = model(args[0], t, {**args[1], "cameras": _rotate_world(cams, 0.9, shift)})
+    assert (out - moved).abs().max() <= 1e-6
+    # ... while an absolute encoding changes
+    for camera in ("extrinsics", "plucker_world"):
+        absolute = _randomised(MultiViewDiT(camera=camera, dim=32, depth=2))
+        a = absolute(x, t, cams)
+        b = absolute(x, t, _rotate_world(cams, 0.9))
+        assert (a - b).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("inputs", ["tokens", "concat"])
+def test_multiview_method_noises_only_the_generated_views(inputs, gen):
+    method = make_method({"name": "multiview_fm", "inputs": inputs,
+                          "input_views": [1, 2] if inputs == "tokens" else [0]})  # fmt: skip
+    x, t, cams = _batch(B=64, V=3)
+    x, cams = x.float(), cams.float()
     batch = method.draw({"x0": x, "cond": cams}, gen)
-    assert batch["noise"].shape == (2, 2, 3, 16, 16) and batch["joint"].all()
+    given = batch["given"]
+    if inputs == "tokens":  # 1 or 2 given views, always the first ones
+        assert set(given.sum(1).tolist()) == {1, 2} and given[:, 0].all()
     seen = {}
 
     def model(xt, tt, cond):
         seen.update(xt=xt, cond=cond)
-        return torch.zeros_like(xt)
+        # an x-predictor that is exact on given views and off by 1 elsewhere
+        out = xt + 1.0
+        if "inputs" in cond:
+            out = torch.where(cond["inputs"][..., None, None, None], cond["views"], out)
+        return out
 
     losses = method.loss(model, batch)
-    assert losses.shape == (2,)
-    assert torch.equal(seen["cond"]["views"], x[:, :1])  # the input view stays clean
     tt = batch["t"][:, None, None, None, None]
-    assert torch.allclose(seen["xt"], (1 - tt) * x[:, 1:] + tt * batch["noise"])
+    if inputs == "concat":  # the input view stays clean; the other views are the targets
+        assert torch.equal(seen["cond"]["views"], x[:, :1])
+        assert torch.allclose(seen["xt"], (1 - tt) * x[:, 1:] + tt * batch["noise"])
+    else:  # given views carry no loss: the per-sample loss is the mean over generated views
+        g = given[..., None, None, None]
+        assert torch.equal(seen["cond"]["views"], torch.where(g, x, 0.0))
+        xt, target = seen["xt"], batch["noise"] - x
+        v_hat = (xt - model(xt, batch["t"], seen["cond"])) / tt.clamp_min(0.05)
+        err = (v_hat - target).pow(2).flatten(2).mean(2)
+        expected = (err * ~given).sum(1) / (~given).sum(1)
+        assert torch.allclose(losses, expected)
 
 
 def test_bad_inputs_raise_naming_the_argument():
     with pytest.raises(ValueError, match="camera"):
         MultiViewDiT(camera="fov")
-    with pytest.raises(ValueError, match="exactly one input view"):
-        MultiViewDiT(input_views=2, inputs="concat")
-    model = MultiViewDiT(input_views=1, dim=32, depth=1).double()
+    with pytest.raises(ValueError, match="inputs"):
+        MultiViewDiT(inputs="pixels")
+    model = MultiViewDiT(inputs="concat", dim=32, depth=1).double()
     x, t, cams = _batch(V=2)
     with pytest.raises(ValueError, match="cond\\['views'\\]"):
         model(x[:, 1:], t, {"cameras": cams})
@@ -119,4 +154,6 @@ def test_bad_inputs_raise_naming_the_argument():
         model(x[:, 1:], t, {"cameras": cams[:, :1], "views": x[:, :1]})
     with pytest.raises(ValueError, match="single_view"):
         make_method({"name": "multiview_fm", "single_view": 2.0})
+    with pytest.raises(ValueError, match="input_views applies"):
+        make_method({"name": "multiview_fm", "input_views": [1]})
     assert len(orbit([0.0, 90.0])) == 2

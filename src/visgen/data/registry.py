@@ -10,8 +10,7 @@ toy 2D (5 names)    :data:`visgen.data.TOY2D`, 50 000 train pts  (2,)          8
 ``shapes32``        the same at 32 px                            (3, 32, 32)   12
 ``folder:PATH``     PNG/JPEG folder, 32 px (train split only)    (3, 32, 32)   sub-folders
 ``cube_views16``    the canonical cube, one view (lecture 12)    (3, 16, 16)   8 azimuth bins
-``cubes_orbit16``   palette cubes, 4 views 90° apart             (4, 3, 16, 16)  cameras (4, 16)
-``cubes_pairs16``   palette cubes, 2 random views                (2, 3, 16, 16)  cameras (2, 16)
+``cubes_mv16``      palette cubes, 4 views (lecture 12)          (4, 3, 16, 16)  cameras (4, 16)
 ==================  ===========================================  ============  =========
 
 The lecture-12 sets are rendered by :mod:`visgen.threed.datasets` (their labels are the
@@ -46,7 +45,7 @@ from visgen.oracles import eight_gaussians
 
 __all__ = ["DATASETS", "Dataset", "get_dataset"]
 
-THREED = ("cube_views16", "cubes_orbit16", "cubes_pairs16")
+THREED = ("cube_views16", "cubes_mv16")
 DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32", *THREED)
 _TOY_SIZES = {"train": 50_000, "test": 5_000}
 _SHAPE_SIZES = {"train": 8_000, "test": 2_000}

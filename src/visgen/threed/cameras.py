@@ -53,7 +53,7 @@ _UP = (0.0, 0.0, 1.0)
 
 
 def _vectors(x, name: str, dtype=None) -> torch.Tensor:
-    t = torch.as_tensor(x, dtype=dtype or torch.get_default_dtype())
+    t = torch.as_tensor(x, dtype=dtype)
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
     if t.shape[-1:] != (3,):
@@ -328,18 +328,21 @@ def orbit(
     ``azimuths`` and ``elevations`` in degrees (broadcast against each other): the eye is
     target + r (cos e cos a, cos e sin a, sin e). MVDream's default orbit is 4 azimuths 90°
     apart at elevation 15° (arXiv 2308.16512, §3.3). ``orthographic_extent`` makes the cameras
-    orthographic, the image spanning that many world units.
+    orthographic, the image spanning that many world units. The cameras take the dtype of
+    floating-point ``azimuths`` (float64 for exact invariants), else the default dtype.
     """
     check_positive(radius, "radius")
-    az = torch.as_tensor(azimuths, dtype=torch.get_default_dtype())
-    el = torch.as_tensor(elevations, dtype=torch.get_default_dtype())
+    az = torch.as_tensor(azimuths)
+    dtype = az.dtype if az.is_floating_point() else torch.get_default_dtype()
+    az = az.to(dtype)
+    el = torch.as_tensor(elevations, dtype=dtype)
     az, el = torch.broadcast_tensors(az.reshape(-1), el.reshape(-1))
     if (el.abs() >= 90).any():
         raise ValueError("elevations must lie in (-90, 90) degrees: a pole camera has no up vector")
     a, e = torch.deg2rad(az), torch.deg2rad(el)
-    target = _vectors(target, "target")
+    target = _vectors(target, "target", dtype)
     eye = target + radius * torch.stack([e.cos() * a.cos(), e.cos() * a.sin(), e.sin()], -1)
-    K = intrinsics(size, fov, orthographic_extent=orthographic_extent)
+    K = intrinsics(size, fov, orthographic_extent=orthographic_extent).to(dtype)
     return Cameras(look_at(eye, target), K, size, size, orthographic_extent is not None)
 
 

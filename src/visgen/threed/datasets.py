@@ -1,25 +1,21 @@
 """Multi-view data sets with known cameras, rendered from the procedural scenes of
 :mod:`visgen.threed.scenes` (named in :func:`visgen.data.get_dataset`).
 
-===================  ==================================================  ===================  =======================
-name                 what                                                x                    labels
-===================  ==================================================  ===================  =======================
-``cube_views16``     the canonical cube (face colours jittered by        (N, 3, 16, 16)       azimuth bin (N,) of 8
-                     σ = 0.08) from one camera: elevation 30°, azimuth                        (45° each, bin 0 = front)
-                     front-biased (60 % N(0°, 45°), 40 % uniform)
-``cubes_orbit16``    palette cubes from 4 cameras 90° apart (random      (N, 4, 3, 16, 16)    cameras (N, 4, 16)
-                     offset, one elevation in [20°, 40°]): MVDream's
-                     orbit
-``cubes_pairs16``    palette cubes from 2 independent cameras            (N, 2, 3, 16, 16)    cameras (N, 2, 16)
-                     (azimuth uniform, elevation in [20°, 40°]): the
-                     (input, target) pairs of novel-view synthesis
-===================  ==================================================  ===================  =======================
+=================  ====================================================  ==================  =====================
+name               what                                                  x                   labels
+=================  ====================================================  ==================  =====================
+``cube_views16``   the canonical cube (face colours jittered by σ =      (N, 3, 16, 16)      azimuth bin (N,) of 8
+                   0.08) from one camera: azimuth front-biased (60 %                         (45° each, 0 = front)
+                   N(0°, 45°), 40 % uniform)
+``cubes_mv16``     palette cubes from 4 cameras 90° apart (a random      (N, 4, 3, 16, 16)   cameras (N, 4, 16)
+                   offset): MVDream's orbit
+=================  ====================================================  ==================  =====================
 
-Cameras are :meth:`Cameras.as_vector` rows (radius 3, field of view 40°, perspective). The
+Cameras are :meth:`Cameras.as_vector` rows (radius 3, field of view 40°, perspective,
+elevation 30°). The
 front bias of ``cube_views16`` imitates photo collections, where objects are mostly seen from
 the front — the bias that makes a view-agnostic prior paint a face on every side (the Janus
-problem). Train / test splits (8 000 / 1 000 views, 4 000 / 500 orbits, 6 000 / 500 pairs)
-come from seeds 0 / 1.
+problem). Train / test splits (8 000 / 1 000 views, 4 000 / 500 stacks) come from seeds 0 / 1.
 """
 
 from __future__ import annotations
@@ -37,20 +33,16 @@ __all__ = [
     "azimuth_bin",
     "cameras",
     "canonical_views",
-    "cube_orbits",
-    "cube_pairs",
     "load_threed",
+    "palette_views",
     "render_views",
 ]
 
 CAMERA = {"radius": 3.0, "fov": 40.0, "size": 16}
 """The cameras of every lecture-12 data set."""
 AZIMUTH_BINS = 8
-_SIZES = {  # (train, test) samples; an orbit holds 4 images, a pair 2
-    "cube_views16": (8000, 1000),
-    "cubes_orbit16": (4000, 500),
-    "cubes_pairs16": (6000, 500),
-}
+_SIZES = {"cube_views16": (8000, 1000), "cubes_mv16": (4000, 500)}  # (train, test) samples
+ELEVATION = 30.0
 _SEEDS = {"train": 0, "test": 1}
 
 
@@ -88,47 +80,42 @@ def canonical_views(
         360.0 * torch.rand(n, generator=generator) - 180.0,
     )
     colors = CANONICAL + jitter * torch.randn(n, 6, 3, generator=generator)
-    images = render_views(colors.clamp(-1, 1), cameras(az, 30.0))
+    images = render_views(colors.clamp(-1, 1), cameras(az, ELEVATION))
     return images, az, azimuth_bin(az)
 
 
-def cube_orbits(n: int, generator: torch.Generator, views: int = 4):
-    """Palette cubes from ``views`` cameras evenly spaced in azimuth (random offset, one
-    elevation in [20°, 40°] per cube): images (n, V, 3, 16, 16), cameras (n, V, 16), palette
-    indices (n, 3)."""
+def palette_views(
+    n: int,
+    generator: torch.Generator,
+    views: int = 4,
+    spacing: float | None = None,
+    jitter: float = 180.0,
+):
+    """Palette cubes seen by ``views`` cameras at elevation 30°: azimuths independent and
+    uniform, or ``spacing`` degrees apart from a random offset (MVDream's orbit: 4 views, 90°).
+    Returns images (n, V, 3, 16, 16), cameras (n, V, 16) and palette indices (n, 3)."""
     check_positive(n, "n", integer=True)
+    check_positive(views, "views", integer=True)
     colors, idx = random_cube_colors(n, generator)
-    offset = 360 * torch.rand(n, 1, generator=generator)
-    az = offset + torch.arange(views) * (360 / views)
-    el = torch.full((n, views), 30.0)
-    cams = cameras(az.reshape(-1), el.reshape(-1))
+    if spacing is None:
+        az = 360 * torch.rand(n, views, generator=generator)
+    else:
+        offset = 45 + jitter * (2 * torch.rand(n, 1, generator=generator) - 1)
+        az = offset + spacing * torch.arange(views)
+    cams = cameras(az.reshape(-1), torch.full((n * views,), ELEVATION))
     images = render_views(colors, cams)
     s = CAMERA["size"]
     return images.reshape(n, views, 3, s, s), cams.as_vector().reshape(n, views, 16), idx
 
 
-def cube_pairs(n: int, generator: torch.Generator):
-    """Palette cubes from two independent cameras (azimuth uniform, elevation in [20°, 40°]):
-    images (n, 2, 3, 16, 16), cameras (n, 2, 16), palette indices (n, 3)."""
-    check_positive(n, "n", integer=True)
-    colors, idx = random_cube_colors(n, generator)
-    az = 360 * torch.rand(n, 2, generator=generator)
-    el = 20 + 20 * torch.rand(n, 2, generator=generator)
-    cams = cameras(az.reshape(-1), el.reshape(-1))
-    images = render_views(colors, cams)
-    s = CAMERA["size"]
-    return images.reshape(n, 2, 3, s, s), cams.as_vector().reshape(n, 2, 16), idx
-
-
 def load_threed(name: str, split: str):
     """(x, labels, num_classes) of a lecture-12 data set (see the module table)."""
-    check_choice(name, "dataset", ("cube_views16", "cubes_orbit16", "cubes_pairs16"))
+    check_choice(name, "dataset", tuple(_SIZES))
     check_choice(split, "split", tuple(_SEEDS))
     g = torch.Generator().manual_seed(_SEEDS[split])
     n = _SIZES[name][split == "test"]
     if name == "cube_views16":
         images, _, bins = canonical_views(n, g)
         return images, bins, AZIMUTH_BINS
-    build = cube_orbits if name == "cubes_orbit16" else cube_pairs
-    images, cams, _ = build(n, g)
+    images, cams, _ = palette_views(n, g, spacing=90.0)
     return images, cams, 0

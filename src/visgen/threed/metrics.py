@@ -3,9 +3,9 @@ r"""Measuring 3D generation: cross-view consistency, the Janus score, colour sat
 * :func:`face_colors` reads the colour of each cube face in each view, using face labels
   rendered with the same cameras (one-hot features through :func:`~visgen.threed.render`).
 * :func:`cross_view_consistency`: for every face of a cube seen by two views, do both views show
-  it in the same palette colour? The share of agreeing (face, view pair) cases. Independent
-  per-view samples of palette cubes agree by chance (1/8 per face); a consistent 3D object
-  agrees always.
+  it in the same palette colour? The share of agreeing view pairs, averaged over faces.
+  Independent per-view samples of palette cubes agree by chance (1/6 per face); a consistent
+  3D object agrees always.
 * :func:`janus_score`: the share of viewing directions from which the canonical cube's front
   colour (red) fills at least ``threshold`` of the object — 3/8 for the true cube seen from 8
   azimuths 45° apart (the red face is visible from the front half of the circle), up to 1
@@ -13,7 +13,8 @@ r"""Measuring 3D generation: cross-view consistency, the Janus score, colour sat
 * :func:`saturation`: the mean HSV saturation (max − min)/max of the object's pixels, the
   number that rises when score distillation over-saturates (DreamFusion, Poole et al. 2022,
   arXiv 2209.14988, §4 and App. A.3: large guidance weights give over-saturated colours).
-* :func:`psnr`: 10 log10(range² / MSE) per image, range 2 for images in [−1, 1].
+* :func:`psnr`: 10 log10(range² / MSE) per image (range 2 for images in [−1, 1]), or of the
+  MSE pooled over a set.
 """
 
 from __future__ import annotations
@@ -36,15 +37,19 @@ __all__ = [
 ]
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of images in [−1, 1] (…, C, H, W), one value per image."""
+def psnr(x: torch.Tensor, y: torch.Tensor, *, pool: bool = False) -> torch.Tensor:
+    """PSNR in dB of images in [−1, 1] (…, C, H, W): one value per image, or with ``pool`` one
+    value for the whole set, 10 log10(4 / mean MSE) — robust where some images match exactly
+    (their per-image PSNR is infinite)."""
     x, y = check_tensor(x, "x", min_dim=3), check_tensor(y, "y", min_dim=3)
     if x.shape != y.shape:
         raise ValueError(
             f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
         )
-    mse = (x - y).pow(2).flatten(-3).mean(-1).clamp_min(1e-12)
-    return 10 * torch.log10(4.0 / mse)
+    mse = (x - y).pow(2).flatten(-3).mean(-1)
+    if pool:
+        mse = mse.mean()
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
 
 
 def face_labels(cams: Cameras) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,9 +78,10 @@ def _nearest(colors: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
 
 
 def cross_view_consistency(images: torch.Tensor, cams: Cameras, palette=PALETTE) -> float:
-    """Share of (cube, face, view pair) cases, the face seen in both views, in which both
-    views show it in the same nearest palette colour. ``images`` (B, V, 3, H, W), ``cams`` the
-    B·V cameras (sample-major)."""
+    """For every face of every cube seen by at least two views: the share of those view pairs
+    that show it in the same nearest palette colour; averaged over (cube, face), so the top
+    face (seen by every view) and a side face (seen by two) weigh the same. ``images`` (B, V,
+    3, H, W), ``cams`` the B·V cameras (sample-major)."""
     images = check_tensor(images, "images", min_dim=5)
     B, V = images.shape[:2]
     if len(cams) != B * V:
@@ -83,13 +89,14 @@ def cross_view_consistency(images: torch.Tensor, cams: Cameras, palette=PALETTE)
     colors, seen = face_colors(images.flatten(0, 1), cams)
     idx = _nearest(colors, palette).reshape(B, V, 6)
     seen = seen.reshape(B, V, 6)
-    both = seen[:, :, None] & seen[:, None, :]  # (B, V, V, 6)
-    same = idx[:, :, None] == idx[:, None, :]
     pairs = torch.triu(torch.ones(V, V, dtype=torch.bool), 1)[None, :, :, None]
-    cases = (both & pairs).sum()
-    if cases == 0:
+    both = seen[:, :, None] & seen[:, None, :] & pairs  # (B, V, V, 6)
+    same = both & (idx[:, :, None] == idx[:, None, :])
+    cases = both.sum((1, 2))  # (B, 6) view pairs that see each face
+    if not (cases > 0).any():
         raise ValueError("no face is seen by two views: cannot measure consistency")
-    return float((both & pairs & same).sum() / cases)
+    share = same.sum((1, 2)) / cases.clamp_min(1)
+    return float(share[cases > 0].mean())
 
 
 def _foreground(images: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:

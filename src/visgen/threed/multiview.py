@@ -12,29 +12,39 @@ c_v = MLP(sin t) + camera embedding. Self-attention is where the views meet:
   own N tokens only — exactly a single-image model applied to every view. Training samples with
   mixing off play the role of MVDream's 2D images; samples with mixing on, its 3D renders.
 
-How cameras and input views enter (``camera`` × ``inputs``):
+How cameras enter (``camera``):
 
-=============  ==========================================================================
-camera         encoding
-=============  ==========================================================================
-``extrinsics`` MVDream: the camera-to-world rotation and unit translation (12 numbers) →
-               2-layer MLP, added to the time embedding of that view
-``relative``   Zero-1-to-3 (Liu et al. 2023, arXiv 2303.11328, §3.2): (Δθ, sin Δφ, cos Δφ,
-               Δr) from the input view's camera → MLP, added to the time embedding
-``plucker``    SEVA / CAT3D (arXiv 2503.14489, 2405.10314): the per-pixel Plücker map
-               (d, c × d) in the first view's camera frame, concatenated to the pixel channels
-=============  ==========================================================================
+==================  =====================================================================
+camera              encoding
+==================  =====================================================================
+``extrinsics``      MVDream: the camera-to-world rotation and unit translation (12 numbers)
+                    → 2-layer MLP, added to the time embedding of that view
+``relative``        Zero-1-to-3 (Liu et al. 2023, arXiv 2303.11328, §3.2): (Δθ, sin Δφ,
+                    cos Δφ, Δr) from the first view's camera → MLP, added likewise
+``plucker``         SEVA (arXiv 2503.14489): per-pixel Plücker maps (d, c × d) in the first
+                    view's camera frame, concatenated to the pixel channels
+``plucker_world``   the same in the world (object) frame, as MVDream's object-centred cameras
+==================  =====================================================================
 
-``inputs="concat"`` (Zero-1-to-3): the clean input view is concatenated to the noisy target's
-channels; ``inputs="tokens"`` (CAT3D / SEVA): input views are views of the sequence, clean, with
-a mask channel = 1 (0 for the views being generated), seen by the targets through joint
-attention. The model is called as ``model(x, t, cond)`` with the noisy target views x
-(B, V_t, C, H, W) and ``cond = {"cameras": (B, V, 16), "views": (B, V_i, C, H, W),
-"joint": (B,) bool}`` (the first V_i of the V cameras belong to the input views; ``views`` only
-when ``input_views`` > 0; ``joint`` defaults to True); it returns (B, V_t, C, H, W).
+How input (clean, given) views enter (``inputs``):
 
-CPU-sized simplifications: pixels instead of latents, no text or CLIP embedding, Zero-1-to-3's
-CLIP image embedding left out (the concatenated input view carries the image), SEVA's scene
+* ``none``: every view is generated (MVDream).
+* ``tokens`` (CAT3D, Gao et al. 2024, arXiv 2405.10314; SEVA): any view of the sequence may be
+  given — ``cond["inputs"]`` (B, V) marks them and ``cond["views"]`` (B, V, C, H, W) holds their
+  clean content. A given view enters clean, with a mask channel = 1 (0 for views being
+  generated), and the network returns it unchanged: the model is an x-predictor (x̂0 of a given
+  view is the view), so samplers keep it fixed and losses ignore it.
+* ``concat`` (Zero-1-to-3): one input view ``cond["views"]`` (B, 1, C, H, W) is concatenated
+  to the channels of every generated view; its camera comes first in ``cond["cameras"]``.
+
+The model is called as ``model(x, t, cond)`` with x (B, V, C, H, W) — the views being
+generated (``concat``) or all views (``none``, ``tokens``) — and ``cond = {"cameras": (B, V', 16)
+:meth:`~visgen.threed.Cameras.as_vector` rows, "inputs": ..., "views": ..., "joint": (B,)
+bool}`` (``joint`` defaults to True; a plain tensor is taken as the cameras). It returns x̂0
+(B, V, C, H, W).
+
+CPU-sized simplifications: pixels instead of latents, no text or CLIP embedding (Zero-1-to-3's
+CLIP image embedding is left out: the concatenated input view carries the image), SEVA's scene
 scale normalisation left out (every camera is at radius 3).
 """
 
@@ -78,16 +88,15 @@ def camera_features(cams: Cameras, views: int, kind: str) -> torch.Tensor:
 
 
 class MultiViewDiT(nn.Module):
-    """``MultiViewDiT(channels=3, size=16, input_views=0, camera="extrinsics", inputs="tokens",
-    patch_size=4, dim=64, depth=4, heads=4, mlp_ratio=4.0)``; see the module docstring."""
+    """``MultiViewDiT(channels=3, size=16, inputs="none", camera="extrinsics", patch_size=4,
+    dim=64, depth=4, heads=4, mlp_ratio=4.0)``; see the module docstring."""
 
     def __init__(
         self,
         channels: int = 3,
         size: int = 16,
-        input_views: int = 0,
+        inputs: str = "none",
         camera: str = "extrinsics",
-        inputs: str = "tokens",
         patch_size: int = 4,
         dim: int = 64,
         depth: int = 4,
@@ -98,12 +107,8 @@ class MultiViewDiT(nn.Module):
         for name, value in (("channels", channels), ("size", size), ("patch_size", patch_size),
                             ("dim", dim), ("depth", depth), ("heads", heads)):  # fmt: skip
             check_positive(value, name, integer=True)
-        if not isinstance(input_views, int) or input_views < 0:
-            raise ValueError(f"input_views must be a non-negative int, got {input_views!r}")
         check_choice(camera, "camera", tuple(_CAMERA_DIMS))
-        check_choice(inputs, "inputs", ("tokens", "concat"))
-        if inputs == "concat" and input_views != 1:
-            raise ValueError("inputs='concat' (Zero-1-to-3) needs exactly one input view")
+        check_choice(inputs, "inputs", ("none", "tokens", "concat"))
         if size % patch_size:
             raise ValueError(f"patch_size {patch_size} must divide size {size}")
         if dim % heads or (dim // heads) % 4:
@@ -111,20 +116,19 @@ class MultiViewDiT(nn.Module):
                 f"dim/heads must be an int divisible by 4 (2D RoPE), got {dim}/{heads}"
             )
         self.config = {
-            "name": "multiview_dit", "channels": channels, "size": size,
-            "input_views": input_views, "camera": camera, "inputs": inputs,
-            "patch_size": patch_size, "dim": dim, "depth": depth, "heads": heads,
-            "mlp_ratio": mlp_ratio,
+            "name": "multiview_dit", "channels": channels, "size": size, "inputs": inputs,
+            "camera": camera, "patch_size": patch_size, "dim": dim, "depth": depth,
+            "heads": heads, "mlp_ratio": mlp_ratio,
         }  # fmt: skip
         self.channels, self.size, self.patch_size = channels, size, patch_size
-        self.input_views, self.camera, self.inputs = input_views, camera, inputs
+        self.camera, self.inputs = camera, inputs
         pixel_channels = channels
         if inputs == "concat":
             pixel_channels += channels
+        if inputs == "tokens":
+            pixel_channels += 1  # the input mask
         if camera.startswith("plucker"):
             pixel_channels += 6
-        if inputs == "tokens" and input_views:
-            pixel_channels += 1  # the input mask
         self.embed = nn.Linear(patch_size * patch_size * pixel_channels, dim)
         self.time = ConditionEmbedding(dim)
         cam_dim = _CAMERA_DIMS[camera]
@@ -153,50 +157,55 @@ class MultiViewDiT(nn.Module):
         C, S = self.channels, self.size
         if x.dim() != 5 or tuple(x.shape[2:]) != (C, S, S):
             raise ValueError(f"x must have shape (B, V, {C}, {S}, {S}), got {tuple(x.shape)}")
-        B, Vt = x.shape[:2]
-        if isinstance(cond, torch.Tensor) and not self.input_views:
+        B, V = x.shape[:2]
+        if isinstance(cond, torch.Tensor):
             cond = {"cameras": cond}
         if not isinstance(cond, dict) or "cameras" not in cond:
-            raise ValueError("cond must be a dict with 'cameras' (B, V, 16) (and 'views', 'joint')")
+            raise ValueError("cond must be a dict with 'cameras' (B, V, 16) (see the docstring)")
         cams = cond["cameras"]
-        V = self.input_views + Vt
-        if cams.shape != (B, V, 16):
+        n_cams = V + (self.inputs == "concat")
+        if cams.shape != (B, n_cams, 16):
             raise ValueError(
-                f"cond['cameras'] must have shape ({B}, {V}, 16) for {self.input_views} input "
-                f"and {Vt} target views, got {tuple(cams.shape)}"
+                f"cond['cameras'] must have shape ({B}, {n_cams}, 16) for {V} views "
+                f"(inputs={self.inputs!r}), got {tuple(cams.shape)}"
             )
         views = cond.get("views")
-        if self.input_views:
-            expected = (B, self.input_views, C, S, S)
-            if views is None or tuple(views.shape) != expected:
-                got = None if views is None else tuple(views.shape)
-                raise ValueError(f"cond['views'] must hold the input views {expected}, got {got}")
+        mask = None
+        if self.inputs == "concat":
+            expected = (B, 1, C, S, S)
+        elif self.inputs == "tokens":
+            expected = (B, V, C, S, S)
+            mask = cond.get("inputs")
+            mask = torch.zeros(B, V, dtype=torch.bool) if mask is None else mask.bool()
+            if mask.shape != (B, V):
+                raise ValueError(f"cond['inputs'] must be a (B, V) = ({B}, {V}) mask")
+        if self.inputs != "none" and (views is None or tuple(views.shape) != expected):
+            got = None if views is None else tuple(views.shape)
+            raise ValueError(f"cond['views'] must hold the given views {expected}, got {got}")
         joint = cond.get("joint")
         joint = torch.ones(B, dtype=torch.bool) if joint is None else joint.bool().reshape(B)
-        return Cameras.from_vector(cams.to(x.dtype), S, S), views, joint
+        return Cameras.from_vector(cams.to(x.dtype), S, S), views, mask, joint
 
-    def _tokens(self, x, cams, views):
-        """Pixel inputs of every token view (B, V_tok, C_in, H, W) and their camera features."""
-        B, Vt = x.shape[:2]
-        Vi = self.input_views
-        V = Vi + Vt
-        feats = camera_features(cams, V, self.camera)
+    def _pixels(self, x, cams, views, mask):
+        """Pixel inputs of every view (B, V, C_in, H, W) and the camera vectors (or None)."""
+        B, V = x.shape[:2]
+        n = len(cams) // B
+        feats = camera_features(cams, n, self.camera)
         if self.camera.startswith("plucker"):
-            rays, vec = feats.reshape(B, V, 6, self.size, self.size), None
+            rays = feats.reshape(B, n, 6, self.size, self.size)[:, n - V :]
+            vec = None
         else:
-            rays, vec = None, feats.reshape(B, V, -1)
+            rays, vec = None, feats.reshape(B, n, -1)[:, n - V :]
+        pixels = x
         if self.inputs == "concat":
-            pixels = torch.cat([x, views.expand(-1, Vt, -1, -1, -1)], 2)
-            if rays is not None:
-                pixels = torch.cat([pixels, rays[:, Vi:]], 2)
-            return pixels, (None if vec is None else vec[:, Vi:])
-        pixels = x if not Vi else torch.cat([views, x], 1)
+            pixels = torch.cat([x, views.expand(-1, V, -1, -1, -1)], 2)
+        elif self.inputs == "tokens":
+            given = mask[..., None, None, None]
+            pixels = torch.cat(
+                [torch.where(given, views, x), given.expand(-1, -1, 1, *x.shape[3:]).to(x.dtype)], 2
+            )
         if rays is not None:
             pixels = torch.cat([pixels, rays], 2)
-        if Vi:
-            mask = torch.zeros(B, V, 1, self.size, self.size, dtype=x.dtype)
-            mask[:, :Vi] = 1.0
-            pixels = torch.cat([pixels, mask], 2)
         return pixels, vec
 
     # --- forward ----------------------------------------------------------------------------
@@ -216,24 +225,26 @@ class MultiViewDiT(nn.Module):
         return stream.finish(h, out, mod)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
-        cams, views, joint = self._parse(x, cond)
-        B, Vt = x.shape[:2]
-        pixels, vec = self._tokens(x, cams, views)
-        V = pixels.shape[1]
+        cams, views, mask, joint = self._parse(x, cond)
+        B, V = x.shape[:2]
+        pixels, vec = self._pixels(x, cams, views, mask)
         h = self.embed(patchify(pixels.flatten(0, 1), self.patch_size))  # (B·V, N, dim)
         c = self.time(t).repeat_interleave(V, 0)
         if vec is not None:
             c = c + self.camera_mlp(vec.flatten(0, 1))
-        mask = None
-        if joint.any() and not joint.all():  # per-sample: full for joint, block-diagonal else
+        attn_mask = None
+        if joint.any() and not joint.all():  # per sample: full if joint, block-diagonal if not
             n = h.shape[1]
             group = torch.arange(V).repeat_interleave(n)
             diagonal = group_mask(group, group, "diagonal")
-            mask = (diagonal[None] | joint[:, None, None])[:, None]
+            attn_mask = (diagonal[None] | joint[:, None, None])[:, None]
         for stream in self.blocks:
-            h = self._attend(stream, h, c, V, joint, mask)
+            h = self._attend(stream, h, c, V, joint, attn_mask)
         out = unpatchify(self.final(h, c), self.patch_size, self.channels, self.size)
-        return out.reshape(B, V, *out.shape[1:])[:, V - Vt :]
+        out = out.reshape(B, V, *out.shape[1:])
+        if mask is not None:  # a given view is its own x̂0
+            out = torch.where(mask[..., None, None, None], views, out)
+        return out
 
 
 MODELS["multiview_dit"] = MultiViewDiT

@@ -26,7 +26,7 @@ from visgen.threed.cameras import Cameras
 from visgen.threed.render import render
 from visgen.threed.splats import SplatField
 
-__all__ = ["fit_splats", "novel_views"]
+__all__ = ["fit_splats", "novel_view_prior", "novel_views"]
 
 
 def fit_splats(
@@ -80,13 +80,50 @@ def novel_views(
     steps: int = 20,
 ) -> torch.Tensor:
     """Sample the views (V, C, H, W) seen by ``targets`` (V) of the object in ``view``
-    (1, C, H, W) taken by ``camera`` (1), one target at a time with a novel-view model
-    (``inputs`` 1 view; Euler, ``steps`` NFE each)."""
+    (1, C, H, W) taken by ``camera`` (1) with a novel-view :class:`~visgen.threed.MultiViewDiT`
+    (Euler, ``steps`` NFE): ``inputs="tokens"`` generates all V views jointly, given the input
+    view; ``inputs="concat"`` (Zero-1-to-3) generates each from the input alone."""
     view = check_tensor(view, "view", min_dim=4)
     if view.shape[0] != 1 or len(camera) != 1:
         raise ValueError("view and camera must hold exactly one input view")
+    inputs = model.model.config["inputs"]
+    cams = torch.cat([camera.as_vector(), targets.as_vector()])[None]
     V = len(targets)
-    cams = torch.stack([camera.as_vector().expand(V, 16), targets.as_vector()], 1)
-    cond = {"cameras": cams, "views": view[:, None].expand(V, -1, -1, -1, -1)}
-    z = torch.randn(V, 1, *view.shape[1:], generator=generator, dtype=view.dtype)
-    return sample_euler(model, z, uniform(steps), cond)[:, 0]
+    if inputs == "concat":
+        z = torch.randn(1, V, *view.shape[1:], generator=generator, dtype=view.dtype)
+        return sample_euler(model, z, uniform(steps), {"cameras": cams, "views": view[None]})[0]
+    if inputs != "tokens":
+        raise ValueError(
+            f"model must take input views (inputs 'tokens' or 'concat'), got {inputs!r}"
+        )
+    z = torch.randn(1, V + 1, *view.shape[1:], generator=generator, dtype=view.dtype)
+    given = torch.zeros(1, V + 1, dtype=torch.bool)
+    given[:, 0] = True
+    views = torch.cat([view[None], torch.zeros_like(z[:, 1:])], 1)
+    cond = {"cameras": cams, "inputs": given, "views": views}
+    return sample_euler(model, z, uniform(steps), cond)[0, 1:]
+
+
+class _TargetView:
+    """model(x, t, cond) on single renders: view 0 of the stack is the given input view."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, x, t, cond=None):
+        views = cond["views"]
+        if self.model.config["inputs"] == "concat":
+            return self.model(x[:, None], t, cond)[:, 0]
+        stack = torch.stack([views[:, 0], x], 1)
+        given = torch.tensor([True, False]).expand(x.shape[0], 2)
+        full = {**cond, "inputs": given, "views": torch.cat([views, torch.zeros_like(views)], 1)}
+        return self.model(stack, t, full)[:, 1]
+
+
+def novel_view_prior(model: Denoiser) -> Denoiser:
+    """A novel-view model as a denoiser of single renders (B, C, H, W) conditioned on
+    ``{"cameras": (B, 2, 16), "views": (B, 1, C, H, W)}`` (input camera and view first): the
+    prior of SDS from one image (Zero-1-to-3's 3D reconstruction)."""
+    if not isinstance(model, Denoiser):
+        raise TypeError(f"model must be a Denoiser, got {type(model).__name__}")
+    return Denoiser(_TargetView(model.model), model.schedule, model.prediction)

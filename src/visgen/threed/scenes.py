@@ -7,7 +7,7 @@ r"""Procedural 3D scenes made of Gaussian splats: coloured cubes and a few colou
   one-hot features instead of colours gives per-pixel face labels.
 
   - :func:`random_cube_colors`: *palette cubes* — each pair of opposite faces has one colour
-    drawn from the 8-colour :data:`PALETTE` (8³ = 512 cubes). Every generic view shows the
+    drawn from the 6-colour :data:`PALETTE` (6³ = 216 cubes). Every generic view shows the
     top and two side faces, hence all three colours: a novel view is determined by one input
     view (up to head-on views), which makes novel-view PSNR a measure of geometry, not luck.
   - :data:`CANONICAL`: *the canonical cube* — fixed, distinct face colours, +x red (its
@@ -49,15 +49,13 @@ def _rgb(*values: int) -> torch.Tensor:
 
 PALETTE = _rgb(
     230, 40, 40,  # red
-    245, 150, 20,  # orange
     240, 225, 40,  # yellow
     40, 185, 60,  # green
     40, 200, 220,  # cyan
     40, 70, 220,  # blue
-    150, 60, 200,  # purple
     245, 245, 245,  # white
 )  # fmt: skip
-"""(8, 3) colours of the palette cubes, in [−1, 1]."""
+"""(6, 3) colours of the palette cubes, in [−1, 1] (at least 0.9 apart)."""
 
 CANONICAL = _rgb(230, 40, 40, 40, 70, 220, 40, 185, 60, 240, 225, 40, 245, 245, 245, 60, 60, 60)
 """(6, 3) face colours of the canonical cube in :data:`FACES` order (+x red = its front)."""

@@ -2,30 +2,38 @@ r"""Training the lecture-12 networks through the asset cache: the multi-view flo
 and the named assets.
 
 **Method ``multiview_fm``.** A training sample is a stack of V views of one scene with their
-cameras; the first ``input_views`` views are clean conditions (Zero-1-to-3, SEVA), the others
-are noised together at one time t and regressed with conditional flow matching (Lipman et al.
-2023, arXiv 2210.02747, eq. 23; :func:`visgen.objectives.flow_matching_loss`):
+cameras. The views being generated are noised together at one time t and regressed with
+conditional flow matching (Lipman et al. 2023, arXiv 2210.02747, eq. 23) by an x-predicting
+network with JiT's v-loss (Li & He 2025; lecture 5), v̂ = (x_t − x̂0)/max(t, t_eps):
 
 .. math::
     x_t = (1 − t)\, x_0 + t ε, \qquad
-    L = E_{t, ε}\, ‖v_θ(x_t, t \mid \text{cameras}, \text{input views}) − (ε − x_0)‖^2,
+    L = E_{t, ε} \frac{1}{|G|} \sum_{v ∈ G} ‖v̂_v − (ε_v − x_{0,v})‖^2,
 
-with t logit-normal (SD3, Esser et al. 2024). ``single_view`` > 0 turns view mixing off for
-that share of the samples (drawn per step), which trains the same network as a single-view,
-camera-conditioned model: MVDream's joint training on 3D renders and 2D images (arXiv
-2308.16512, §3.3), and the "independent views" baseline of joint generation.
+G the generated views, t logit-normal (SD3). ``inputs`` says which views are given:
 
-**Assets** (:func:`visgen.train.asset`; FAST budgets in parentheses):
+* ``none`` — all V views are generated (MVDream);
+* ``tokens`` — per sample, the first k views are given clean, k drawn uniformly from
+  ``input_views`` (CAT3D / SEVA train one model for any number of conditioning views);
+* ``concat`` — view 0 is the input, concatenated to each other view's channels (Zero-1-to-3);
+  its targets are generated independently (view mixing off).
 
-==================  =====================================  ===============  ====================
-name                network                                data             what for
-==================  =====================================  ===============  ====================
-``cube_prior16``    DiT, 8 azimuth-bin classes + null      ``cube_views16`` SDS / VSD prior
-                    (CFG dropout 0.2)                                       (null = view-agnostic)
-``mvdream16``       MultiViewDiT, extrinsics, 4 views      ``cubes_orbit16`` joint generation
-``zero123_16``      MultiViewDiT, relative pose, concat    ``cubes_pairs16`` novel view
-``seva16``          MultiViewDiT, Plücker rays, tokens     ``cubes_pairs16`` novel view
-==================  =====================================  ===============  ====================
+``single_view`` > 0 turns view mixing off for that share of the samples (drawn per step): the
+same network learns single-view, camera-conditioned generation — MVDream's joint training on 3D
+renders and 2D images (arXiv 2308.16512, §3.3), and the "independent views" baseline.
+
+**Assets** (:func:`visgen.train.asset`; importing :mod:`visgen.threed` registers them):
+
+================  ==========================================  ================  ===================
+name              network                                     data              used for
+================  ==========================================  ================  ===================
+``cube_prior16``  DiT, 8 azimuth-bin classes + null (CFG      ``cube_views16``  SDS / VSD prior
+                  dropout 0.2)                                                  (null: view-agnostic)
+``multiview16``   MultiViewDiT, Plücker rays (world frame),   ``cubes_mv16``    joint 4-view
+                  joint attention, 0 or 1 given views                           generation; novel
+                                                                                views (SEVA-style)
+``zero123_16``    MultiViewDiT, relative pose, input concat   ``cubes_mv16``    novel views
+================  ==========================================  ================  ===================
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import torch
 import visgen.threed.multiview  # noqa: F401  (registers the network in visgen.nn.MODELS)
 from visgen._checks import check_choice
 from visgen.config import budget
-from visgen.objectives import LogitNormal, Uniform, diffusion_loss, flow_matching_loss
+from visgen.objectives import LogitNormal, Uniform
 from visgen.param import Denoiser
 from visgen.schedules import Linear
 from visgen.train.assets import register_asset
@@ -51,63 +59,77 @@ class MultiViewFlowMatching:
 
     def __init__(
         self,
-        input_views: int = 0,
+        inputs: str = "none",
+        input_views=(0,),
         single_view: float = 0.0,
         t_sampler: str = "logit_normal",
-        prediction: str = "x0",
+        t_mean: float = 0.0,
         t_eps: float = 0.05,
-        loss: str = "velocity",
     ):
-        if not isinstance(input_views, int) or input_views < 0:
-            raise ValueError(f"input_views must be a non-negative int, got {input_views!r}")
+        check_choice(inputs, "inputs", ("none", "tokens", "concat"))
+        counts = [int(k) for k in input_views]
+        if not counts or min(counts) < 0:
+            raise ValueError(
+                f"input_views must list numbers of given views >= 0, got {input_views!r}"
+            )
+        if inputs != "tokens" and counts != [0]:
+            raise ValueError("input_views applies to inputs='tokens' only")
         if not 0 <= single_view <= 1:
             raise ValueError(f"single_view must lie in [0, 1], got {single_view!r}")
         check_choice(t_sampler, "t_sampler", ("uniform", "logit_normal"))
-        check_choice(prediction, "prediction", ("x0", "velocity"))
-        check_choice(loss, "loss", ("velocity", "x0"))
-        self.loss_space = loss
-        if not 0 <= t_eps < 1:
-            raise ValueError(f"t_eps must lie in [0, 1), got {t_eps!r}")
-        self.input_views, self.single_view = input_views, single_view
-        self.schedule, self.prediction, self.t_eps = Linear(), prediction, t_eps
-        self.t_sampler = Uniform() if t_sampler == "uniform" else LogitNormal(0.0, 1.0)
-        self.spec = {"name": self.name, "input_views": input_views, "single_view": single_view,
-                     "t_sampler": t_sampler, "prediction": prediction, "t_eps": t_eps,
-                     "loss": loss}  # fmt: skip
+        if not 0 < t_eps < 1:
+            raise ValueError(f"t_eps must lie in (0, 1), got {t_eps!r}")
+        self.inputs, self.input_views, self.single_view = inputs, counts, single_view
+        self.schedule, self.prediction, self.t_eps = Linear(), "x0", t_eps
+        self.t_sampler = Uniform() if t_sampler == "uniform" else LogitNormal(t_mean, 1.0)
+        self.spec = {"name": self.name, "inputs": inputs, "input_views": counts,
+                     "single_view": single_view, "t_sampler": t_sampler, "t_mean": t_mean,
+                     "t_eps": t_eps}  # fmt: skip
 
     def denoiser(self, model) -> Denoiser:
         return Denoiser(model, self.schedule, self.prediction)
 
     def draw(self, batch: dict, generator: torch.Generator) -> dict:
         x0 = batch["x0"]
-        if x0.dim() != 5 or x0.shape[1] <= self.input_views:
+        if (
+            x0.dim() != 5
+            or x0.shape[1] <= max(self.input_views)
+            or (self.inputs == "concat" and x0.shape[1] < 2)
+        ):
             raise ValueError(
-                f"multiview_fm needs view stacks (B, V, C, H, W) with more than {self.input_views} "
-                f"views, got {tuple(x0.shape)}"
+                f"multiview_fm needs view stacks (B, V, C, H, W), got {tuple(x0.shape)}"
             )
         if batch.get("cond") is None:
             raise ValueError("multiview_fm needs the cameras as labels (spec 'labels': true)")
-        n = x0.shape[0]
-        target = x0[:, self.input_views :]
+        n, V = x0.shape[:2]
+        counts = torch.tensor(self.input_views)
+        k = counts[torch.randint(len(counts), (n,), generator=generator)]
+        target = x0[:, 1:] if self.inputs == "concat" else x0
         return {
             **batch,
             "t": self.t_sampler(n, generator, x0.dtype),
             "noise": torch.randn(target.shape, generator=generator, dtype=x0.dtype),
+            "given": torch.arange(V)[None] < k[:, None],
             "joint": torch.rand(n, generator=generator) >= self.single_view,
         }
 
     def loss(self, model, batch: dict) -> torch.Tensor:
-        x0, k = batch["x0"], self.input_views
+        x0, t, noise = batch["x0"], batch["t"], batch["noise"]
         cond = {"cameras": batch["cond"], "joint": batch["joint"]}
-        if k:
-            cond["views"] = x0[:, :k]
-        den, target, t, noise = self.denoiser(model), x0[:, k:], batch["t"], batch["noise"]
-        if self.loss_space == "x0":
-            return diffusion_loss(
-                den, target, t=t, noise=noise, target="x0", cond=cond, reduction="none"
-            )
-        return flow_matching_loss(den, target, t=t, noise=noise, t_eps=self.t_eps, cond=cond,
-                                  reduction="none")  # fmt: skip
+        generated = torch.ones(noise.shape[:2], dtype=x0.dtype)
+        if self.inputs == "concat":
+            cond.update(views=x0[:, :1], joint=torch.zeros_like(batch["joint"]))
+            x0 = x0[:, 1:]
+        elif self.inputs == "tokens":
+            given = batch["given"]
+            cond.update(inputs=given, views=x0 * given[..., None, None, None])
+            generated = (~given).to(x0.dtype)
+        tt = t.reshape(-1, 1, 1, 1, 1)
+        xt = (1 - tt) * x0 + tt * noise
+        x0_hat = self.denoiser(model)(xt, t, cond).x0
+        v_hat = (xt - x0_hat) / tt.clamp_min(self.t_eps)  # JiT's clamped v-loss
+        err = (v_hat - (noise - x0)).pow(2).flatten(2).mean(2)  # (B, V)
+        return (err * generated).sum(1) / generated.sum(1)
 
 
 METHODS["multiview_fm"] = MultiViewFlowMatching
@@ -116,30 +138,29 @@ METHODS["multiview_fm"] = MultiViewFlowMatching
 def _cube_prior() -> dict:
     return {
         "model": {"name": "dit", "in_channels": 3, "size": 16, "patch_size": 4, "dim": 64,
-                  "depth": 4, "heads": 4, "num_classes": 8},
+                  "depth": 3, "heads": 4, "num_classes": 8},
         "method": {"name": "fm", "prediction": "x0", "t_eps": 0.05, "t_sampler": "logit_normal",
                    "label_dropout": 0.2},
         "data": "cube_views16",
-        "train": {"steps": budget(full=1500, fast=800), "batch_size": 64, "lr": 2e-3},
+        "train": {"steps": budget(full=800, fast=600), "batch_size": 32, "lr": 2e-3},
     }  # fmt: skip
 
 
-def _multiview(camera: str, inputs: str, input_views: int, data: str, single_view: float):
+def _multiview(inputs: str, camera: str, patch_size: int, dim: int, single_view: float = 0.0):
     def recipe() -> dict:
         return {
-            "model": {"name": "multiview_dit", "input_views": input_views, "camera": camera,
-                      "inputs": inputs, "patch_size": 4, "dim": 64, "depth": 4, "heads": 4},
-            "method": {"name": "multiview_fm", "input_views": input_views,
-                       "single_view": single_view},
-            "data": data,
+            "model": {"name": "multiview_dit", "inputs": inputs, "camera": camera,
+                      "patch_size": patch_size, "dim": dim, "depth": 3, "heads": 4},
+            "method": {"name": "multiview_fm", "inputs": inputs, "single_view": single_view},
+            "data": "cubes_mv16",
             "labels": True,
-            "train": {"steps": budget(full=1500, fast=800), "batch_size": 32, "lr": 2e-3},
+            "train": {"steps": budget(full=1500, fast=1500), "batch_size": 16, "lr": 2e-3},
         }  # fmt: skip
 
     return recipe
 
 
 register_asset("cube_prior16", _cube_prior)
-register_asset("mvdream16", _multiview("extrinsics", "tokens", 0, "cubes_orbit16", 0.3))
-register_asset("zero123_16", _multiview("relative", "concat", 1, "cubes_pairs16", 0.0))
-register_asset("seva16", _multiview("plucker", "tokens", 1, "cubes_pairs16", 0.0))
+register_asset("mvdream16", _multiview("none", "plucker_world", 8, 64, single_view=0.15))
+register_asset("zero123_16", _multiview("concat", "relative", 16, 128))
+register_asset("seva16", _multiview("concat", "plucker", 16, 128))
