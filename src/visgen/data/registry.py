@@ -14,7 +14,9 @@ toy 2D (5 names)    :data:`visgen.data.TOY2D`, 50 000 train pts  (2,)          8
 ==================  ===========================================  ============  =========
 
 The lecture-12 sets are rendered by :mod:`visgen.threed.datasets` (their labels are the
-azimuth bin, or camera vectors :meth:`visgen.threed.Cameras.as_vector`).
+azimuth bin, or camera vectors :meth:`visgen.threed.Cameras.as_vector`), which registers their
+loaders in :data:`RENDERED`, a registry that names it as a provider (:mod:`visgen._registry`):
+this package never imports :mod:`visgen.threed`, which sits above the training stack.
 
 Derived sets (same splits):
 
@@ -38,14 +40,17 @@ from dataclasses import dataclass
 import torch
 
 from visgen._checks import check_choice
+from visgen._registry import Registry
 from visgen.data.digits import load_digits
 from visgen.data.folder import load_image_folder
 from visgen.data.shapes import make_shapes, tokenize_captions
 from visgen.data.toy2d import TOY2D, embedding_matrix, toy2d
 from visgen.oracles import eight_gaussians
 
-__all__ = ["DATASETS", "Dataset", "get_dataset"]
+__all__ = ["DATASETS", "RENDERED", "Dataset", "get_dataset"]
 
+RENDERED: Registry = Registry("rendered data set", {}, providers=("visgen.threed.datasets",))
+"""Loaders ``split -> (x, labels, num_classes)`` of data sets rendered by other packages."""
 THREED = ("cube_views16", "cubes_mv16")
 DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32", *THREED)
 _TOY_SIZES = {"train": 50_000, "test": 5_000}
@@ -103,9 +108,7 @@ def _load(name: str, split: str) -> Dataset:
         return Dataset(name, shapes.images, tokenize_captions(shapes.captions), 0)
     check_choice(name, "dataset", DATASETS)
     if name in THREED:
-        from visgen.threed.datasets import load_threed  # renders with visgen.threed
-
-        return Dataset(name, *load_threed(name, split))
+        return Dataset(name, *RENDERED[name](split))
     g = torch.Generator().manual_seed(_SPLIT_SEEDS[split])
     if name == "eight_gaussians":
         x, labels = eight_gaussians().sample(_TOY_SIZES[split], g, return_labels=True)

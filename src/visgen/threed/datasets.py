@@ -15,14 +15,18 @@ Cameras are :meth:`Cameras.as_vector` rows (radius 3, field of view 40°, perspe
 elevation 30°). The
 front bias of ``cube_views16`` imitates photo collections, where objects are mostly seen from
 the front — the bias that makes a view-agnostic prior paint a face on every side (the Janus
-problem). Train / test splits (8 000 / 1 000 views, 4 000 / 500 stacks) come from seeds 0 / 1.
+problem). Train / test splits (8 000 / 1 000 views, 4 000 / 500 stacks) come from seeds 0 / 1. The
+loaders are registered in :data:`visgen.data.registry.RENDERED`, so ``get_dataset`` finds them.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from visgen._checks import check_choice, check_positive
+from visgen.data.registry import RENDERED
 from visgen.threed.cameras import Cameras, orbit
 from visgen.threed.render import render
 from visgen.threed.scenes import CANONICAL, cube_splats, random_cube_colors
@@ -119,3 +123,7 @@ def load_threed(name: str, split: str):
         return images, bins, AZIMUTH_BINS
     images, cams, _ = palette_views(n, g, spacing=90.0)
     return images, cams, 0
+
+
+for _name in _SIZES:
+    RENDERED[_name] = functools.partial(load_threed, _name)

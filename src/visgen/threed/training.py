@@ -24,16 +24,18 @@ renders and 2D images (arXiv 2308.16512, §3.3), and the "independent views" bas
 
 **Assets** (:func:`visgen.train.asset`; importing :mod:`visgen.threed` registers them):
 
-================  ==========================================  ================  ===================
-name              network                                     data              used for
-================  ==========================================  ================  ===================
-``cube_prior16``  DiT, 8 azimuth-bin classes + null (CFG      ``cube_views16``  SDS / VSD prior
-                  dropout 0.2)                                                  (null: view-agnostic)
-``multiview16``   MultiViewDiT, Plücker rays (world frame),   ``cubes_mv16``    joint 4-view
-                  joint attention, 0 or 1 given views                           generation; novel
-                                                                                views (SEVA-style)
-``zero123_16``    MultiViewDiT, relative pose, input concat   ``cubes_mv16``    novel views
-================  ==========================================  ================  ===================
+================  ==============================================  ================  =====================
+name              network                                         data              used for
+================  ==============================================  ================  =====================
+``cube_prior16``  DiT, 8 azimuth-bin classes + null (CFG dropout  ``cube_views16``  SDS / VSD prior
+                  0.2)                                                              (null: view-agnostic)
+``mvdream16``     MultiViewDiT, Plücker rays in the world frame,  ``cubes_mv16``    joint 4-view
+                  joint attention (15 % of samples view by view)                    generation
+``zero123_16``    MultiViewDiT, relative pose, input view concat  ``cubes_mv16``    novel views; the
+                                                                                    pipeline
+``seva16``        MultiViewDiT, Plücker rays in the input         ``cubes_mv16``    novel views
+                  camera's frame, input view concat
+================  ==============================================  ================  =====================
 """
 
 from __future__ import annotations

@@ -288,7 +288,12 @@ ASSETS: Registry[Callable[[], dict]] = Registry(
         "classifier_shapes16": classifier_recipe("shapes16", 3, 12, 32, (2500, 800)),
         "classifier_shapes32": classifier_recipe("shapes32", 3, 12, 32, (2500, 800)),
     },
-    providers=("visgen.train.latent", "visgen.train.repa", "visgen.fewstep.tasks"),
+    providers=(
+        "visgen.train.latent",
+        "visgen.train.repa",
+        "visgen.fewstep.tasks",
+        "visgen.threed.training",
+    ),
 )
 """Named recipes: a function returning a spec (evaluated at call time, so budgets apply).
 A module that registers recipes is listed in ``providers``, imported on first need."""

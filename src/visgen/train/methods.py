@@ -230,7 +230,7 @@ class Classification:
 METHODS: Registry[type] = Registry(
     "method",
     {"ddpm": Diffusion, "dsm": Diffusion, "fm": Diffusion, "classifier": Classification},
-    providers=("visgen.train.latent",),
+    providers=("visgen.train.latent", "visgen.threed.training"),
 )
 """Training methods by spec name; modules that add one are its ``providers``
 (:mod:`visgen._registry`)."""
