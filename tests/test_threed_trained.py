@@ -55,6 +55,7 @@ def test_novel_views_beat_copying_the_input_view():
 
 
 def test_generate_then_reconstruct_beats_sds_at_equal_network_evaluations():
-    res = pipeline_scores(asset("zero123_16", progress=False).denoiser(), 2, seed=3, sds_steps=(15,))
+    # 4 cubes: seeds 3 / 4 / 5 measured +4.1 / +6.0 / +5.5 dB (2 cubes are too few: one seed lost)
+    res = pipeline_scores(asset("zero123_16", progress=False).denoiser(), 4, seed=3, sds_steps=(15,))
     assert res["two-stage PSNR"] >= res["SDS 15 PSNR"] + 2.0
     assert torch.isfinite(res["two-stage"]).all()

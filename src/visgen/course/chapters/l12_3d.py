@@ -253,7 +253,7 @@ def _pipeline_section(ctx) -> None:
     "novel views and generate-then-reconstruct.",
     slides="lectures/12-3d/slides.pdf",
     code=[
-        "visgen.threed.cameras.Cameras.plucker",
+        "visgen.threed.cameras.Cameras",
         "visgen.threed.render.render",
         "visgen.threed.distill.score_distillation",
         "visgen.threed.multiview.MultiViewDiT",
