@@ -35,7 +35,9 @@ def test_sds_recovers_the_colours_and_view_conditioning_removes_the_janus_proble
 def test_guidance_over_saturates_sds(prior):
     base = canonical_truth_scores()["saturation"]
     sat = [
-        sds_scores(distill_canonical_cube(prior, view=True, guidance=w, seed=0, steps=200))["saturation"]
+        sds_scores(distill_canonical_cube(prior, view=True, guidance=w, seed=0, steps=200))[
+            "saturation"
+        ]
         for w in (1.0, 5.0, 20.0)
     ]
     assert sat[0] <= base + 0.03 and sat[1] >= base + 0.05 and sat[2] > sat[1]
@@ -56,6 +58,8 @@ def test_novel_views_beat_copying_the_input_view():
 
 def test_generate_then_reconstruct_beats_sds_at_equal_network_evaluations():
     # 4 cubes: seeds 3 / 4 / 5 measured +4.1 / +6.0 / +5.5 dB (2 cubes are too few: one seed lost)
-    res = pipeline_scores(asset("zero123_16", progress=False).denoiser(), 4, seed=3, sds_steps=(15,))
+    res = pipeline_scores(
+        asset("zero123_16", progress=False).denoiser(), 4, seed=3, sds_steps=(15,)
+    )
     assert res["two-stage PSNR"] >= res["SDS 15 PSNR"] + 2.0
     assert torch.isfinite(res["two-stage"]).all()
