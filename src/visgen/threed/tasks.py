@@ -176,7 +176,8 @@ def pipeline_scores(
     optimises the same splats from the same start with the model as its prior at those three
     cameras (4 renders per step, one NFE each) plus the input view's L2 error. Both are judged
     on the held-out views a + 45° + k·90° by the pooled PSNR. ``sds_steps``: SDS budgets; the
-    default 15 steps = 60 NFE = the pipeline's 3 × 20.
+    default 15 steps = 60 NFE = the pipeline's 3 × 20. Every cube and every run has its own
+    generator, so a result does not depend on which other runs are measured.
     """
     from visgen.threed.reconstruct import fit_splats, novel_view_prior, novel_views
 
@@ -186,14 +187,20 @@ def pipeline_scores(
     prior = novel_view_prior(model)
     truth, two_stage, sds = [], [], {k: [] for k in sds_steps}
     for i in range(n):
+
+        def gen(salt: int, i=i):
+            return torch.Generator().manual_seed(seed * 1000 + 10 * i + salt)
+
         scene = cube_splats(colors[i])
         view_cams = cameras(az[i] + 90.0 * torch.arange(4), torch.full((4,), ELEVATION))
         hold = cameras(az[i] + 45.0 + 90.0 * torch.arange(4), torch.full((4,), ELEVATION))
         with torch.no_grad():
             view = render(scene, view_cams[0]).image
             truth.append(render(scene, hold).image)
-        generated = novel_views(model, view, view_cams[0], view_cams[1:], g, steps=sample_steps)
-        field = SplatField.random(splats, torch.Generator().manual_seed(seed * 1000 + i))
+        generated = novel_views(
+            model, view, view_cams[0], view_cams[1:], gen(0), steps=sample_steps
+        )
+        field = SplatField.random(splats, gen(1))  # the same start for every method
         fit_splats(field, torch.cat([view, generated]), view_cams, fit_steps)
         with torch.no_grad():
             two_stage.append(render(field.splats(), hold).image)
@@ -206,9 +213,9 @@ def pipeline_scores(
             return c, cond
 
         for steps in sds_steps:
-            field = SplatField.random(splats, torch.Generator().manual_seed(seed * 1000 + i))
+            field = SplatField.random(splats, gen(1))
             score_distillation(
-                field, prior, sample_cameras, steps, g, reference=(view, view_cams[0])
+                field, prior, sample_cameras, steps, gen(2), reference=(view, view_cams[0])
             )
             with torch.no_grad():
                 sds[steps].append(render(field.splats(), hold).image)
