@@ -218,8 +218,8 @@ def _novel_view_section(ctx) -> None:
     ctx.metric("novel_view.copy", samples["copy"])
     ctx.table(rows, f"Novel views of {n} test cubes from one input view, 20 Euler steps: PSNR of "
               "the pooled MSE against the true renders at +90°, +180°, +270°. Copying the input "
-              "is exact at +180° (opposite faces share a colour, so that view is the input's "
-              "mirror twin) and wrong elsewhere.")  # fmt: skip
+              "is exact at +180° (a half-turn about the vertical axis maps a palette cube to "
+              "itself) and wrong elsewhere.")  # fmt: skip
     data, out = samples["data"][:6], samples["samples"][:6]
     ctx.images(torch.cat([data[:, 0], out[:, 0], data[:, 1], out[:, 1], data[:, 2]]),
                "Zero-1-to-3 style. Row 1: input views; rows 2–3: generated and true views at "
