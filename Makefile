@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv test test-lib test-booking tour lint assignments instructor slides clean
+.PHONY: venv test test-lib test-booking tour lint assignments instructor release slides clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,12 @@ assignments: venv
 # Solution notebooks and task PDFs with worked solutions, in build/instructor/hwN.
 instructor: venv
 	$(PY) -m visgen.course.build --instructor
+
+# The student repository in OUT: library, tour, slides, starters, task sheets, exam topics;
+# no solutions, hidden tests or history (checked for leaks and broken links).
+release: venv
+	@test -n "$(OUT)" || { echo "usage: make release OUT=DIR"; exit 2; }
+	$(PY) -m visgen.course.release $(OUT)
 
 # Redraw stale lecture figures (figures.py or visgen changed) and compile every
 # lectures/NN-slug/slides.typ to slides.pdf; fails on any Typst warning.

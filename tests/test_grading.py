@@ -217,20 +217,20 @@ def unfinished(:
 
 
 def test_good_notebook_gets_full_marks(tmp_path):
-    report = grade("hwx", _notebook(tmp_path, GOOD), solutions=_solutions(tmp_path))
+    report = grade("hwx", _notebook(tmp_path, GOOD), instructor=_solutions(tmp_path))
     assert report.score == report.max_score == 10, report.format_table()
     assert report.notes == []
 
 
 def test_misbehaving_notebook_is_scored_not_crashed_on(tmp_path):
-    report = grade("hwx", _notebook(tmp_path, NASTY), solutions=_solutions(tmp_path))
+    report = grade("hwx", _notebook(tmp_path, NASTY), instructor=_solutions(tmp_path))
     by_id = {r.item.id: r for r in report.items}
     reason = {r.item.id: " ".join(r.reasons) for r in report.items}
     assert by_id["a"].points == 2  # unaffected by the chaos around it
     assert "cube(2) should be 8, got 4" in reason["b"]
     assert "took longer than 1.5 s" in reason["c"] and "`loop`" in reason["c"]
     assert "took longer than 1.5 s" in reason["d"]  # killed by the parent, worker restarted
-    assert "died (exit code 3)" in reason["e"]
+    assert "died (exit code 3)" in reason["e"] and by_id["e"].status == "no grade"
     assert "ran out of memory (limit 1536 MB)" in reason["f"]
     assert by_id["g"].passed  # deleting its own working files is not an error...
     assert by_id["i"].passed  # ...and the restarted worker gets fresh files
@@ -248,7 +248,7 @@ def test_misbehaving_notebook_is_scored_not_crashed_on(tmp_path):
 
 def test_loading_that_never_finishes_zeroes_every_test(tmp_path):
     text = "# %%\nimport signal, time\nHANG = (signal.signal(signal.SIGALRM, signal.SIG_IGN), time.sleep(60))\n"
-    report = grade("hwx", _notebook(tmp_path, text), solutions=_solutions(tmp_path, load_time_s=6))
+    report = grade("hwx", _notebook(tmp_path, text), instructor=_solutions(tmp_path, load_time_s=6))
     assert report.score == 0
     assert all("took longer than 6 s" in r for item in report.items for r in item.reasons)
 
@@ -257,10 +257,10 @@ def test_unreadable_notebook_and_missing_functions(tmp_path):
     solutions = _solutions(tmp_path)
     bad = tmp_path / "garbage.ipynb"
     bad.write_text("{not json")
-    report = grade("hwx", bad, solutions=solutions)
+    report = grade("hwx", bad, instructor=solutions)
     assert report.score == 0 and "not a readable notebook" in report.items[0].reasons[0]
     empty = _notebook(tmp_path, "# %%\nprint('no definitions')\n", "empty.ipynb")
-    report = grade("hwx", empty, solutions=solutions)
+    report = grade("hwx", empty, instructor=solutions)
     assert report.score == 0
     assert "`square` is not defined in the notebook" in report.items[0].reasons[0]
     assert report.notes == ["no imports, functions, classes or UPPERCASE constants found"]
@@ -269,14 +269,14 @@ def test_unreadable_notebook_and_missing_functions(tmp_path):
 def test_cli_json_and_errors(tmp_path, capsys):
     solutions = _solutions(tmp_path)
     path = _notebook(tmp_path, GOOD)
-    assert main(["hwx", str(path), "--json", "--solutions", str(solutions)]) == 0
+    assert main(["hwx", str(path), "--json", "--instructor", str(solutions)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["score"] == data["max_score"] == 10
     assert {i["id"] for i in data["items"]} == set("abcdefghi")
     assert data["manual"] == [{"id": "M", "title": "written answer", "max_points": 3}]
-    assert main(["hw99", str(path), "--solutions", str(solutions)]) == 2
+    assert main(["hw99", str(path), "--instructor", str(solutions)]) == 2
     assert "unknown homework 'hw99'" in capsys.readouterr().err
-    assert main(["hwx", str(tmp_path / "missing.ipynb"), "--solutions", str(solutions)]) == 2
+    assert main(["hwx", str(tmp_path / "missing.ipynb"), "--instructor", str(solutions)]) == 2
 
 
 def test_code_cells_of_a_notebook_that_fails_validation(tmp_path):
@@ -322,3 +322,60 @@ def test_recorded_results_reach_the_readme(tmp_path):
         "| samples | NFE | FD |\n|---|---|---|\n| teacher | 50 | 12.3 |\n| student | 4 | 20 |"
         in readme
     )
+
+
+def test_input_files_are_read_only_inside_the_submission(tmp_path):
+    """`inputs` are copied from the notebook's folder, never through a link that leaves it."""
+    secret = tmp_path / "elsewhere"
+    secret.mkdir()
+    (secret / "data.txt").write_text("hello\n")  # what read_input would need
+    path = _notebook(tmp_path, GOOD)
+    shutil.rmtree(path.parent / "artifacts")
+    (path.parent / "artifacts").symlink_to(secret)
+    report = grade("hwx", path, instructor=_solutions(tmp_path))
+    lost = {r.item.id for r in report.items if not r.passed}
+    assert lost == {"i"}, report.format_table()
+    assert "FileNotFoundError" in report.items[-1].reasons[0]
+
+
+# The grader's own reference failing, three ways: it raises, it is NaN, and a stand-in it lends
+# the notebook returns NaN for a finite input. Each is the grader's error, never the student's.
+GRADER_FAULTS = """
+
+def test_square(sub):  # the reference raises
+    got = sub.square(3)
+    check(got == reference(lambda x: x * x / 0, 3), f"square(3) should be 9, got {got!r}")
+
+
+def test_cube(sub):  # a stand-in for the notebook's square returns NaN
+    with sub.replaced(square=lambda x: x * float("nan")):
+        got = sub.cube(2)
+    check(got == 8, f"cube(2) should be 8, got {got!r}")
+
+
+def test_cube_negative(sub):  # the reference is NaN
+    assert_close(sub.cube(-2), float("nan"), "cube(-2)")
+"""
+
+
+def test_a_failing_reference_is_a_grader_error(tmp_path, capsys):
+    solutions = _solutions(tmp_path)
+    tests = solutions / "hwx" / "tests_hidden.py"
+    text = tests.read_text().replace("import check", "import assert_close, check, reference")
+    tests.write_text(text + GRADER_FAULTS)  # later definitions replace the fixture's tests
+    good = GOOD.replace("return x ** N", "return square(x) * x")  # cube calls square
+    path = _notebook(tmp_path, good)
+    report = grade("hwx", path, instructor=solutions)
+    status = {r.item.id: r.status for r in report.items}
+    assert status == {**dict.fromkeys("cdefghi", "passed"), "a": "error", "b": "error"}, status
+    assert report.grader_errors == ["a", "b"] and report.score == 10 - 3
+    reasons = {r.item.id: r.reasons for r in report.items}
+    assert "the reference failed: ZeroDivisionError" in reasons["a"][0]
+    assert "stand-in for `square` returned NaN or inf" in reasons["b"][0]
+    assert "the reference for cube(-2) contains NaN" in reasons["b"][1]
+    assert all("grader error" in r for r in reasons["a"] + reasons["b"])
+    table = report.format_table()
+    assert "GRADER ERROR in a, b" in table and "not the notebook's fault" in table
+    # the command says so too: exit code 3, and the JSON lists the items
+    assert main(["hwx", str(path), "--json", "--instructor", str(solutions)]) == 3
+    assert json.loads(capsys.readouterr().out)["grader_errors"] == ["a", "b"]

@@ -101,6 +101,7 @@ def _ref_dpm2m(v_fn, x, t, s, prev=None):
 
 
 REFERENCES = {
+    "fm_eps_x0": _eps_x0,
     "euler_step": _ref_euler,
     "dpm1_step": _ref_dpm1,
     "dpm2_step": _ref_dpm2,

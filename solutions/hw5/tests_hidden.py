@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from visgen.course.testing import CountingModel, as_float64, assert_close, check
+from visgen.course.testing import CountingModel, GraderError, as_float64, assert_close, check
 from visgen.data import get_dataset
 from visgen.fewstep import sample_consistency
 from visgen.fewstep.features import FeatureTap
@@ -259,8 +259,14 @@ def test_teacher_features(sub):
             x.grad is not None and x.grad.abs().sum() > 0,
             "no gradient flows from the features back to the input x",
         )
-    bad = torch.zeros(2, 1, 6, 6, dtype=F64)  # the U-Net rejects this shape
-    with contextlib.suppress(Exception):  # the network's own error is expected
+    bad = torch.zeros(2, 3, 8, 8, dtype=F64)  # three channels: the one-channel U-Net raises
+    try:
+        net(bad, t[:2], y[:2])
+    except ValueError:
+        pass
+    else:
+        raise GraderError("the U-Net accepted the bad input: the exception path is not tested")
+    with contextlib.suppress(Exception):  # the network's own error, passed on
         sub.teacher_features(net, MID, bad, t[:2], y[:2])
     check(_no_hooks(net), "when the network raises, teacher_features must still remove its hook")
 

@@ -6,11 +6,15 @@
 * :mod:`visgen.course.notebook` — homework source → starter / solution notebooks;
 * :mod:`visgen.course.document` — homework task sheets (student and instructor builds);
 * :mod:`visgen.course.build` — ``make assignments`` (starters, PDFs, READMEs, run times);
-* :mod:`visgen.course.extract`, :mod:`visgen.course.grade` — ``visgen grade hwN NOTEBOOK``;
+* :mod:`visgen.course.grade` — ``visgen grade hwN NOTEBOOK``: :mod:`~visgen.course.extract`
+  (the definitions), :mod:`~visgen.course._runner` (the hidden tests, trusted),
+  :mod:`~visgen.course.sandbox` and :mod:`~visgen.course._harness` (the notebook's code,
+  isolated), :mod:`~visgen.course.rpc` (the wire between them);
+* :mod:`visgen.course.release` — ``make release OUT=DIR``, the student repository;
 * :mod:`visgen.course.homework` — a homework's manifest and rubric;
 * :mod:`visgen.course.testing` — helpers for the hidden tests.
 
-The tour's names are loaded on first use, so the grader's worker processes and
+The tour's names are loaded on first use, so the grader's processes and
 ``python -m visgen.course.grade`` do not import the training stack.
 """
 

@@ -39,7 +39,14 @@ from visgen.course.homework import (
 )
 from visgen.course.notebook import build_notebook, read_source, write_notebook
 
-__all__ = ["execute_notebook", "expected_files", "main", "measure", "render_readme"]
+__all__ = [
+    "execute_notebook",
+    "expected_files",
+    "homework_notebook",
+    "main",
+    "measure",
+    "render_readme",
+]
 
 GRADE_COMMAND = "visgen grade"
 
@@ -106,25 +113,32 @@ def render_readme(hw: Homework) -> str:
         "",
         "## Check your work",
         "",
-        "Every graded function has public self-checks in the notebook. The autograder keeps only",
-        "your imports, functions, classes and UPPERCASE constants (no cell is executed), runs",
-        "the hidden tests with time and memory limits and prints the points table with a reason",
-        "for every lost point:",
+        "Every graded function has public self-checks in the notebook; the points of each task",
+        "are shown above it. Your instructor grades the notebook with the hidden tests (they are",
+        "not in the student repository):",
         "",
         "```bash",
         f"{GRADE_COMMAND} {hw.name} {nb}",
         "```",
         "",
-        "Graded functions must keep their names and signatures and may use only imports, other",
-        "functions and classes, and UPPERCASE constants from the notebook.",
+        "The autograder keeps only your imports, functions, classes and UPPERCASE constants (no",
+        "cell is executed), calls your functions in a sandbox with time and memory limits, and",
+        "prints the points table with a reason for every lost point. Graded functions must keep",
+        "their names and signatures and may use only imports, other functions and classes, and",
+        "UPPERCASE constants from the notebook.",
         "",
     ]
     return "\n".join(lines)
 
 
+def homework_notebook(hw: Homework, *, starter: bool) -> nbformat.NotebookNode:
+    """The starter or the solution notebook of a homework, its points shown."""
+    return build_notebook(read_source(hw.source_path), starter=starter, homework=hw)
+
+
 def expected_files(hw: Homework) -> dict[str, bytes]:
     """Every file of ``assignments/<hw>/`` as it should be (name → content)."""
-    starter = build_notebook(read_source(hw.source_path), starter=True)
+    starter = homework_notebook(hw, starter=True)
     text = nbformat.writes(starter)
     files = {f"{hw.notebook}.ipynb": (text if text.endswith("\n") else text + "\n").encode()}
     if hw.document_path is not None:
@@ -162,7 +176,7 @@ def build_assignment(hw: Homework, out: Path, *, check: bool = False) -> list[st
 def build_instructor(hw: Homework, out: Path) -> list[Path]:
     """Solution notebook and the sheet with worked solutions into ``out/<hw>/``."""
     written = [out / hw.name / f"{hw.notebook}.ipynb"]
-    write_notebook(build_notebook(read_source(hw.source_path), starter=False), written[0])
+    write_notebook(homework_notebook(hw, starter=False), written[0])
     if hw.document_path is not None:
         written.append(out / hw.name / f"{hw.document}.pdf")
         _write_bytes(written[-1], compile_document(hw.document_path, instructor=True))
@@ -212,7 +226,7 @@ def _machine() -> str:
 
 def measure(hw: Homework, mode: str) -> float:
     """Run the solution notebook in ``mode`` (full|fast); record the time in runtime.json."""
-    nb = build_notebook(read_source(hw.source_path), starter=False)
+    nb = homework_notebook(hw, starter=False)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix=f"visgen-{hw.name}-") as tmp:
         start = time.perf_counter()

@@ -1,19 +1,28 @@
 """``visgen grade hwN NOTEBOOK``: score a submitted notebook against the hidden tests.
 
-The grader never executes the notebook. It keeps the notebook's imports, functions, classes
-and UPPERCASE constants (:mod:`visgen.course.extract`) and runs the homework's hidden tests
-against them in a child process (:mod:`visgen.course._worker`) that has
+The grader never executes the notebook and never lets its code near the hidden tests. It
+keeps the notebook's imports, functions, classes and UPPERCASE constants
+(:mod:`visgen.course.extract`); three processes do the rest:
 
-* a working directory in a fresh temporary folder (the tests and the worker's files live
-  outside it and are rewritten before every start, so a submission that deletes files
-  cannot break the grading),
-* a per-test time limit: a soft one (SIGALRM inside the worker) and a hard one (the parent
-  kills the worker's process group and restarts it for the remaining tests),
-* an address-space limit (``limits.memory_mb``), a file-size limit, and a cap on what a
-  test may print (the rest is counted and dropped).
+* this one (the report), which starts
+* the **runner** (:mod:`visgen.course._runner`, trusted): it imports the hidden tests and
+  runs every check, on values that came back from the sandbox, against references it
+  computes itself; and
+* the **sandbox** (:mod:`visgen.course.sandbox`, started by the runner): the only process
+  that runs the notebook's code, as an unprivileged user in its own namespaces (no network,
+  no other processes, a file system with the library but without the instructor's tree),
+  with limits on time, memory, processes, file size and output. It answers the runner's
+  calls over a socket with plain data (:mod:`visgen.course.rpc`): nothing it prints, writes
+  or sends can claim a pass.
 
-A rubric item earns its points when all of its tests pass; every lost point comes with the
-reason of the first failing test. The points table is printed, or JSON with ``--json``.
+Each test has a time limit: the sandbox's alarm stops the notebook's code (the reason names
+the line), the runner's alarm stops the test, and this process kills a runner that stops
+responding and starts a fresh one for the remaining tests. A rubric item earns its points
+when all of its tests pass; every lost point comes with a reason. A test ends as
+``passed``, ``failed`` (the notebook's answer, exception or time), ``no grade`` (the
+notebook's process died or broke the protocol, or loading failed: no points, never a crash)
+or ``error`` (the grader's own reference failed: tell the instructor). The points table is
+printed, or JSON with ``--json``; the report never holds hidden-test source.
 """
 
 from __future__ import annotations
@@ -47,21 +56,25 @@ __all__ = [
 
 DESCRIPTION = (
     "Score a homework notebook: load only its imports, functions, classes and UPPERCASE "
-    "constants (no cell runs), run the hidden tests with time and memory limits, and print "
-    "a points table with a reason for every lost point."
+    "constants (no cell runs), run the hidden tests against them in a sandbox, and print "
+    "a points table with a reason for every lost point. Needs the instructor's tree "
+    "(--instructor), where the hidden tests are."
 )
 
-OUTPUT_CHARS = 64 * 1024  # what one test may print before the rest is dropped
 FILE_BYTES = 256 * 2**20  # largest file the submission may write
 
 
 @dataclass
 class TestResult:
     name: str
-    passed: bool
+    status: str  # passed | failed | no grade | error
     reason: str | None = None
     seconds: float = 0.0
     printed: int | None = None  # characters printed, when more than the cap
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
 
 
 @dataclass
@@ -72,6 +85,13 @@ class ItemResult:
     @property
     def passed(self) -> bool:
         return all(t.passed for t in self.tests)
+
+    @property
+    def status(self) -> str:
+        for status in ("error", "no grade", "failed"):
+            if any(t.status == status for t in self.tests):
+                return status
+        return "passed"
 
     @property
     def points(self) -> float:
@@ -89,6 +109,7 @@ class Report:
     items: list[ItemResult]
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    isolation: dict = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -97,6 +118,26 @@ class Report:
     @property
     def max_score(self) -> float:
         return self.homework.auto_points
+
+    @property
+    def grader_errors(self) -> list[str]:
+        return [r.item.id for r in self.items if r.status == "error"]
+
+    @property
+    def sandbox(self) -> str:
+        """One line on how the notebook's code was isolated."""
+        iso = self.isolation
+        if not iso:
+            return "not started"
+        if iso.get("namespaces"):
+            return (
+                f"{iso.get('user')}; own mount, PID, network, IPC and UTS namespaces; "
+                "network none; file system: the library only"
+            )
+        return (
+            "WEAK: the notebook ran as the grader's own user without namespaces"
+            f" ({iso.get('why', 'unavailable')}); limits and a private working folder only"
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -113,6 +154,7 @@ class Report:
                     "points": r.points,
                     "max_points": r.item.points,
                     "passed": r.passed,
+                    "status": r.status,
                     "tests": [{k: v for k, v in vars(t).items() if v is not None} for t in r.tests],
                 }
                 for r in self.items
@@ -121,6 +163,8 @@ class Report:
                 {"id": m.id, "title": m.title, "max_points": m.points} for m in self.homework.manual
             ],
             "notes": self.notes,
+            "grader_errors": self.grader_errors,
+            "sandbox": self.sandbox,
             "seconds": round(self.seconds, 2),
         }
 
@@ -129,11 +173,12 @@ class Report:
         width = max(
             [len(r.item.title) for r in self.items] + [len(m.title) for m in hw.manual] + [24]
         )
+        marks = {"passed": "ok", "failed": "LOST", "no grade": "NO GRADE", "error": "ERROR"}
         lines = [f"{hw.name}: {hw.title} — {self.notebook}", ""]
         for r in self.items:
-            mark = "ok" if r.passed else "LOST"
             lines.append(
-                f"  {r.item.id:<5} {r.item.title:<{width}}  {_pts(r.points):>4} / {_pts(r.item.points):<4} {mark}"
+                f"  {r.item.id:<5} {r.item.title:<{width}}  {_pts(r.points):>4} / "
+                f"{_pts(r.item.points):<4} {marks[r.status]}"
             )
             lines += [f"          - {reason}" for reason in r.reasons]
         lines.append(
@@ -145,8 +190,15 @@ class Report:
             lines += [
                 f"  {m.id:<5} {m.title:<{width}}  {'':>4}   {_pts(m.points):<4}" for m in hw.manual
             ]
+        if self.grader_errors:
+            lines += [
+                "",
+                f"GRADER ERROR in {', '.join(self.grader_errors)}: the grader's own reference "
+                "failed; these points are not the notebook's fault — tell the instructor.",
+            ]
         if self.notes:
             lines += ["", "notes:"] + [f"  - {n}" for n in self.notes]
+        lines += ["", f"sandbox: {self.sandbox}"]
         return "\n".join(lines)
 
 
@@ -154,10 +206,14 @@ def _pts(x: float) -> str:
     return f"{x:g}"
 
 
-class _Worker:
-    """One worker process and its event pipe."""
+_EVENTS = ("isolation", "loaded", "start", "result")
+_STATUSES = ("passed", "failed", "no grade", "error")
 
-    def __init__(self, spec_path: Path, log_path: Path, workdir: Path):
+
+class _Runner:
+    """One test-runner process (trusted: it holds the hidden tests) and its event pipe."""
+
+    def __init__(self, spec_path: Path, log_path: Path):
         read_fd, write_fd = os.pipe()
         env = dict(os.environ)
         env.update(
@@ -166,17 +222,14 @@ class _Worker:
             MKL_NUM_THREADS="1",
             MPLBACKEND="Agg",
             PYTHONDONTWRITEBYTECODE="1",
-            PYTHONHASHSEED="0",
-            PYTHONUNBUFFERED="1",
         )
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "visgen.course._worker", str(spec_path), str(write_fd)],
+                [sys.executable, "-m", "visgen.course._runner", str(spec_path), str(write_fd)],
                 pass_fds=(write_fd,),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                cwd=workdir,
                 env=env,
                 start_new_session=True,
             )
@@ -184,7 +237,7 @@ class _Worker:
         self.fd, self.buffer = read_fd, b""
 
     def next_event(self, deadline: float) -> dict | str:
-        """The next JSON event, or "eof" / "timeout"."""
+        """The next event (a dict), or "eof" / "timeout" / "malformed"."""
         while b"\n" not in self.buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -196,14 +249,19 @@ class _Worker:
             if not chunk:
                 return "eof"
             self.buffer += chunk
+            if len(self.buffer) > 1 << 20:
+                return "malformed"
         line, self.buffer = self.buffer.split(b"\n", 1)
         try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            return "eof"
+            event = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return "malformed"
+        if not isinstance(event, dict) or event.get("event") not in _EVENTS:
+            return "malformed"
+        return event
 
     def stop(self) -> str:
-        """Kill the process group; return how the worker ended."""
+        """Kill the runner (its sandbox dies with it); how the runner ended."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         code = self.proc.wait()
@@ -220,32 +278,112 @@ def _test_limit(hw: Homework, item: RubricItem) -> float:
     return float(item.time_s if item.time_s is not None else hw.time_s)
 
 
-def _prepare(root: Path, hw: Homework, notebook: Path, cells: list[str], tests: list[dict]):
-    """(Re)write the harness files and the working directory; return (spec, log, workdir)."""
-    harness, work = root / "harness", root / "work"
-    harness.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    tests_file = harness / "tests_hidden.py"
-    tests_file.write_text(hw.tests_path.read_text(encoding="utf-8"), encoding="utf-8")
+def _result(name: str, event: dict) -> TestResult | None:
+    """A result event checked field by field (None if anything is off)."""
+    status, reason = event.get("status"), event.get("reason")
+    seconds, printed = event.get("seconds", 0.0), event.get("printed")
+    if status not in _STATUSES or not (reason is None or isinstance(reason, str)):
+        return None
+    if not isinstance(seconds, int | float) or not (printed is None or isinstance(printed, int)):
+        return None
+    if (status == "passed") != (reason is None):
+        return None
+    return TestResult(name, status, reason, float(seconds), printed)
+
+
+def _stage_inputs(hw: Homework, notebook: Path, folder: Path) -> Path | None:
+    """Copy the input files the homework allows (trained weights, …) for the sandbox."""
+    copied, base = False, notebook.parent.resolve()
     for pattern in hw.inputs:
         for src in notebook.parent.glob(pattern):
-            if src.is_file():
-                dst = work / src.relative_to(notebook.parent)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                dst.write_bytes(src.read_bytes())
-    spec = {
-        "cells": cells,
-        "tests_file": str(tests_file),
-        "tests": tests,
-        "workdir": str(work),
-        "memory_mb": hw.memory_mb,
-        "file_bytes": FILE_BYTES,
-        "output_chars": OUTPUT_CHARS,
-        "statement_time_s": hw.statement_time_s,
-    }
-    spec_path = harness / "spec.json"
-    spec_path.write_text(json.dumps(spec), encoding="utf-8")
-    return spec_path, harness / "worker.log", work
+            rel = src.relative_to(notebook.parent)
+            if not src.is_file() or src.resolve() != base / rel:  # no link leads elsewhere
+                continue
+            dst = folder / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+            copied = True
+    if not copied:
+        return None
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
+
+
+def _run_tests(hw: Homework, notebook: Path, cells: list[str]) -> tuple[dict, list[str], dict]:
+    """Run every rubric test; returns ({test: TestResult}, load notes, isolation)."""
+    limits = {t: _test_limit(hw, it) for it in hw.items for t in it.tests}
+    pending = list(limits)
+    results: dict[str, TestResult] = {}
+    notes: list[str] = []
+    isolation: dict = {}
+    with tempfile.TemporaryDirectory(prefix="visgen-grade-") as tmp:
+        root = Path(tmp)
+        os.chmod(root, 0o700)
+        inputs = _stage_inputs(hw, notebook, root / "inputs")
+        failures = 0
+        while pending:
+            spec = {
+                "tests_file": str(hw.tests_path),
+                "cells": cells,
+                "tests": [{"name": t, "time_s": limits[t]} for t in pending],
+                "memory_mb": hw.memory_mb,
+                "file_bytes": FILE_BYTES,
+                "cpu_s": int(sum(limits.values()) * 2 + hw.load_time_s * 4 + 120),
+                "statement_time_s": hw.statement_time_s,
+                "load_time_s": hw.load_time_s,
+                "scratch": str(root / f"run{failures}"),
+                "inputs": str(inputs) if inputs else None,
+                "protect": [str(hw.dir.parent), str(hw.dir.parent.parent), tmp, str(Path.home())],
+            }
+            spec_path = root / "spec.json"
+            spec_path.write_text(json.dumps(spec), encoding="utf-8")
+            runner = _Runner(spec_path, root / "runner.log")
+            current = None
+            deadline = time.monotonic() + hw.load_time_s + 120
+            while pending:
+                event = runner.next_event(deadline)
+                if not isinstance(event, dict):
+                    break
+                kind = event["event"]
+                if kind == "isolation" and isinstance(event.get("isolation"), dict):
+                    isolation = isolation or event["isolation"]
+                elif kind == "loaded" and isinstance(event.get("notes"), list):
+                    if not notes:
+                        notes = [n for n in event["notes"] if isinstance(n, str)]
+                elif kind == "start" and current is None and event.get("name") == pending[0]:
+                    current = pending[0]
+                    limit = limits[current]
+                    deadline = time.monotonic() + limit * 1.25 + hw.load_time_s + 60
+                elif kind == "result" and current is not None and event.get("name") == current:
+                    result = _result(current, event)
+                    if result is None:
+                        event = "malformed"
+                        break
+                    results[current] = result
+                    pending.remove(current)
+                    current = None
+                else:
+                    event = "malformed"
+                    break
+            ending = runner.stop()
+            if not pending:
+                break
+            failures += 1
+            why = {
+                "timeout": "stopped responding",
+                "malformed": "sent a malformed event",
+            }.get(event, f"died ({ending})")
+            tail = _log_tail(root / "runner.log")
+            why = f"the grader's test process {why}" + (f": {tail}" if tail else "")
+            if current is not None:
+                results[current] = TestResult(current, "no grade", why)
+                pending.remove(current)
+            elif failures >= 2:  # it cannot even start: give up on the rest
+                for name in pending:
+                    results[name] = TestResult(name, "no grade", why)
+                pending = []
+    return results, notes, isolation
 
 
 def _log_tail(path: Path, n: int = 400) -> str:
@@ -256,85 +394,31 @@ def _log_tail(path: Path, n: int = 400) -> str:
     return text.split("\n")[-1] if text else ""
 
 
-def _run_tests(hw: Homework, notebook: Path, cells: list[str]) -> tuple[dict, list[str]]:
-    """Run every rubric test; returns ({test name: TestResult}, load notes)."""
-    limits = {t: _test_limit(hw, it) for it in hw.items for t in it.tests}
-    pending = list(limits)
-    results: dict[str, TestResult] = {}
-    notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="visgen-grade-") as tmp:
-        root = Path(tmp)
-        while pending:
-            spec_path, log_path, work = _prepare(
-                root, hw, notebook, cells, [{"name": t, "time_s": limits[t]} for t in pending]
-            )
-            worker = _Worker(spec_path, log_path, work)
-            current, loaded = None, False
-            deadline = time.monotonic() + hw.load_time_s
-            while True:
-                event = worker.next_event(deadline)
-                if isinstance(event, dict) and event.get("event") == "loaded":
-                    loaded = True
-                    if not notes:
-                        notes += event.get("notes", [])
-                elif isinstance(event, dict) and event.get("event") == "start":
-                    current = event["name"]
-                    limit = limits[current]
-                    deadline = time.monotonic() + limit + 2 + 0.25 * limit
-                elif isinstance(event, dict) and event.get("event") == "result":
-                    name = event["name"]
-                    results[name] = TestResult(
-                        name,
-                        bool(event["passed"]),
-                        event.get("reason"),
-                        float(event.get("seconds", 0.0)),
-                        event.get("printed"),
-                    )
-                    pending.remove(name)
-                    current = None
-                else:
-                    break
-            ending = worker.stop()
-            if event == "timeout" and current:
-                why = f"took longer than {limits[current]:g} s (the time limit of this test)"
-            elif event == "timeout" and not loaded:
-                why = f"loading the notebook's definitions took longer than {hw.load_time_s:g} s"
-            else:
-                tail = _log_tail(log_path)
-                why = f"the grading process died ({ending})" + (f": {tail}" if tail else "")
-            if current is not None:
-                results[current] = TestResult(current, False, why)
-                pending.remove(current)
-            elif pending and not loaded:
-                for name in pending:
-                    results[name] = TestResult(name, False, f"loading the notebook failed: {why}")
-                pending = []
-            elif pending:  # died between tests: retry the rest once more, then give up
-                name = pending.pop(0)
-                results[name] = TestResult(name, False, why)
-    return results, notes
+def grade(homework: str | Homework, notebook: str | Path, *, instructor=None) -> Report:
+    """Grade ``notebook`` (``.ipynb``, or a jupytext ``.py``) for ``homework`` (``"hw1"``).
 
-
-def grade(homework: str | Homework, notebook: str | Path, *, solutions=None) -> Report:
-    """Grade ``notebook`` (``.ipynb``, or a jupytext ``.py``) for ``homework`` (``"hw1"``)."""
+    ``instructor``: the instructor's repository or its ``solutions/`` folder (default: this
+    repository's); the hidden tests live there and nowhere else.
+    """
     start = time.monotonic()
-    hw = homework if isinstance(homework, Homework) else load_homework(homework, solutions)
+    hw = homework if isinstance(homework, Homework) else load_homework(homework, instructor)
     notebook = Path(notebook).resolve()
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {notebook} does not exist")
+    isolation: dict = {}
     try:
         cells = notebook_code_cells(notebook)
     except ValueError as err:
         results = {
-            t: TestResult(t, False, f"the notebook could not be read: {err}")
+            t: TestResult(t, "failed", f"the notebook could not be read: {err}")
             for it in hw.items
             for t in it.tests
         }
         notes = [str(err)]
     else:
-        results, notes = _run_tests(hw, notebook, cells)
+        results, notes, isolation = _run_tests(hw, notebook, cells)
     items = [ItemResult(it, [results[t] for t in it.tests]) for it in hw.items]
-    return Report(hw, notebook.name, items, notes, time.monotonic() - start)
+    return Report(hw, notebook.name, items, notes, time.monotonic() - start, isolation)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -342,17 +426,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("notebook", type=Path, help="the submitted notebook (.ipynb)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
-        "--solutions",
+        "--instructor",
         type=Path,
         default=None,
-        help="the solutions/ folder with the hidden tests (default: the repository's)",
+        metavar="PATH",
+        help="the instructor's repository (or its solutions/ folder), where the hidden "
+        "tests are (default: this repository)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Grade and print; exit code 0 whenever the notebook was scored."""
+    """Grade and print: exit code 0 when scored, 3 when the grader itself failed somewhere."""
     try:
-        report = grade(args.homework, args.notebook, solutions=args.solutions)
+        report = grade(args.homework, args.notebook, instructor=args.instructor)
     except (FileNotFoundError, ValueError) as err:
         print(f"visgen grade: {err}", file=sys.stderr)
         return 2
@@ -360,7 +446,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:
         print(report.format_table())
-    return 0
+    return 3 if report.grader_errors else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,14 +71,19 @@ class ManualItem:
 def repo_root() -> Path:
     """The repository this visgen was installed from (editable install), else the cwd."""
     here = Path(__file__).resolve().parents[3]
-    return here if (here / "solutions").is_dir() else Path.cwd()
+    return here if (here / "pyproject.toml").is_file() else Path.cwd()
 
 
 def _solutions(root: str | Path | None) -> Path:
-    path = Path(root) if root is not None else repo_root() / "solutions"
-    if not path.is_dir():
+    """The folder of homework manifests and hidden tests: ``root`` is the instructor's
+    repository or its ``solutions/`` folder (default: this repository's)."""
+    path = Path(root) if root is not None else repo_root()
+    if (path / "solutions").is_dir():
+        path = path / "solutions"
+    if not path.is_dir() or not any(path.glob("*/homework.json")):
         raise FileNotFoundError(
-            f"solutions folder {path} not found; pass --solutions PATH (the repository's solutions/)"
+            f"no hidden tests in {path}: grading needs the instructor's tree (the repository "
+            "with solutions/, which a student release does not ship); pass --instructor PATH"
         )
     return path
 

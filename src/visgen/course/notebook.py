@@ -8,9 +8,11 @@ The source of truth is a jupytext percent-format ``.py`` file. Inside it:
 * ``# BEGIN HIDDEN`` / ``# END HIDDEN`` enclose instructor-only checks, dropped from the starter.
 * A cell tagged ``solution-only`` is dropped from the starter altogether.
 
-The solution notebook keeps everything and loses only the marker lines. Both notebooks have
-cleared outputs, kernelspec ``python3`` and deterministic cell ids, so rebuilding an
-unchanged source reproduces the committed starter byte for byte.
+The solution notebook keeps everything and loses only the marker lines. Given the
+homework's manifest, both also show the points: a table after the title (every rubric and
+hand-graded item) and, above each graded function, a comment with its task and points. Both
+notebooks have cleared outputs, kernelspec ``python3`` and deterministic cell ids, so
+rebuilding an unchanged source reproduces the committed starter byte for byte.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import nbformat
 __all__ = [
     "STARTER_TODO",
     "build_notebook",
+    "points_table",
     "notebook_code_cells",
     "read_source",
     "write_notebook",
@@ -91,8 +94,48 @@ def _transform(source: str, markers: dict, starter: bool, where: str) -> str:
     return "\n".join(out)
 
 
-def build_notebook(source: nbformat.NotebookNode, *, starter: bool) -> nbformat.NotebookNode:
-    """The starter (``starter=True``) or the solution notebook of a homework source."""
+def _points(n: float) -> str:
+    return f"{n:g} point" + ("" if n == 1 else "s")
+
+
+def points_table(homework) -> str:
+    """Markdown: what each task is worth and how it is graded (from homework.json)."""
+    doc = f"`{homework.document}.pdf`" if homework.document else "the notebook"
+    lines = [
+        f"**Points.** {homework.auto_points:g} points are graded automatically (the hidden "
+        f"tests call the functions named below) and {homework.manual_points:g} by hand "
+        f"(your written answers and {doc}).",
+        "",
+        "| # | task | points | graded |",
+        "|---|---|---:|---|",
+    ]
+    for it in homework.items:
+        names = ", ".join(f"`{f}`" for f in it.functions)
+        lines.append(f"| {it.id} | {it.title} | {it.points:g} | automatically: {names} |")
+    lines += [f"| {m.id} | {m.title} | {m.points:g} | by hand |" for m in homework.manual]
+    return "\n".join(lines)
+
+
+def _annotate(code: str, homework) -> str:
+    """A comment with the task and its points above every graded function's ``def``."""
+    items = {f: it for it in homework.items for f in it.functions}
+    out = []
+    for line in code.split("\n"):
+        match = re.match(r"def (\w+)\(", line)
+        if match and match.group(1) in items:
+            it = items[match.group(1)]
+            others = [f for f in it.functions if f != match.group(1)]
+            together = f", graded together with {', '.join(others)}" if others else ""
+            out.append(f"# Graded: task {it.id}, {_points(it.points)}{together}")
+        out.append(line)
+    return "\n".join(out)
+
+
+def build_notebook(
+    source: nbformat.NotebookNode, *, starter: bool, homework=None
+) -> nbformat.NotebookNode:
+    """The starter (``starter=True``) or the solution notebook of a homework source; with the
+    homework's manifest (:class:`visgen.course.homework.Homework`), its points shown."""
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     for index, cell in enumerate(source.cells):
@@ -103,16 +146,19 @@ def build_notebook(source: nbformat.NotebookNode, *, starter: bool) -> nbformat.
         markers = _CODE if cell.cell_type == "code" else _MARKDOWN
         text = _transform(cell.source, markers, starter, where)
         if cell.cell_type == "code":
-            new = nbformat.v4.new_code_cell(text)
+            new = nbformat.v4.new_code_cell(text if homework is None else _annotate(text, homework))
         elif cell.cell_type == "markdown":
             new = nbformat.v4.new_markdown_cell(text)
         else:
             new = nbformat.v4.new_raw_cell(text)
-        new.id = f"c{len(nb.cells) + 1:03d}"
         tags = [t for t in tags if t != SOLUTION_ONLY_TAG]
         if tags:
             new.metadata["tags"] = tags
         nb.cells.append(new)
+        if homework is not None and len(nb.cells) == 1:  # after the title
+            nb.cells.append(nbformat.v4.new_markdown_cell(points_table(homework)))
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"c{i + 1:03d}"
     return nb
 
 

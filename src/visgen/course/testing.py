@@ -1,9 +1,12 @@
 """Helpers for hidden tests: comparisons whose failure message tells the student what is off.
 
 Hidden tests are plain functions ``test_<name>(sub)`` where ``sub`` holds the notebook's
-definitions. They raise ``AssertionError`` with a message (shown in the points table) and
-test each graded function on its own, with visgen's reference implementations standing in
-for every other piece, so one wrong function loses only its own points.
+definitions (docs/ARCHITECTURE.md, "Homework pipeline", has the format). They raise
+``AssertionError`` with a message (shown in the points table) and test each graded function
+on its own, with visgen's reference implementations standing in for every other piece, so
+one wrong function loses only its own points. A reference that fails (NaN, inf, an
+exception in :func:`reference`) raises :class:`GraderError`: the report shows it as the
+grader's error, never as the student's.
 """
 
 from __future__ import annotations
@@ -11,7 +14,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["CountingModel", "as_float64", "assert_close", "check"]
+__all__ = ["CountingModel", "GraderError", "as_float64", "assert_close", "check", "reference"]
+
+
+class GraderError(BaseException):
+    """The grader's own reference failed; a BaseException so that no test can swallow it."""
+
+
+def reference(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` computed as a reference: an exception is the grader's error."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as err:
+        raise GraderError(f"the reference failed: {type(err).__name__}: {err}") from err
 
 
 def check(condition, message: str) -> None:
@@ -34,8 +49,13 @@ def as_float64(value, what: str) -> torch.Tensor:
 
 def assert_close(actual, expected, what: str, *, atol: float = 1e-6, rtol: float = 1e-6) -> None:
     """|actual − expected| ≤ atol + rtol |expected| elementwise, with a readable failure."""
+    try:
+        e = as_float64(expected, "expected value")
+    except AssertionError as err:
+        raise GraderError(f"the reference for {what} is not numeric") from err
+    if not torch.isfinite(e).all():
+        raise GraderError(f"the reference for {what} contains NaN or inf")
     a = as_float64(actual, what)
-    e = as_float64(expected, "expected value")
     if a.shape != e.shape:
         raise AssertionError(f"{what} has shape {tuple(a.shape)}, expected {tuple(e.shape)}")
     if not torch.isfinite(a).all():
