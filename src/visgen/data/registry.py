@@ -11,7 +11,14 @@ toy 2D (5 names)    :data:`visgen.data.TOY2D`, 50 000 train pts  (2,)          8
 ``folder:PATH``     PNG/JPEG folder, 32 px (train split only)    (3, 32, 32)   sub-folders
 ``bouncing16``      8-frame clips of a white bouncing shape,     (8, 1, 16,    captions
                     16 px (lecture 9), 4 000 train / 500 test    16)
+``cube_views16``    the canonical cube, one view (lecture 12)    (3, 16, 16)   8 azimuth bins
+``cubes_mv16``      palette cubes, 4 views (lecture 12)          (4, 3, 16, 16)  cameras (4, 16)
 ==================  ===========================================  ============  =========
+
+The lecture-12 sets are rendered by :mod:`visgen.threed.datasets` (their labels are the
+azimuth bin, or camera vectors :meth:`visgen.threed.Cameras.as_vector`), which registers their
+loaders in :data:`RENDERED`, a registry that names it as a provider (:mod:`visgen._registry`):
+this package never imports :mod:`visgen.threed`, which sits above the training stack.
 
 Derived sets (same splits):
 
@@ -35,6 +42,7 @@ from dataclasses import dataclass
 import torch
 
 from visgen._checks import check_choice
+from visgen._registry import Registry
 from visgen.data.digits import load_digits
 from visgen.data.folder import load_image_folder
 from visgen.data.shapes import make_shapes, tokenize_captions
@@ -42,9 +50,12 @@ from visgen.data.toy2d import TOY2D, embedding_matrix, toy2d
 from visgen.data.video import bouncing_shapes
 from visgen.oracles import eight_gaussians
 
-__all__ = ["DATASETS", "Dataset", "get_dataset"]
+__all__ = ["DATASETS", "RENDERED", "Dataset", "get_dataset"]
 
-DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32", "bouncing16")
+RENDERED: Registry = Registry("rendered data set", {}, providers=("visgen.threed.datasets",))
+"""Loaders ``split -> (x, labels, num_classes)`` of data sets rendered by other packages."""
+THREED = ("cube_views16", "cubes_mv16")
+DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32", "bouncing16", *THREED)
 VIDEO_FRAMES = 8  # clip length of ``bouncing16``: the training length of lecture 9's models
 _TOY_SIZES = {"train": 50_000, "test": 5_000}
 _SHAPE_SIZES = {"train": 8_000, "test": 2_000}
@@ -105,6 +116,8 @@ def _load(name: str, split: str) -> Dataset:
         shapes = make_shapes(_SHAPE_SIZES[split], size, _SPLIT_SEEDS[split])
         return Dataset(name, shapes.images, tokenize_captions(shapes.captions), 0)
     check_choice(name, "dataset", DATASETS)
+    if name in THREED:
+        return Dataset(name, *RENDERED[name](split))
     g = torch.Generator().manual_seed(_SPLIT_SEEDS[split])
     if name == "eight_gaussians":
         x, labels = eight_gaussians().sample(_TOY_SIZES[split], g, return_labels=True)

@@ -47,7 +47,12 @@ __all__ = [
 MODELS: Registry[type[nn.Module]] = Registry(
     "model name",
     {"mlp": MLP, "unet": UNet, "classifier": Classifier, "dit": DiT, "autoencoder": Autoencoder},
-    providers=("visgen.fewstep.flowmap", "visgen.video.dit", "visgen.ar.training"),
+    providers=(
+        "visgen.fewstep.flowmap",
+        "visgen.video.dit",
+        "visgen.ar.training",
+        "visgen.threed.multiview",
+    ),
 )
 """Architectures by config name. A module outside :mod:`visgen.nn` that adds one
 (``MODELS["flowmap"] = FlowMapNet``) is listed in ``providers`` (:mod:`visgen._registry`)."""

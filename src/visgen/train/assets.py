@@ -320,6 +320,7 @@ ASSETS: Registry[Callable[[], dict]] = Registry(
         "visgen.video.assets",
         "visgen.efficient.teachers",
         "visgen.ar.training",
+        "visgen.threed.training",
     ),
 )
 """Named recipes: a function returning a spec (evaluated at call time, so budgets apply).

@@ -235,6 +235,7 @@ METHODS: Registry[type] = Registry(
         "visgen.video.forcing",
         "visgen.video.distill",
         "visgen.ar.training",
+        "visgen.threed.training",
     ),
 )
 """Training methods by spec name; modules that add one are its ``providers``
