@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv test test-lib test-booking tour lint assignments instructor release slides clean
+.PHONY: venv test test-lib test-booking tour lint assignments instructor release slides seminars clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,10 @@ release: venv
 # lectures/NN-slug/slides.typ to slides.pdf; fails on any Typst warning.
 slides: venv
 	$(PY) -m visgen.course.slides
+
+# Lecture seminars lectures/NN-slug/seminar.ipynb from their jupytext sources seminar.py.
+seminars: venv
+	$(PY) -m visgen.course.seminar
 
 lint: venv
 	$(PY) -m ruff check --fix .

@@ -122,6 +122,10 @@ def test_rolling_cache_keeps_sink_and_window_and_equals_windowed_attention():
         )
         assert torch.allclose(out, ref, atol=1e-6)
         assert len(cache) <= (sink + window) * per_frame
+        # the absolute positions held: the sink frames and the last `window` frames
+        held = torch.arange((f + 1) * per_frame)
+        held = held[(held < sink * per_frame) | (held >= (f + 1 - window) * per_frame)]
+        assert torch.equal(cache.positions(), held)
     assert cache.committed == frames * per_frame
 
 

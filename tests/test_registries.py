@@ -15,6 +15,7 @@ REGISTRIES = {
     "assets": "visgen.train.assets:ASSETS",
     "models": "visgen.nn:MODELS",
     "methods": "visgen.train.methods:METHODS",
+    "rendered data sets": "visgen.data.registry:RENDERED",
 }
 
 

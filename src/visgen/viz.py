@@ -17,7 +17,17 @@ from PIL import Image
 
 from visgen._checks import check_tensor
 
-__all__ = ["LIMITS_2D", "figure", "image_grid", "png_bytes", "save_image_grid", "scatter"]
+__all__ = [
+    "LIMITS_2D",
+    "animation_bytes",
+    "figure",
+    "image_grid",
+    "png_bytes",
+    "save_image_grid",
+    "scatter",
+]
+
+ANIMATION_FORMATS = {"gif": "GIF", "png": "PNG", "webp": "WEBP"}
 
 LIMITS_2D = (-3.2, 3.2)
 
@@ -50,6 +60,27 @@ def save_image_grid(images, path, nrow: int | None = None, scale: int = 4) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image_grid(images, nrow, scale=scale)).save(path)
     return path
+
+
+def animation_bytes(
+    videos, nrow: int | None = None, *, scale: int = 4, fps: float = 4.0, fmt: str = "gif"
+) -> bytes:
+    """Videos (N, F, C, H, W) in [−1, 1] as one looping animation: frame f tiles frame f of
+    every video like :func:`image_grid`. ``fmt``: ``gif`` (every browser), ``png`` (APNG) or
+    ``webp`` (lossless), written by Pillow — small enough to inline in an HTML report."""
+    x = check_tensor(videos, "videos", min_dim=5).detach()
+    if x.dim() != 5:
+        raise ValueError(f"videos must be (N, F, C, H, W), got shape {tuple(x.shape)}")
+    if fmt not in ANIMATION_FORMATS:
+        raise ValueError(f"unknown fmt {fmt!r}; expected one of {', '.join(ANIMATION_FORMATS)}")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    frames = [Image.fromarray(image_grid(x[:, f], nrow, scale=scale)) for f in range(x.shape[1])]
+    buf = io.BytesIO()
+    options = {"lossless": True} if fmt == "webp" else {}
+    frames[0].save(buf, format=ANIMATION_FORMATS[fmt], save_all=True, append_images=frames[1:],
+                   duration=round(1000 / fps), loop=0, **options)  # fmt: skip
+    return buf.getvalue()
 
 
 def figure(ncols: int = 1, nrows: int = 1, size: float = 3.0, **kw):

@@ -3,7 +3,7 @@
 A chapter is one small module in :mod:`visgen.course.chapters` (found automatically) with a
 function decorated by :func:`chapter`; the function receives a :class:`Context` and adds, in
 order, explanations (``ctx.text``), figures (``ctx.figure``, ``ctx.images``), metric tables
-(``ctx.table``, data-vs-data floors next to the numbers) and named metrics (``ctx.metric``,
+(``ctx.table``, data-vs-data floors next to the numbers), animations (``ctx.animation``) and named metrics (``ctx.metric``,
 collected in ``metrics.json``). Trained networks come from ``ctx.asset(name)`` or
 ``ctx.train(spec)`` (the cache of :mod:`visgen.train.assets`), so a second run only samples.
 Sizes go through :func:`visgen.budget`; ``visgen tour --fast`` turns FAST mode on. See
@@ -41,7 +41,7 @@ import torch
 from visgen.config import fast_mode, is_fast, set_threads
 from visgen.train.assets import Trained, asset, train_cached
 from visgen.train.checkpoint import atomic_write_bytes
-from visgen.viz import image_grid, png_bytes
+from visgen.viz import animation_bytes, image_grid, png_bytes
 
 __all__ = ["Chapter", "Context", "all_chapters", "chapter", "run_tour", "select_chapters"]
 
@@ -180,10 +180,10 @@ class Context:
         """Paragraphs of explanation; `code`, **bold** and *italic* are the only markup."""
         self.blocks.append({"kind": "text", "paragraphs": [_inline(p) for p in paragraphs]})
 
-    def _save_png(self, data: bytes, name: str | None) -> str:
+    def _save(self, data: bytes, name: str | None, ext: str = "png") -> str:
         self._count += 1
         name = name or f"fig{self._count:02d}"
-        rel = f"{self.chapter.id}/{name}.png"
+        rel = f"{self.chapter.id}/{name}.{ext}"
         atomic_write_bytes(self.out / rel, data)
         return rel
 
@@ -202,9 +202,17 @@ class Context:
         Image.fromarray(image_grid(images, nrow, scale=scale)).save(buf, format="PNG")
         self._add_image(buf.getvalue(), caption, name)
 
-    def _add_image(self, data: bytes, caption: str, name: str | None) -> None:
-        rel = self._save_png(data, name)
-        uri = "data:image/png;base64," + base64.b64encode(data).decode()
+    def animation(self, videos, caption: str, nrow: int | None = None, scale: int = 4,
+                  fps: float = 4.0, fmt: str = "gif", name=None) -> None:  # fmt: skip
+        """Videos (N, F, C, H, W) in [−1, 1] as one looping animation (one tile per video;
+        ``fmt`` gif, png = APNG or webp), inlined in the page and saved beside it."""
+        data = animation_bytes(videos, nrow, scale=scale, fps=fps, fmt=fmt)
+        self._add_image(data, caption, name, ext=fmt)
+
+    def _add_image(self, data: bytes, caption: str, name: str | None, ext: str = "png") -> None:
+        rel = self._save(data, name, ext)
+        mime = {"gif": "image/gif", "png": "image/png", "webp": "image/webp"}[ext]
+        uri = f"data:{mime};base64," + base64.b64encode(data).decode()
         self.blocks.append({"kind": "image", "src": uri, "file": rel, "caption": _inline(caption)})
 
     def table(self, rows: list[dict], caption: str, columns: list[str] | None = None) -> None:

@@ -9,7 +9,16 @@ toy 2D (5 names)    :data:`visgen.data.TOY2D`, 50 000 train pts  (2,)          8
 ``shapes16``        procedural shapes, 8 000 train / 2 000 test  (3, 16, 16)   12
 ``shapes32``        the same at 32 px                            (3, 32, 32)   12
 ``folder:PATH``     PNG/JPEG folder, 32 px (train split only)    (3, 32, 32)   sub-folders
+``bouncing16``      8-frame clips of a white bouncing shape,     (8, 1, 16,    captions
+                    16 px (lecture 9), 4 000 train / 500 test    16)
+``cube_views16``    the canonical cube, one view (lecture 12)    (3, 16, 16)   8 azimuth bins
+``cubes_mv16``      palette cubes, 4 views (lecture 12)          (4, 3, 16, 16)  cameras (4, 16)
 ==================  ===========================================  ============  =========
+
+The lecture-12 sets are rendered by :mod:`visgen.threed.datasets` (their labels are the
+azimuth bin, or camera vectors :meth:`visgen.threed.Cameras.as_vector`), which registers their
+loaders in :data:`RENDERED`, a registry that names it as a provider (:mod:`visgen._registry`):
+this package never imports :mod:`visgen.threed`, which sits above the training stack.
 
 Derived sets (same splits):
 
@@ -33,17 +42,24 @@ from dataclasses import dataclass
 import torch
 
 from visgen._checks import check_choice
+from visgen._registry import Registry
 from visgen.data.digits import load_digits
 from visgen.data.folder import load_image_folder
 from visgen.data.shapes import make_shapes, tokenize_captions
 from visgen.data.toy2d import TOY2D, embedding_matrix, toy2d
+from visgen.data.video import bouncing_shapes
 from visgen.oracles import eight_gaussians
 
-__all__ = ["DATASETS", "Dataset", "get_dataset"]
+__all__ = ["DATASETS", "RENDERED", "Dataset", "get_dataset"]
 
-DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32")
+RENDERED: Registry = Registry("rendered data set", {}, providers=("visgen.threed.datasets",))
+"""Loaders ``split -> (x, labels, num_classes)`` of data sets rendered by other packages."""
+THREED = ("cube_views16", "cubes_mv16")
+DATASETS = (*TOY2D, "digits", "digits16", "shapes16", "shapes32", "bouncing16", *THREED)
+VIDEO_FRAMES = 8  # clip length of ``bouncing16``: the training length of lecture 9's models
 _TOY_SIZES = {"train": 50_000, "test": 5_000}
 _SHAPE_SIZES = {"train": 8_000, "test": 2_000}
+_VIDEO_SIZES = {"train": 4_000, "test": 500}
 _SPLIT_SEEDS = {"train": 0, "test": 1}
 
 
@@ -90,12 +106,18 @@ def _load(name: str, split: str) -> Dataset:
             raise ValueError(f"embedded data sets are named 'embedded:<toy>:<D>', got {name!r}")
         base = _load(toy, split)
         return Dataset(name, base.x @ embedding_matrix(int(dim)).T, base.labels, base.num_classes)
+    if name == "bouncing16":
+        clips = bouncing_shapes(_VIDEO_SIZES[split], VIDEO_FRAMES, 16, seed=_SPLIT_SEEDS[split],
+                                channels=1, sizes=("medium",))  # fmt: skip
+        return Dataset(name, clips.video, tokenize_captions(clips.captions), 0)
     if name.endswith("_captions"):
         check_choice(name, "dataset", ("shapes16_captions", "shapes32_captions"))
         size = int(name.removeprefix("shapes").removesuffix("_captions"))
         shapes = make_shapes(_SHAPE_SIZES[split], size, _SPLIT_SEEDS[split])
         return Dataset(name, shapes.images, tokenize_captions(shapes.captions), 0)
     check_choice(name, "dataset", DATASETS)
+    if name in THREED:
+        return Dataset(name, *RENDERED[name](split))
     g = torch.Generator().manual_seed(_SPLIT_SEEDS[split])
     if name == "eight_gaussians":
         x, labels = eight_gaussians().sample(_TOY_SIZES[split], g, return_labels=True)

@@ -100,9 +100,10 @@ class Shapes:
 def render_coverage(kind, cx, cy, r, res: int) -> np.ndarray:
     """Fraction of each pixel covered by the shapes (n, res, res), by 4×4 supersampling.
 
-    ``kind`` indexes :data:`SHAPES`; centre (cx, cy) and circumradius r are in image units
-    (arrays of length n). The renderer of :func:`make_shapes`, public so that readers of
-    generated images can compare a candidate shape with what they see.
+    ``kind`` (n,) indexes :data:`SHAPES`; centres ``cx``, ``cy`` and circumradii ``r`` (n,) are
+    in units of the image side; ``res`` is the side in pixels. The renderer of
+    :func:`make_shapes` and :func:`~visgen.data.video.bouncing_shapes`, public so that
+    readers of generated images can compare a candidate shape with what they see.
     """
     fine = res * _SUPERSAMPLE
     grid = (np.arange(fine) + 0.5) / fine

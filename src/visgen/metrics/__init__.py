@@ -11,6 +11,7 @@ from visgen.metrics.images import (
     data_floor,
     frechet_distance,
     image_metrics,
+    psnr,
 )
 from visgen.metrics.probe import linear_probe, probe_accuracy
 from visgen.metrics.samples import (
@@ -34,5 +35,6 @@ __all__ = [
     "mmd_rbf",
     "mode_coverage",
     "probe_accuracy",
+    "psnr",
     "sliced_wasserstein",
 ]

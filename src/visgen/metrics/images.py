@@ -34,6 +34,7 @@ __all__ = [
     "data_floor",
     "frechet_distance",
     "image_metrics",
+    "psnr",
 ]
 
 IMAGE_DATASETS = ("digits", "shapes16", "shapes32")
@@ -175,6 +176,18 @@ def image_metrics(samples, data: str = "digits", *, reference=None, cond=None) -
             f"samples must have shape (N, {tuple(ref.shape[1:])}), got {tuple(x.shape)}"
         )
     return _summarise(x, data, ref, cond).as_dict()
+
+
+def psnr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image, 10 log10(range² / MSE) in dB, for images in
+    [−1, 1] (range 2): how close x is to ``reference`` pixel by pixel (e.g. a cached or
+    quantised sampler against the exact one from the same noise). Identical images give +inf."""
+    check_tensor(x, "x", min_dim=2)
+    if reference.shape != x.shape:
+        raise ValueError(f"reference must have the shape of x {tuple(x.shape)}, got "
+                         f"{tuple(reference.shape)}")  # fmt: skip
+    mse = (x - reference).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(4 / mse)
 
 
 def data_floor(

@@ -50,6 +50,9 @@ MODELS: Registry[type[nn.Module]] = Registry(
     {"mlp": MLP, "unet": UNet, "classifier": Classifier, "dit": DiT, "autoencoder": Autoencoder},
     providers=(
         "visgen.fewstep.flowmap",
+        "visgen.video.dit",
+        "visgen.ar.training",
+        "visgen.threed.multiview",
         "visgen.conditioning.clip",
         "visgen.conditioning.controlnet",
         "visgen.conditioning.ip_adapter",

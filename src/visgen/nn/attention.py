@@ -143,6 +143,19 @@ class KVCache:
         """Tokens held now (layer 0; every layer holds the same number)."""
         return 0 if self.keys[0] is None else self.keys[0].shape[-2]
 
+    def positions(self) -> torch.Tensor:
+        """Absolute indices (N,) of the tokens held now: all committed tokens, or for a rolling
+        cache that has evicted, the first ``sink_tokens`` and the last ``window_tokens``."""
+        held = len(self)
+        if held == self.committed:
+            return torch.arange(held)
+        return torch.cat(
+            [
+                torch.arange(self.sink_tokens),
+                torch.arange(self.committed - self.window_tokens, self.committed),
+            ]
+        )
+
     def _check_layer(self, layer: int) -> None:
         if not isinstance(layer, int) or not 0 <= layer < self.layers:
             raise ValueError(f"layer must be an int in [0, {self.layers - 1}], got {layer!r}")

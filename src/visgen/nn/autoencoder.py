@@ -26,7 +26,7 @@ from torch import nn
 
 from visgen._checks import check_positive, check_tensor
 
-__all__ = ["Autoencoder", "Posterior"]
+__all__ = ["Autoencoder", "Posterior", "conv_decoder", "conv_encoder"]
 
 
 class Posterior:
@@ -57,6 +57,29 @@ class Posterior:
 
 def _conv(c_in, c_out, stride=1):
     return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+
+
+def conv_encoder(in_channels: int, out_channels: int, width: int, levels: int) -> nn.Sequential:
+    """Images (B, in_channels, H, W) → (B, out_channels, H/2^levels, W/2^levels): ``width``
+    channels at full resolution, doubled at every lower level (stride-2 3×3 convolutions)."""
+    widths = [width * 2**i for i in range(levels + 1)]
+    enc: list[nn.Module] = [_conv(in_channels, widths[0]), nn.SiLU()]
+    for i in range(levels):
+        enc += [_conv(widths[i], widths[i + 1], stride=2), nn.SiLU()]
+        enc += [_conv(widths[i + 1], widths[i + 1]), nn.SiLU()]
+    enc.append(nn.Conv2d(widths[-1], out_channels, 1))
+    return nn.Sequential(*enc)
+
+
+def conv_decoder(latent_channels: int, out_channels: int, width: int, levels: int) -> nn.Sequential:
+    """The mirror of :func:`conv_encoder`: latents → images, nearest ×2 upsampling per level."""
+    widths = [width * 2**i for i in range(levels + 1)]
+    dec: list[nn.Module] = [_conv(latent_channels, widths[-1]), nn.SiLU()]
+    for i in reversed(range(levels)):
+        dec += [_conv(widths[i + 1], widths[i + 1]), nn.SiLU()]
+        dec += [nn.Upsample(scale_factor=2), _conv(widths[i + 1], widths[i]), nn.SiLU()]
+    dec.append(_conv(widths[0], out_channels))
+    return nn.Sequential(*dec)
 
 
 class Autoencoder(nn.Module):
@@ -100,19 +123,8 @@ class Autoencoder(nn.Module):
         }
         self.input_shape = (in_channels, size, size)
         self.latent_shape = (latent_channels, size // 2**levels, size // 2**levels)
-        widths = [width * 2**i for i in range(levels + 1)]
-        enc: list[nn.Module] = [_conv(in_channels, widths[0]), nn.SiLU()]
-        for i in range(levels):
-            enc += [_conv(widths[i], widths[i + 1], stride=2), nn.SiLU()]
-            enc += [_conv(widths[i + 1], widths[i + 1]), nn.SiLU()]
-        enc.append(nn.Conv2d(widths[-1], 2 * latent_channels, 1))
-        self.encoder = nn.Sequential(*enc)
-        dec: list[nn.Module] = [_conv(latent_channels, widths[-1]), nn.SiLU()]
-        for i in reversed(range(levels)):
-            dec += [_conv(widths[i + 1], widths[i + 1]), nn.SiLU()]
-            dec += [nn.Upsample(scale_factor=2), _conv(widths[i + 1], widths[i]), nn.SiLU()]
-        dec.append(_conv(widths[0], in_channels))
-        self.decoder = nn.Sequential(*dec)
+        self.encoder = conv_encoder(in_channels, 2 * latent_channels, width, levels)
+        self.decoder = conv_decoder(latent_channels, in_channels, width, levels)
         # the latent scaling factor s (1 until fit_scale measures it on data)
         self.register_buffer("scale", torch.ones(()))
 

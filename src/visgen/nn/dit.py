@@ -257,18 +257,25 @@ class Stream(nn.Module):
         mod = self.ada(c)[:, None]
         return mod.chunk(mod.shape[-1] // x.shape[-1], -1)
 
+    def modulated_input(self, x, mod):
+        """(1 + γ_1) ⊙ LN(x) + β_1: what attention reads (TeaCache watches it change)."""
+        return _modulate(self.norm1(x), mod[0], mod[1])
+
     def qkv_heads(self, x, mod):
-        h = self.qkv(_modulate(self.norm1(x), mod[0], mod[1]))
+        h = self.qkv(self.modulated_input(x, mod))
         return rearrange(h, "b n (three h d) -> three b h n d", three=3, h=self.heads).unbind(0)
 
-    def attention_residual(self, x, attended, mod):
-        return x + mod[2] * self.proj(rearrange(attended, "b h n d -> b n (h d)"))
+    def attention_output(self, attended):
+        """The attention branch before its gate α_1: proj(heads concatenated)."""
+        return self.proj(rearrange(attended, "b h n d -> b n (h d)"))
 
-    def mlp_residual(self, x, mod):
-        return x + mod[5] * self.mlp(_modulate(self.norm2(x), mod[3], mod[4]))
+    def feed_forward(self, x, mod):
+        """The MLP branch before its gate α_2: MLP((1 + γ_2) ⊙ LN(x) + β_2)."""
+        return self.mlp(_modulate(self.norm2(x), mod[3], mod[4]))
 
     def finish(self, x, attended, mod):
-        return self.mlp_residual(self.attention_residual(x, attended, mod), mod)
+        x = x + mod[2] * self.attention_output(attended)
+        return x + mod[5] * self.feed_forward(x, mod)
 
 
 class CrossAttention(nn.Module):
@@ -323,17 +330,23 @@ class Block(nn.Module):
         self.text = Stream(dim, heads, mlp_ratio, context_only=last) if joint else None
         self.cross = CrossAttention(dim, heads) if text == "cross" else None
 
+    def self_attention(self, x, mod, rope=None):
+        """The image stream's self-attention branch before its gate: proj(Attn(modulated x))."""
+        q, k, v = self.image.qkv_heads(x, mod)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return self.image.attention_output(F.scaled_dot_product_attention(q, k, v))
+
     def forward(self, x, c, rope=None, text=None, keep=None, image_prompt=None):
         mod_x = self.image.modulation(c, x)
+        if self.text is None:
+            x = x + mod_x[2] * self.self_attention(x, mod_x, rope)
+            if self.cross is not None:
+                x = self.cross(x, text, keep, image_prompt)
+            return x + mod_x[5] * self.image.feed_forward(x, mod_x), text
         q, k, v = self.image.qkv_heads(x, mod_x)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if self.cross is not None:
-            x = self.image.attention_residual(x, F.scaled_dot_product_attention(q, k, v), mod_x)
-            x = self.cross(x, text, keep, image_prompt)
-            return self.image.mlp_residual(x, mod_x), text
-        if self.text is None:
-            return self.image.finish(x, F.scaled_dot_product_attention(q, k, v), mod_x), text
         mod_t = self.text.modulation(c, text)
         qt, kt, vt = self.text.qkv_heads(text, mod_t)
         n_text = text.shape[1]
@@ -478,8 +491,9 @@ class DiT(nn.Module):
         return (self.rope_cos, self.rope_sin) if self.cfg.pos == "rope" else None
 
     def condition(self, t: torch.Tensor, cond=None):
-        """(c, text tokens, text mask): the adaLN vector (B, dim) and, for captions, the
-        encoded text (B, L + 1, dim) with its mask of real tokens (None for class labels)."""
+        """(c, text tokens, text mask): the adaLN vector c = time + class (or pooled caption)
+        embedding (B, dim) and, for captions, the encoded text (B, L + 1, dim) with its mask
+        of real tokens (None, None for class labels)."""
         if self.cfg.text_vocab:
             if cond is None:
                 cond = torch.full((t.shape[0], self.cfg.text_len), -1, device=t.device)
@@ -502,6 +516,11 @@ class DiT(nn.Module):
             )
         h = self.embed(patchify(x, cfg.patch_size))
         return h + self.pos if self.pos is not None else h
+
+    def decode(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Tokens after the last block → the prediction (B, C, H, W) (final adaLN layer)."""
+        cfg = self.cfg
+        return unpatchify(self.final(h, c), cfg.patch_size, cfg.in_channels, cfg.size)
 
     def forward(
         self,
@@ -545,7 +564,7 @@ class DiT(nn.Module):
                 h = h + control[i - 1]
             if i in wanted:
                 hidden[i] = h
-        out = unpatchify(self.final(h, c), cfg.patch_size, cfg.in_channels, cfg.size)
+        out = self.decode(h, c)
         return (out, hidden) if wanted else out
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:

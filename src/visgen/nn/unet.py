@@ -157,20 +157,9 @@ class UNet(nn.Module):
         """The prediction shaped like x. ``control``: ControlNet residuals, one per skip
         connection in the order the encoder stores them, then one for the middle block —
         added as ControlNet's locked U-Net does (arXiv 2302.05543, Fig. 3)."""
-        # fully convolutional: trained at `size`, callable at any size the down-sampling
-        # divides (scale-wise generation, visgen.fewstep.swd)
-        f = 2 ** (len(self.config["mults"]) - 1)
-        if x.dim() != 4 or x.shape[1] != self.shape[0] or x.shape[2] % f or x.shape[3] % f:
-            raise ValueError(
-                f"x must have shape (B, {self.shape[0]}, H, W) with H and W divisible by {f} "
-                f"(trained at {self.shape[1]}×{self.shape[2]}), got {tuple(x.shape)}"
-            )
         emb = self.embed(t, cond)
-        h = self.inp(x)
-        hs = [h]
-        for layer in self.down:
-            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-            hs.append(h)
+        skips = self.encode(x, emb)
+        h = skips[-1]
         for layer in self.mid:
             h = layer(h, emb)
         if control is not None:
@@ -179,11 +168,45 @@ class UNet(nn.Module):
                     f"control must hold {self.num_skips + 1} residuals (one per skip "
                     f"connection and one for the middle block), got {len(control)}"
                 )
-            hs = [skip + r for skip, r in zip(hs, control)]
+            skips = [skip + r for skip, r in zip(skips, control)]
             h = h + control[-1]
-        for layer in self.up:
+        return self.decode(h, skips, emb)
+
+    def encode(self, x: torch.Tensor, emb: torch.Tensor, depth: int | None = None) -> list:
+        """The skip features [inp(x), down_1, …]: the input conv and the first ``depth`` down
+        layers (all by default); the last entry is what the middle block reads."""
+        # fully convolutional: trained at `size`, callable at any size the down-sampling
+        # divides (scale-wise generation, visgen.fewstep.swd)
+        f = 2 ** (len(self.config["mults"]) - 1)
+        if x.dim() != 4 or x.shape[1] != self.shape[0] or x.shape[2] % f or x.shape[3] % f:
+            raise ValueError(
+                f"x must have shape (B, {self.shape[0]}, H, W) with H and W divisible by {f} "
+                f"(trained at {self.shape[1]}×{self.shape[2]}), got {tuple(x.shape)}"
+            )
+        h = self.inp(x)
+        hs = [h]
+        for layer in self.down[: len(self.down) if depth is None else depth]:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+            hs.append(h)
+        return hs
+
+    def skip_reader(self, skip: int) -> int:
+        """Index in ``up`` of the residual block that concatenates skip feature ``skip``."""
+        if not isinstance(skip, int) or not 0 <= skip <= len(self.down):
+            raise ValueError(f"skip must be an int in [0, {len(self.down)}], got {skip!r}")
+        blocks = [i for i, layer in enumerate(self.up) if isinstance(layer, ResBlock)]
+        return blocks[len(self.down) - skip]  # up blocks pop the skips last-in, first-out
+
+    def decode(self, h, skips: list, emb, start: int = 0, capture: int | None = None):
+        """The up path from layer ``start`` of ``up`` (popping ``skips``) and the output conv.
+        With ``capture`` = i also returns the features entering up layer i (DeepCache)."""
+        skips, captured = list(skips), None
+        for i, layer in enumerate(self.up[start:], start):
+            if i == capture:
+                captured = h
             if isinstance(layer, ResBlock):
-                h = layer(torch.cat([h, hs.pop()], 1), emb)
+                h = layer(torch.cat([h, skips.pop()], 1), emb)
             else:
                 h = layer(h)
-        return self.out(h)
+        out = self.out(h)
+        return out if capture is None else (out, captured)

@@ -20,7 +20,7 @@ from visgen.train.distributed import init_distributed, rank_and_world
 from visgen.train.latent import AutoencoderTraining, autoencoder, latent_dataset
 from visgen.train.methods import METHODS, Classification, Diffusion, make_method
 from visgen.train.repa import hidden_features
-from visgen.train.trainer import TrainConfig, Trainer, learning_rate, step_generator
+from visgen.train.trainer import TrainConfig, Trainer, ema_update, learning_rate, step_generator
 
 __all__ = [
     "ASSETS",
@@ -37,6 +37,7 @@ __all__ = [
     "asset_key",
     "autoencoder",
     "cache_dir",
+    "ema_update",
     "hidden_features",
     "init_distributed",
     "latent_dataset",

@@ -40,7 +40,7 @@ from visgen.config import budget
 from visgen.data.registry import Dataset, get_dataset
 from visgen.nn import build_model
 from visgen.param import Denoiser
-from visgen.train.checkpoint import checkpoint_paths, load_checkpoint
+from visgen.train.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from visgen.train.methods import make_method
 from visgen.train.trainer import TrainConfig, Trainer
 
@@ -117,13 +117,14 @@ def load_trained(path, *, ema: bool = True) -> Trained:
 def normalize_spec(spec: dict) -> dict:
     """Fill in defaults: ``model`` via :func:`build_model`, ``method`` via :func:`make_method`,
     ``train`` via :class:`TrainConfig`; ``data`` must name a data set of :func:`training_data`
-    (``latent:<asset>`` gets the autoencoder's cache key appended)."""
+    (``latent:<asset>`` gets the autoencoder's cache key appended); an optional ``init``
+    (an asset whose weights the model starts from) gets its cache key appended too."""
     if not isinstance(spec, dict):
         raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
     missing = {"model", "method", "data", "train"} - set(spec)
     if missing:
         raise ValueError(f"spec is missing {sorted(missing)}")
-    extra = set(spec) - {"model", "method", "data", "train", "labels"}
+    extra = set(spec) - {"model", "method", "data", "train", "labels", "init"}
     if extra:
         raise ValueError(f"spec has unknown keys {sorted(extra)}")
     with torch.random.fork_rng():
@@ -141,6 +142,10 @@ def normalize_spec(spec: dict) -> dict:
     }
     if "labels" in spec:
         out["labels"] = bool(spec["labels"])
+    if "init" in spec:
+        # fine-tuning starts from another asset's weights: pin its cache key, like latents
+        init = spec["init"]
+        out["init"] = init if init.count(":") == 1 else f"{init}:{asset_key(init)}"
     return out
 
 
@@ -193,24 +198,44 @@ def train_cached(spec: dict, *, progress: bool = True, cache: Path | None = None
     stem = root / spec_key(spec)
     with _locked(root / f"{stem.name}.lock"):
         if not checkpoint_paths(stem)[1].exists():
-            with torch.random.fork_rng():
-                torch.manual_seed(spec["train"]["seed"])
-                model = build_model(spec["model"])
-            if hasattr(model, "load_pretrained"):  # an adapter: its frozen parts are assets
-                model.load_pretrained()
-            data = training_data(spec["data"])
-            trainer = Trainer(
-                model,
-                make_method(spec["method"]),
-                data,
-                TrainConfig(**spec["train"]),
-                labels=spec.get("labels"),
-                progress=progress,
-                desc=stem.name.rsplit("-", 1)[0],
-            )
-            trainer.fit()
-            trainer.save(stem)
+            _train(spec, stem, progress)
     return load_trained(stem)
+
+
+def _train(spec: dict, stem: Path, progress: bool) -> None:
+    with torch.random.fork_rng():
+        torch.manual_seed(spec["train"]["seed"])
+        model = build_model(spec["model"])
+    if hasattr(model, "load_pretrained"):  # an adapter: its frozen parts are assets
+        model.load_pretrained()
+    if "init" in spec:
+        name, key = spec["init"].split(":")
+        if asset_key(name) != key:
+            raise ValueError(f"spec starts from {name} = {key}, but the asset is now "
+                             f"{asset_key(name)} (FAST vs full, or changed)")  # fmt: skip
+        model.load_state_dict(asset(name, progress=progress).model.state_dict())
+    method, data = make_method(spec["method"]), training_data(spec["data"])
+    config, desc = TrainConfig(**spec["train"]), stem.name.rsplit("-", 1)[0]
+    if hasattr(method, "fit"):
+        # a method with its own loop (distillation with extra networks) returns the final
+        # weights and the loss of every step; stored as a Trainer checkpoint
+        labels = spec.get("labels", getattr(model, "config", {}).get("num_classes", 0) > 0)
+        trained, history = method.fit(model, data, config, labels=labels, progress=progress,
+                                      desc=desc)  # fmt: skip
+        weights = trained.state_dict()
+        tensors = {f"{part}.{k}": v for part in ("model", "ema") for k, v in weights.items()}
+        tensors["history"] = torch.tensor(history, dtype=torch.float64)
+        run = {"model": trained.config, "method": method.spec, "data": spec["data"],
+               "labels": labels, "train": spec["train"], "step": config.steps}  # fmt: skip
+        if "init" in spec:
+            run["init"] = spec["init"]
+        save_checkpoint(stem, tensors, run)
+        return
+    trainer = Trainer(
+        model, method, data, config, labels=spec.get("labels"), progress=progress, desc=desc
+    )
+    trainer.fit()
+    trainer.save(stem)
 
 
 # --- standard assets ----------------------------------------------------------------------
@@ -294,6 +319,10 @@ ASSETS: Registry[Callable[[], dict]] = Registry(
         "visgen.train.latent",
         "visgen.train.repa",
         "visgen.fewstep.tasks",
+        "visgen.video.assets",
+        "visgen.efficient.teachers",
+        "visgen.ar.training",
+        "visgen.threed.training",
         "visgen.conditioning.clip",
         "visgen.conditioning.text",
         "visgen.conditioning.controlnet",

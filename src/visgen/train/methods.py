@@ -246,6 +246,10 @@ METHODS: Registry[type] = Registry(
     {"ddpm": Diffusion, "dsm": Diffusion, "fm": Diffusion, "classifier": Classification},
     providers=(
         "visgen.train.latent",
+        "visgen.video.forcing",
+        "visgen.video.distill",
+        "visgen.ar.training",
+        "visgen.threed.training",
         "visgen.conditioning.clip",
         "visgen.conditioning.controlnet",
         "visgen.conditioning.ip_adapter",

@@ -39,7 +39,7 @@ from visgen.train.distributed import (
     init_distributed,
 )
 
-__all__ = ["TrainConfig", "Trainer", "learning_rate", "step_generator"]
+__all__ = ["TrainConfig", "Trainer", "ema_update", "learning_rate", "step_generator"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,18 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(p, 1.0)))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """θ̄ ← d θ̄ + (1 − d) θ for every parameter; buffers (running statistics, counters) are
+    copied. ``ema`` and ``model`` have the same architecture."""
+    if not 0 <= decay <= 1:
+        raise ValueError(f"decay must be in [0, 1], got {decay!r}")
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -238,12 +250,7 @@ class Trainer:
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.optimizer.step()
-        decay = min(cfg.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            for e, p in zip(self.ema.parameters(), self.model.parameters()):
-                e.lerp_(p, 1 - decay)
-            for e, b in zip(self.ema.buffers(), self.model.buffers()):
-                e.copy_(b)
+        ema_update(self.ema, self.model, min(cfg.ema_decay, (1 + self.step) / (10 + self.step)))
         self.step += 1
         self.history.append(loss)
         return loss

@@ -1,0 +1,256 @@
+r"""TeaCache: skip the whole block stack while the timestep-modulated input has barely moved
+(Liu et al. 2024, arXiv 2411.19108, §3.3–3.4; official code ``ali-vilab/TeaCache``).
+
+A DiT's output changes between steps roughly as much as its *timestep-modulated input* does —
+the first block's :math:`m_t = (1 + γ_1(c_t)) ⊙ \mathrm{LN}(h_t) + β_1(c_t)`, which costs one
+adaLN map and no block. TeaCache measures the relative L1 change
+:math:`r_t = \lVert m_t − m_{t_{prev}}\rVert_1 / \lVert m_{t_{prev}}\rVert_1`, maps it through a
+polynomial f fitted on calibration runs to the change of the *output* it predicts (eq. 6), and
+accumulates :math:`\sum f(r)` over the steps since the last full evaluation. While the sum
+stays below the threshold δ the blocks are skipped and the cached **residual** (block-stack
+output − input) is added to the current input; otherwise the blocks run, the residual is
+stored and the sum restarts at 0. The first and last calls always compute.
+
+``indicator`` picks what is watched: ``modulated_input`` (above; the paper's FLUX and
+HunyuanVideo code) or ``timestep_modulation``, the first block's adaLN modulation vector of
+the condition alone (the official Wan2.1 variant, "e0"). An adaptive schedule can only beat a
+fixed one where steps differ: on the digits DiT with a uniform 50-step grid every step moves
+the output about equally and TeaCache's schedule comes out nearly uniform (+0.75 dB over the
+uniform cache at equal compute); on SD3's shifted grid, as flow models are sampled, it gains
+several dB (tests/test_efficient_trained.py, BENCHMARKS.md).
+
+* :func:`calibrate_teacache`: plain sampling runs give pairs (r_t, output change) at every
+  step; ``np.polyfit(·, ·, 4)`` (the official answer to "coefficients for a new model",
+  TeaCache issue #2). f(r) is clamped at 0 from below (it estimates a non-negative change),
+  so δ = 0 never skips and is bit-identical to the plain DiT.
+* :func:`uniform_cache`: the same residual reuse on a fixed schedule (every N-th call and the
+  last), the baseline an adaptive policy must beat at an equal skip rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from visgen._checks import check_choice, check_positive
+from visgen.efficient.cache import CachedDenoiser, CacheHook
+from visgen.efficient.fora import check_image_dit
+from visgen.nn.dit import DiT
+
+__all__ = [
+    "TeaCacheConfig",
+    "TeaCacheFit",
+    "UniformCacheConfig",
+    "calibrate_teacache",
+    "modulated_input",
+    "relative_l1",
+    "teacache",
+    "threshold_for_skips",
+    "uniform_cache",
+]
+
+
+def relative_l1(new: torch.Tensor, old: torch.Tensor) -> float:
+    """‖new − old‖₁ / ‖old‖₁ over the whole batch (TeaCache decides once per call)."""
+    return float((new - old).abs().mean() / old.abs().mean().clamp_min(1e-12))
+
+
+INDICATORS = ("modulated_input", "timestep_modulation")
+
+
+def _indicator(model: DiT, h, c, kind: str) -> torch.Tensor:
+    first = model.blocks[0].image
+    mod = first.modulation(c, h)
+    if kind == "modulated_input":
+        return first.modulated_input(h, mod)
+    return torch.cat(mod, -1)
+
+
+def modulated_input(model: DiT, x, t, cond, indicator: str = "modulated_input") -> torch.Tensor:
+    """What TeaCache watches: the first block's timestep-modulated input
+    (1 + γ_1) ⊙ LN(h) + β_1 (``modulated_input``; FLUX, HunyuanVideo), or the first block's
+    adaLN modulation vector of the condition alone (``timestep_modulation``; the official
+    Wan2.1 variant, "e0")."""
+    check_choice(indicator, "indicator", INDICATORS)
+    h = model.tokens(x)
+    c, _, _ = model.condition(t, cond)
+    return _indicator(model, h, c, indicator)
+
+
+@dataclass(frozen=True)
+class TeaCacheConfig:
+    """``steps`` calls per inference, threshold δ, polynomial ``coefficients`` (highest degree
+    first, as ``np.polyfit`` returns them)."""
+
+    steps: int
+    threshold: float
+    coefficients: tuple
+    indicator: str = "modulated_input"
+
+    def __post_init__(self):
+        check_choice(self.indicator, "indicator", INDICATORS)
+        if not self.threshold >= 0:
+            raise ValueError(f"threshold must be >= 0, got {self.threshold!r}")
+        coefficients = tuple(float(c) for c in np.atleast_1d(self.coefficients))
+        if not coefficients or not np.all(np.isfinite(coefficients)):
+            raise ValueError("coefficients must be a non-empty sequence of finite numbers")
+        object.__setattr__(self, "coefficients", coefficients)
+
+    def rescale(self, r: float) -> float:
+        """f(r) ≥ 0: the output change predicted from the input change r."""
+        return max(float(np.polyval(self.coefficients, r)), 0.0)
+
+
+@dataclass(frozen=True)
+class UniformCacheConfig:
+    """``steps`` calls per inference; the blocks run every ``interval`` calls."""
+
+    steps: int
+    interval: int = 2
+
+    def __post_init__(self):
+        check_positive(self.interval, "interval", integer=True)
+
+
+class _ResidualCacheHook(CacheHook):
+    """Skip every block and add the stored residual when :meth:`skip` says so."""
+
+    model_type = DiT
+
+    def bind(self, model) -> None:
+        super().bind(model)
+        check_image_dit(model)
+
+    def skip(self, model, h, c, state) -> bool:
+        raise NotImplementedError
+
+    def decision_flops(self) -> int:
+        """FLOPs per sample :meth:`skip` spends deciding."""
+        return 0
+
+    def forward(self, model: DiT, x, t, cond, state):
+        h = model.tokens(x)
+        c, _, _ = model.condition(t, cond)
+        skip = self.skip(model, h, c, state) and not self.must_compute(state)
+        state.computed.append(not skip)
+        if skip:
+            h = h + state.store["residual"]
+            blocks = sum(self.table[f"blocks.{i}"] for i in range(len(model.blocks)))
+            flops = self.table[""] - blocks
+        else:
+            start = h
+            for block in model.blocks:
+                h, _ = block(h, c, model.rope)
+            state.store["residual"] = h - start
+            flops = self.table[""]
+        return model.decode(h, c), flops + self.decision_flops()
+
+
+class TeaCacheHook(_ResidualCacheHook):
+    def decision_flops(self) -> int:
+        return self.table["blocks.0.image.ada"]  # the modulated input, every call
+
+    def skip(self, model, h, c, state) -> bool:
+        m = _indicator(model, h, c, self.config.indicator)
+        previous, state.store["input"] = state.store.get("input"), m
+        if previous is None or self.must_compute(state):
+            state.store["accumulated"] = 0.0
+            return False
+        state.store["accumulated"] += self.config.rescale(relative_l1(m, previous))
+        if state.store["accumulated"] < self.config.threshold:
+            return True
+        state.store["accumulated"] = 0.0
+        return False
+
+
+class UniformCacheHook(_ResidualCacheHook):
+    def skip(self, model, h, c, state) -> bool:
+        return state.step % self.config.interval != 0
+
+
+def teacache(
+    den, *, steps: int, threshold: float, coefficients, indicator: str = "modulated_input"
+) -> CachedDenoiser:
+    """``den`` (a Denoiser of an image :class:`~visgen.nn.DiT`) with TeaCache at threshold δ,
+    the rescaling polynomial ``coefficients`` (:func:`calibrate_teacache`, with the same
+    ``indicator``)."""
+    config = TeaCacheConfig(steps, threshold, coefficients, indicator)
+    return CachedDenoiser(den, TeaCacheHook(config))
+
+
+def uniform_cache(den, *, steps: int, interval: int) -> CachedDenoiser:
+    """``den`` with the block stack's residual reused between refreshes every ``interval``
+    calls (and the last): TeaCache's mechanism on a fixed schedule."""
+    return CachedDenoiser(den, UniformCacheHook(UniformCacheConfig(steps, interval)))
+
+
+@dataclass
+class TeaCacheFit:
+    """The fitted polynomial (``coefficients``, highest degree first), the calibration pairs
+    ``x`` (input change r) and ``y`` (output change), and the fit's R²."""
+
+    coefficients: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    r2: float
+
+
+@torch.no_grad()
+def calibrate_teacache(
+    den, runs, sampler, ts, degree: int = 4, indicator: str = "modulated_input"
+) -> TeaCacheFit:
+    """Fit TeaCache's rescaling polynomial on plain sampling runs.
+
+    ``runs`` is a list of (noise, cond) batches; ``sampler(den, x, ts, cond, callback=...)``
+    is any visgen sampler (its callback sees every model evaluation). At every step after
+    the first the pair (relative L1 change of the modulated input, relative L1 change of the
+    model output) is recorded; ``np.polyfit(x, y, degree)`` fits f.
+    """
+    if not isinstance(den.model, DiT):
+        raise TypeError(f"TeaCache calibrates a DiT denoiser, got {type(den.model).__name__}")
+    check_positive(degree, "degree", integer=True)
+    xs, ys = [], []
+    for noise, cond in runs:
+        previous = {}
+
+        def record(i, t, x, pred, cond=cond, previous=previous):
+            m = modulated_input(den.model, x, pred.t, cond, indicator)
+            if previous:
+                xs.append(relative_l1(m, previous["m"]))
+                ys.append(relative_l1(pred.raw, previous["out"]))
+            previous.update(m=m, out=pred.raw)
+
+        sampler(den, noise, ts, cond, callback=record)
+    x, y = np.asarray(xs), np.asarray(ys)
+    if len(x) <= degree:
+        raise ValueError(f"need more than {degree} calibration pairs, got {len(x)}")
+    coefficients = np.polyfit(x, y, degree)
+    residual = y - np.polyval(coefficients, x)
+    r2 = 1.0 - float(residual @ residual) / float(((y - y.mean()) ** 2).sum())
+    return TeaCacheFit(coefficients, x, y, r2)
+
+
+def threshold_for_skips(
+    make, run, computed: int, *, low: float = 1e-4, high: float = 10.0, iterations: int = 12
+):
+    """TeaCache at a prescribed compute: the smallest threshold δ (bisection in log δ between
+    ``low`` and ``high``) whose denoiser ``make(δ)`` runs the full network on at most
+    ``computed`` calls of ``run(den)``. Returns (δ, that denoiser, already run)."""
+    check_positive(computed, "computed", integer=True)
+    best = make(high)
+    run(best)
+    if best.stats["computed"] > computed:
+        raise ValueError(
+            f"even threshold {high} computes {best.stats['computed']} > {computed} calls"
+        )
+    for _ in range(iterations):
+        mid = (low * high) ** 0.5
+        den = make(mid)
+        run(den)
+        if den.stats["computed"] <= computed:
+            high, best = mid, den
+        else:
+            low = mid
+    return high, best
