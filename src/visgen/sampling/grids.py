@@ -42,6 +42,7 @@ __all__ = [
     "T_EPS",
     "GridValues",
     "check_grid",
+    "default_ends",
     "edm",
     "logsnr",
     "quadratic",
@@ -93,14 +94,22 @@ def uniform(n: int, t_start: float = 1.0, t_end: float = 0.0, dtype=torch.float6
     return torch.linspace(t_start, t_end, n + 1, dtype=dtype)
 
 
+def default_ends(schedule: Schedule | str) -> tuple[float, float]:
+    """The schedule's ends (t = 1, t = 0), each moved inwards by ``T_EPS`` where |λ| exceeds
+    ``LOGSNR_MAX`` (infinite, or numerically so): where the λ-based grids start and stop."""
+    schedule = get_schedule(schedule)
+    lam_1, lam_0 = schedule.logsnr(torch.tensor([1.0, 0.0], dtype=torch.float64)).tolist()
+    t_start = 1.0 if abs(lam_1) <= LOGSNR_MAX else 1.0 - T_EPS
+    t_end = 0.0 if abs(lam_0) <= LOGSNR_MAX else T_EPS
+    return t_start, t_end
+
+
 def _logsnr_ends(schedule: Schedule, t_start, t_end) -> tuple[float, float, float, float]:
     """(t_start, t_end, λ(t_start), λ(t_end)) with the defaults clipped where λ is infinite."""
     if t_start is None or t_end is None:
-        lam_1, lam_0 = schedule.logsnr(torch.tensor([1.0, 0.0], dtype=torch.float64)).tolist()
-        if t_start is None:
-            t_start = 1.0 if abs(lam_1) <= LOGSNR_MAX else 1.0 - T_EPS
-        if t_end is None:
-            t_end = 0.0 if abs(lam_0) <= LOGSNR_MAX else T_EPS
+        default_start, default_end = default_ends(schedule)
+        t_start = default_start if t_start is None else t_start
+        t_end = default_end if t_end is None else t_end
     _check_ends(t_start, t_end)
     lam_start, lam_end = schedule.logsnr(torch.tensor([t_start, t_end], dtype=torch.float64))
     for name, t, lam in (("t_start", t_start, lam_start), ("t_end", t_end, lam_end)):
