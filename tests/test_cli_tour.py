@@ -128,6 +128,37 @@ def test_python_dash_m_help():
         assert command in proc.stdout
 
 
+# the CLI with the notebooks extra's modules missing, as after `pip install visgen`
+WITHOUT_NOTEBOOKS = """
+import sys
+for name in ("nbformat", "nbclient", "jupytext", "typst", "ipykernel"):
+    sys.modules[name] = None  # import raises ModuleNotFoundError, as if not installed
+from visgen.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, rc, expected",
+    [
+        (["--help"], 0, "grade     grade a homework notebook against its hidden tests (needs"),
+        (["tour", "--list"], 0, "L04  Fast solvers"),
+        (
+            ["grade", "hw1", "notebook.ipynb"],
+            1,
+            "error: visgen grade needs the 'notebooks' extra: pip install 'visgen[notebooks]'",
+        ),
+    ],
+)
+def test_cli_runs_without_the_notebooks_extra(argv, rc, expected):
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_NOTEBOOKS, *argv], capture_output=True, text=True
+    )
+    assert proc.returncode == rc, proc.stderr
+    assert expected in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.fixture
 def demo_chapters():
     @chapter(

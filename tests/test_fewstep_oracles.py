@@ -6,9 +6,18 @@ import math
 import pytest
 import torch
 
-from visgen.fewstep import FewStepGenerator, Task, drift_field, multi_temperature_drift, train_mmd
+from visgen.fewstep import (
+    FewStepGenerator,
+    Task,
+    drift_field,
+    get_task,
+    multi_temperature_drift,
+    train_drifting,
+    train_mmd,
+)
 from visgen.fewstep.add import discriminator_loss, generator_loss
 from visgen.fewstep.dmd import distribution_matching_loss, simulate_inputs
+from visgen.fewstep.drifting import _drift_by_class
 from visgen.fewstep.features import Discriminator, FeatureTap
 from visgen.fewstep.mmd import feature_mmd
 from visgen.fewstep.student import as_generator, student_grid
@@ -99,6 +108,25 @@ def test_self_pairs_are_excluded_from_the_negatives():
     for i in range(2):
         explicit = drift_field(x[i : i + 1], pos, x[1 - i : 2 - i], temperature=0.5, coupling="row")
         assert torch.allclose(drift_field(x, pos, temperature=0.5, coupling="row")[i], explicit[0])
+
+
+def test_a_class_with_one_sample_in_the_batch_has_zero_drift(gen):
+    # Algorithm 2 with an empty negative set: W⁺ = A⁺ Σ A⁻ = 0, so the field is exactly 0
+    x, pos = torch.randn(1, 2, generator=gen), torch.randn(5, 2, generator=gen)
+    assert drift_field(x, pos, torch.zeros(0, 2), temperature=0.2).abs().max() == 0
+    # classes 0 (three samples), 1 (one: no negatives) and 2 (two, but no positives)
+    x, pos = torch.randn(6, 2, generator=gen), torch.randn(4, 2, generator=gen)
+    x_labels, pos_labels = torch.tensor([0, 1, 0, 2, 0, 2]), torch.tensor([0, 1, 0, 1])
+    v = _drift_by_class(x, pos, x_labels, pos_labels, temperatures=(0.1, 0.5))
+    zero = x_labels > 0
+    assert v[zero].abs().max() == 0
+    own = multi_temperature_drift(x[~zero], pos[pos_labels == 0], temperatures=(0.1, 0.5))
+    assert torch.equal(v[~zero], own)
+    # and training runs with batches that leave classes alone (8 classes, 5 samples)
+    gen_ = train_drifting(
+        get_task("8gauss_cond"), 3, torch.Generator().manual_seed(0), batch_size=5
+    )
+    assert all(torch.isfinite(p).all() for p in gen_.model.parameters())
 
 
 def test_dmd_gradient_vanishes_when_fake_equals_real_and_sds_pulls_to_the_posterior_mean(gen):

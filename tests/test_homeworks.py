@@ -3,7 +3,6 @@ the solution notebook runs end to end in FAST mode, and the grader gives the sol
 marks, the starter zero, and a notebook with one wrong function loses exactly its points."""
 
 import ast
-import time
 
 import nbformat
 import pytest
@@ -16,7 +15,6 @@ from visgen.course.notebook import build_notebook, read_source, write_notebook
 
 HOMEWORKS = list_homeworks()
 ASSIGNMENTS = repo_root() / "assignments"
-FAST_RUN_LIMIT_S = 90
 
 # One graded function per homework, replaced by a plausible mistake. Functions that call it
 # are graded with a reference in its place, so only its own rubric item may be lost.
@@ -153,12 +151,10 @@ def test_starter_leaks_no_solution(name):
 
 @pytest.mark.parametrize("name", HOMEWORKS)
 def test_solution_notebook_runs_in_fast_mode(name, tmp_path):
+    # runs, not how fast: times are benchmarks (benchmarks/homeworks.py, the READMEs)
     hw = load_homework(name)
     nb = build_notebook(read_source(hw.source_path), starter=False)
-    start = time.perf_counter()
-    execute_notebook(nb, tmp_path, fast=True, cell_timeout=FAST_RUN_LIMIT_S)
-    seconds = time.perf_counter() - start
-    assert seconds < FAST_RUN_LIMIT_S, f"{name}: the FAST solution run took {seconds:.0f} s"
+    execute_notebook(nb, tmp_path, fast=True)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
 

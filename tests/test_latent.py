@@ -11,7 +11,15 @@ from visgen.nn import Autoencoder, DiT
 from visgen.nn.autoencoder import Posterior
 from visgen.sampling import sample_euler
 from visgen.sampling.guidance import classifier_free_guidance
-from visgen.train import asset, asset_key, autoencoder, make_method, normalize_spec, train_cached
+from visgen.train import (
+    asset,
+    asset_key,
+    autoencoder,
+    make_method,
+    normalize_spec,
+    train_cached,
+    training_data,
+)
 
 LATENT_DIT = {
     "model": {
@@ -93,7 +101,9 @@ def test_latent_data_names_pin_the_autoencoder():
     with fast_mode(False):
         assert asset_key("vae_shapes16") != key  # so FAST and full latents are cached apart
     with pytest.raises(ValueError, match="latents of 'vae_shapes16' were requested"):
-        get_dataset("latent:vae_shapes16:stale-key")
+        training_data("latent:vae_shapes16:stale-key")
+    with pytest.raises(ValueError, match="get it with visgen.train.training_data"):
+        get_dataset("latent:vae_shapes16")  # visgen.data knows no trained models
 
 
 def test_vae_reconstructs_shapes():
@@ -104,7 +114,7 @@ def test_vae_reconstructs_shapes():
     quality = psnr(rec, test.x)
     # measured (600 steps, FAST): mean 27.7 dB, worst image 22.6 dB
     assert quality.mean() > 26.0 and quality.min() > 20.0
-    z = get_dataset("latent:vae_shapes16", "test").x
+    z = training_data("latent:vae_shapes16", "test").x
     assert z.shape == (2000, 4, 8, 8)
     assert abs(float(z.std()) - 1) < 0.05  # the scale was fitted on the training split
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from visgen.metrics import linear_probe
+from visgen.metrics import linear_probe, probe_accuracy
 from visgen.nn import Classifier, DiT
 from visgen.objectives import encoder_tokens, repa_loss, spatial_normalize
-from visgen.train import asset_key, make_method, probe_accuracy, train_cached
+from visgen.train import asset_key, make_method, train_cached
 
 LAYER = 2
 

@@ -32,7 +32,7 @@ from visgen.course.chapters.l05_diffusion_in_practice import (
 from visgen.course.figurebook import FigureBook, num
 from visgen.course.helpers import digits_row
 from visgen.data import embedding_matrix, get_dataset
-from visgen.metrics import energy_distance, mode_coverage
+from visgen.metrics import energy_distance, mode_coverage, probe_accuracy
 from visgen.metrics.images import data_floor, image_metrics
 from visgen.nn import DiT
 from visgen.nn.dit import apply_rope, patchify, rope_2d, unpatchify
@@ -42,7 +42,7 @@ from visgen.oracles import GaussianMixture, eight_gaussians
 from visgen.sampling import sample_euler, sample_heun
 from visgen.sampling.guidance import autoguidance, classifier_free_guidance
 from visgen.schedules import Linear
-from visgen.train import autoencoder, probe_accuracy, train_cached
+from visgen.train import autoencoder, train_cached
 
 book = FigureBook(__file__)
 BLUE, ORANGE, GREEN, PURPLE, GREY, RED = (

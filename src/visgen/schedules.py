@@ -21,9 +21,13 @@ Schedules (all return tensors; time may be a float or a tensor):
 ``Linear``      flow matching / rectified flow: α = 1 − t, σ = t.
 ==============  ============================================================================
 
-The ends are singular for some schedules (λ = ±∞ at t = 0 for ``Linear`` and the VP
-schedules' σ(0) = 0, λ = −∞ at t = 1 for ``Linear`` and ``VPCosine``); time grids in
-:mod:`visgen.sampling.grids` keep solvers away from them.
+The ends are singular for some schedules (λ = +∞ at t = 0 for ``Linear`` and the VP
+schedules, whose σ(0) = 0; λ = −∞ at t = 1 for ``Linear`` and ``VPCosine``, whose α(1) = 0);
+time grids in :mod:`visgen.sampling.grids` keep solvers away from them. The schedules
+themselves are exact there in float32 and float64 on any CPU: α, σ, λ, t(λ), f and g are
+finite or ±∞, never NaN (α(0) = 1, σ(0) = 0, λ(0) = +∞ and t(±∞) ∈ {0, 1} exactly for the
+singular ones), because every formula is written so that rounding cannot leave the domain the
+math defines (log α ≤ 0, σ ≥ 0), e.g. σ = √(−expm1(2 log α)) rather than √(1 − α²).
 """
 
 from __future__ import annotations
@@ -110,9 +114,11 @@ def _as_logsnr(lam) -> torch.Tensor:
 
 
 class _VP(Schedule):
-    """Variance preserving: σ² = 1 − α². Subclasses give ``log_alpha`` and its derivative."""
+    """Variance preserving: σ² = 1 − α². Subclasses give ``_log_alpha``, its derivative and
+    its inverse; :meth:`log_alpha` clamps it to log α ≤ 0, so a rounding error of one ulp at
+    t = 0 cannot make σ² = −expm1(2 log α) negative (and σ, λ NaN)."""
 
-    def log_alpha(self, t) -> torch.Tensor:
+    def _log_alpha(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def d_log_alpha(self, t) -> torch.Tensor:
@@ -121,36 +127,42 @@ class _VP(Schedule):
     def t_from_log_alpha(self, log_alpha) -> torch.Tensor:
         raise NotImplementedError
 
+    def log_alpha(self, t) -> torch.Tensor:
+        """log α(t) ≤ 0 (0 exactly at t = 0)."""
+        return torch.clamp(self._log_alpha(as_time(t)), max=0)
+
     def alpha(self, t):
-        return torch.exp(self.log_alpha(as_time(t)))
+        return torch.exp(self.log_alpha(t))
 
     def sigma(self, t):
-        return torch.sqrt(-torch.expm1(2 * self.log_alpha(as_time(t))))
+        # abs: σ(0) = +0, not −0 (log α = +0 gives −expm1(0) = −0), so that 1/σ(0) = +∞
+        return torch.sqrt(-torch.expm1(2 * self.log_alpha(t))).abs()
 
     def d_alpha(self, t):
         t = as_time(t)
         return self.alpha(t) * self.d_log_alpha(t)
 
     def d_sigma(self, t):
+        # σσ' = −αα'; written with α' (finite where α = 0) rather than α² d log α/dt
         t = as_time(t)
-        alpha, sigma = self.alpha(t), self.sigma(t)
-        return -(alpha**2) * self.d_log_alpha(t) / sigma
+        return -self.alpha(t) * self.d_alpha(t) / self.sigma(t)
 
     def logsnr(self, t):
-        log_alpha = self.log_alpha(as_time(t))
+        log_alpha = self.log_alpha(t)
         return log_alpha - 0.5 * torch.log(-torch.expm1(2 * log_alpha))
 
     def t_from_logsnr(self, lam):
-        # α² = sigmoid(2λ)  ⇒  log α = −½ softplus(−2λ)
-        lam = _as_logsnr(lam)
-        return self.t_from_log_alpha(-0.5 * torch.nn.functional.softplus(-2 * lam))
+        # α² = sigmoid(2λ)  ⇒  log α = −½ softplus(−2λ), softplus(x) = max(x, 0) + log1p(e^{−|x|})
+        # (exact to rounding for every x; torch's softplus returns x itself above x = 20)
+        x = -2 * _as_logsnr(lam)
+        return self.t_from_log_alpha(-0.5 * (x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))))
 
     def f(self, t):
         return self.d_log_alpha(as_time(t))
 
     def g(self, t):
         # g² = dσ²/dt − 2fσ² = −2 α² f − 2 f σ² = −2 f = β(t)
-        return torch.sqrt(-2 * self.d_log_alpha(as_time(t)))
+        return torch.sqrt(torch.clamp(-2 * self.d_log_alpha(as_time(t)), min=0))
 
 
 class VPDiscrete(_VP):
@@ -210,8 +222,7 @@ class VPDiscrete(_VP):
     def _segment(self, t: torch.Tensor) -> torch.Tensor:
         return torch.clamp(torch.ceil(t * self.T).long() - 1, 0, self.T - 1)
 
-    def log_alpha(self, t):
-        t = as_time(t)
+    def _log_alpha(self, t):
         i = self._segment(t)
         knots_t, knots, slopes = (
             a.to(t.dtype) for a in (self._knots_t, self._knots_log_alpha, self._slopes)
@@ -243,8 +254,7 @@ class VPLinear(_VP):
             raise ValueError(f"need 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
         self.beta_min, self.beta_max = beta_min, beta_max
 
-    def log_alpha(self, t):
-        t = as_time(t)
+    def _log_alpha(self, t):
         return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
 
     def d_log_alpha(self, t):
@@ -252,14 +262,21 @@ class VPLinear(_VP):
         return -0.5 * (self.beta_min + t * (self.beta_max - self.beta_min))
 
     def t_from_log_alpha(self, log_alpha):
+        # the root of a t² + b t + log α = 0 in the form without cancellation at small t
         a, b = 0.25 * (self.beta_max - self.beta_min), 0.5 * self.beta_min
-        return torch.clamp((-b + torch.sqrt(b**2 - 4 * a * log_alpha)) / (2 * a), 0, 1)
+        t = -2 * log_alpha / (b + torch.sqrt(b**2 - 4 * a * log_alpha))
+        return torch.where(torch.isinf(log_alpha), 1.0, t).clamp(0, 1)
 
 
 class VPCosine(_VP):
     """Cosine schedule (Nichol & Dhariwal 2021, arXiv 2102.09672, eq. 17): α(t) = cos(φ(t))/cos(φ(0)).
 
     φ(t) = π/2 (t + s)/(1 + s). α(1) = 0, so λ(1) = −∞ and f, g blow up at t = 1.
+
+    Evaluated without cancellation at both ends: with δ = φ(t) − φ(0) = π/2 t/(1 + s),
+    α = cos δ − tan φ(0) sin δ, so log α = log1p(−2 sin²(δ/2) − tan φ(0) sin δ) is exactly
+    0 at t = 0 and accurate to relative rounding for small t; near t = 1,
+    α = sin(π/2 (1 − t)/(1 + s))/cos φ(0) is exactly 0 at t = 1.
     """
 
     name = "vp_cosine"
@@ -268,22 +285,36 @@ class VPCosine(_VP):
         if not s > 0:
             raise ValueError(f"s must be positive, got {s}")
         self.s = s
-        self._log_cos0 = math.log(math.cos(math.pi / 2 * s / (1 + s)))
+        phi0 = math.pi / 2 * s / (1 + s)
+        self._cos0, self._sin0, self._tan0 = math.cos(phi0), math.sin(phi0), math.tan(phi0)
+        self._log_cos0 = math.log(self._cos0)
+        self._rate = math.pi / 2 / (1 + s)  # dφ/dt
 
-    def _phi(self, t):
-        return math.pi / 2 * (t + self.s) / (1 + self.s)
-
-    def log_alpha(self, t):
-        t = as_time(t)
-        return torch.log(torch.clamp(torch.cos(self._phi(t)), min=0)) - self._log_cos0
+    def _log_alpha(self, t):
+        delta, rest = self._rate * t, self._rate * (1 - t)  # φ(t) − φ(0), π/2 − φ(t)
+        near_data = torch.log1p(
+            torch.clamp(-2 * torch.sin(delta / 2) ** 2 - self._tan0 * torch.sin(delta), min=-1)
+        )
+        near_noise = torch.log(torch.sin(rest)) - self._log_cos0
+        return torch.where(t < 0.5, near_data, near_noise)
 
     def d_log_alpha(self, t):
-        t = as_time(t)
-        return -math.pi / 2 / (1 + self.s) * torch.tan(self._phi(t))
+        rest = self._rate * (1 - as_time(t))  # tan φ(t) = cot(π/2 − φ(t)): +∞ at t = 1
+        return -self._rate * torch.cos(rest) / torch.sin(rest)
+
+    def d_alpha(self, t):
+        return -self._rate * torch.cos(self._rate * (1 - as_time(t))) / self._cos0
 
     def t_from_log_alpha(self, log_alpha):
-        phi = torch.arccos(torch.exp(log_alpha + self._log_cos0).clamp(max=1))
-        return torch.clamp(phi * 2 * (1 + self.s) / math.pi - self.s, 0, 1)
+        # cos φ = α cos φ(0), and δ = φ − φ(0) from sin δ, cos δ written without cancellation:
+        # sin φ = √(σ² + α² sin² φ(0)),  sin δ = cos φ(0) σ² / (sin φ + α sin φ(0)),
+        # cos δ = α cos² φ(0) + sin φ(0) sin φ
+        alpha, sigma2 = torch.exp(log_alpha), -torch.expm1(2 * log_alpha)
+        sin_phi = torch.sqrt(sigma2 + (alpha * self._sin0) ** 2)
+        sin_delta = self._cos0 * sigma2 / (sin_phi + alpha * self._sin0)
+        cos_delta = alpha * self._cos0**2 + self._sin0 * sin_phi
+        t = torch.atan2(sin_delta, cos_delta) / self._rate
+        return torch.where(torch.isinf(log_alpha), 1.0, t).clamp(0, 1)
 
 
 class _AlphaOne(Schedule):

@@ -16,10 +16,11 @@ Derived sets (same splits):
 * ``shapes16_captions`` / ``shapes32_captions``: the shapes with their captions as word ids
   (N, 8) in place of class labels (``visgen.data.tokenize_captions``; −1 = padding);
 * ``embedded:<toy>:<D>``: a toy 2D set placed on a plane of R^D by the fixed orthonormal
-  ``embedding_matrix(D)`` (JiT's high-dimensional toy), labels as the toy's;
-* ``latent:<asset>``: the data set an autoencoder asset was trained on, encoded to its scaled
-  latents (``visgen.train.latent.latent_dataset``), labels kept; training specs pin the
-  autoencoder as ``latent:<asset>:<its cache key>``.
+  ``embedding_matrix(D)`` (JiT's high-dimensional toy), labels as the toy's.
+
+Data sets made by a trained model (``latent:<asset>``, the latents of an autoencoder asset)
+belong to :mod:`visgen.train` (:func:`visgen.train.training_data`): this package never
+imports the training stack.
 
 Splits are fixed: train and test of the toy sets and of shapes come from different seeds.
 """
@@ -79,10 +80,10 @@ def _load(name: str, split: str) -> Dataset:
         return Dataset(name, x, labels, len(classes))
     check_choice(split, "split", ("train", "test"))
     if name.startswith("latent:"):
-        from visgen.train.latent import latent_dataset  # the encoder is a trained asset
-
-        asset, _, key = name.removeprefix("latent:").partition(":")
-        return latent_dataset(asset, split, key=key or None)
+        raise ValueError(
+            f"{name!r} names the latents of a trained autoencoder: get it with "
+            "visgen.train.training_data (visgen.data knows no trained models)"
+        )
     if name.startswith("embedded:"):
         toy, _, dim = name.removeprefix("embedded:").rpartition(":")
         if not dim.isdigit():

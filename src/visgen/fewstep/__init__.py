@@ -11,7 +11,7 @@ teachers and :func:`trained` caches trained students. Lecture 6 (flow maps):
 """
 
 from visgen.fewstep.add import train_adversarial
-from visgen.fewstep.base import METHODS, FewStepGenerator, Task, register_method
+from visgen.fewstep.base import METHODS, FewStepGenerator, Task, UnsupportedTeacher, register_method
 from visgen.fewstep.cache import trained
 from visgen.fewstep.consistency import (
     consistency_distillation_loss,
@@ -49,6 +49,7 @@ __all__ = [
     "FlowMap",
     "FlowMapNet",
     "Task",
+    "UnsupportedTeacher",
     "average_velocity_derivative",
     "consistency_distillation_loss",
     "consistency_levels",

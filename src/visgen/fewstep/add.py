@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from visgen._checks import check_positive
-from visgen.fewstep.base import FewStepGenerator, Task, register_method
+from visgen.fewstep.base import FewStepGenerator, Task, UnsupportedTeacher, register_method
 from visgen.fewstep.features import Discriminator, FeatureTap
 from visgen.fewstep.student import (
     STUDENT_LEVELS,
@@ -110,7 +110,7 @@ def train_adversarial(
     check_steps(steps)
     check_positive(d_steps, "d_steps", integer=True)
     if not isinstance(task.teacher.model, nn.Module):
-        raise TypeError(
+        raise UnsupportedTeacher(
             f"{name} puts its discriminator on the teacher network's features; task "
             f"{task.name!r} has an analytic teacher (use a trained one, e.g. '8gauss_fm')"
         )

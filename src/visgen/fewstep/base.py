@@ -10,7 +10,10 @@ A method is a function registered with :func:`register_method`::
 It trains a student on ``task`` for ``steps`` generator updates and returns a
 :class:`FewStepGenerator`, whose ``sample(noise, nfe)`` maps prior noise to data in ``nfe``
 network evaluations. ``steps = 0`` returns the untrained generator (same architecture and
-sampler), which :func:`visgen.fewstep.trained` uses to rebuild a cached student.
+sampler), which :func:`visgen.fewstep.trained` uses to rebuild a cached student. A method
+that cannot distil a task's teacher (SwD needs a convolutional one, feature-based methods a
+network) raises :class:`UnsupportedTeacher`, so a table of every method on every task can
+skip exactly those pairs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ import torch
 from visgen._checks import check_choice
 from visgen.param import Denoiser
 
-__all__ = ["METHODS", "FewStepGenerator", "Task", "register_method"]
+__all__ = ["METHODS", "FewStepGenerator", "Task", "UnsupportedTeacher", "register_method"]
+
+
+class UnsupportedTeacher(TypeError):
+    """This method cannot learn from this task's teacher (a bad pairing, not a bug)."""
 
 
 @dataclass

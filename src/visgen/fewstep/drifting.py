@@ -136,13 +136,19 @@ def multi_temperature_drift(
 
 
 def _drift_by_class(x, positives, x_labels, pos_labels, **kw) -> torch.Tensor:
-    """Class-conditional drift: positives and negatives of x's own class only."""
+    """Class-conditional drift: positives and negatives of x's own class only.
+
+    A sample alone in its class in the batch has no negatives, and Algorithm 2's field is
+    then exactly 0 (W⁺ = A⁺ Σ A⁻ = 0: no repulsion, no attraction); so is a class without
+    positives. Such samples get no update this step.
+    """
     if x_labels is None:
         return multi_temperature_drift(x, positives, **kw)
     v = torch.zeros_like(x)
     for c in x_labels.unique():
         i, j = x_labels == c, pos_labels == c
-        v[i] = multi_temperature_drift(x[i], positives[j], **kw)
+        if i.sum() > 1 and j.any():
+            v[i] = multi_temperature_drift(x[i], positives[j], **kw)
     return v
 
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from visgen._checks import check_choice, check_positive
-from visgen.fewstep.base import FewStepGenerator, Task, register_method
+from visgen.fewstep.base import FewStepGenerator, Task, UnsupportedTeacher, register_method
 from visgen.fewstep.features import FeatureTap
 from visgen.fewstep.student import (
     STUDENT_LEVELS,
@@ -102,7 +102,7 @@ def train_mmd(
     check_steps(steps)
     check_choice(kernel, "kernel", ("rbf", "linear"))
     if not isinstance(task.teacher.model, nn.Module):
-        raise TypeError(
+        raise UnsupportedTeacher(
             f"{name} matches the teacher network's features; task {task.name!r} has an analytic "
             "teacher (use a trained one, e.g. '8gauss_fm')"
         )

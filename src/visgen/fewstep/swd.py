@@ -28,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from visgen._checks import check_choice
-from visgen.fewstep.base import FewStepGenerator, Task, register_method
+from visgen.fewstep.base import FewStepGenerator, Task, UnsupportedTeacher, register_method
 from visgen.fewstep.features import FeatureTap
 from visgen.fewstep.mmd import feature_mmd, median_bandwidth
 from visgen.fewstep.student import (
@@ -98,7 +98,7 @@ def train_swd(
     """Train a scale-wise 1/2/4-step student with the patch MMD loss (see the module docstring)."""
     check_steps(steps)
     if not isinstance(task.teacher.model, UNet):
-        raise TypeError(
+        raise UnsupportedTeacher(
             "swd evaluates the teacher at several resolutions: it needs a fully convolutional "
             f"(UNet) teacher, e.g. task 'digits_unet'; task {task.name!r} has "
             f"{type(task.teacher.model).__name__}"

@@ -1,5 +1,8 @@
 """Sample-quality metrics: point-cloud distances, image metrics (Fréchet distance) and the
-linear probe of representations."""
+linear probe of representations.
+
+Metrics sit above :mod:`visgen.train` (the image metrics' evaluation classifiers and the
+probed features come from it); the training stack never imports this package."""
 
 from visgen.metrics.images import (
     IMAGE_DATASETS,
@@ -9,7 +12,7 @@ from visgen.metrics.images import (
     frechet_distance,
     image_metrics,
 )
-from visgen.metrics.probe import linear_probe
+from visgen.metrics.probe import linear_probe, probe_accuracy
 from visgen.metrics.samples import (
     ModeCoverage,
     energy_distance,
@@ -30,5 +33,6 @@ __all__ = [
     "linear_probe",
     "mmd_rbf",
     "mode_coverage",
+    "probe_accuracy",
     "sliced_wasserstein",
 ]

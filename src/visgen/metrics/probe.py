@@ -3,7 +3,8 @@ r"""Linear probing: how linearly decodable a label is from a representation.
 A multinomial logistic regression (scikit-learn, L2-regularised, on standardised features) is
 fitted on training features and its accuracy measured on held-out features — the protocol REPA
 uses to read the semantic content of a diffusion transformer's hidden states (Yu et al. 2024,
-arXiv 2410.06940, §2, Fig. 2), at CPU scale.
+arXiv 2410.06940, §2, Fig. 2), at CPU scale. :func:`probe_accuracy` applies it to the pooled
+tokens of a DiT's blocks (:func:`visgen.train.hidden_features`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 
 from visgen._checks import check_tensor
 
-__all__ = ["linear_probe"]
+__all__ = ["linear_probe", "probe_accuracy"]
 
 
 def _as_numpy(x, name, dims):
@@ -50,3 +51,21 @@ def linear_probe(train_x, train_y, test_x, test_y, *, c: float = 1.0) -> float:
     with threadpool_limits(1):
         probe.fit(xs[0], ys[0])
         return float((probe.predict(xs[1]) == ys[1]).mean())
+
+
+def probe_accuracy(model, data: str, layers, t: float = 0.25, *, seed: int = 0) -> dict:
+    """Linear-probe test accuracy of the class from the pooled tokens of each block of
+    ``layers`` at time t: {layer: accuracy}. The model sees no label (null condition)."""
+    from visgen.data import get_dataset
+    from visgen.train.repa import hidden_features
+
+    train, test = get_dataset(data, "train"), get_dataset(data, "test")
+    if train.labels is None or train.labels.dim() != 1:
+        raise ValueError(f"data set {data!r} has no class labels to probe")
+    g = torch.Generator().manual_seed(seed)
+    f_train = hidden_features(model, train.x, layers, t, generator=g)
+    f_test = hidden_features(model, test.x, layers, t, generator=g)
+    return {
+        layer: linear_probe(f_train[layer], train.labels, f_test[layer], test.labels)
+        for layer in f_train
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from visgen._checks import check_choice
+from visgen._registry import Registry
 from visgen.nn.autoencoder import Autoencoder
 from visgen.nn.classifier import Classifier
 from visgen.nn.dit import DiT, DiTConfig
@@ -44,22 +44,18 @@ __all__ = [
     "merge_lora",
 ]
 
-MODELS: dict[str, type[nn.Module]] = {
-    "mlp": MLP,
-    "unet": UNet,
-    "classifier": Classifier,
-    "dit": DiT,
-    "autoencoder": Autoencoder,
-}
+MODELS: Registry[type[nn.Module]] = Registry(
+    "model name",
+    {"mlp": MLP, "unet": UNet, "classifier": Classifier, "dit": DiT, "autoencoder": Autoencoder},
+    providers=("visgen.fewstep.flowmap",),
+)
+"""Architectures by config name. A module outside :mod:`visgen.nn` that adds one
+(``MODELS["flowmap"] = FlowMapNet``) is listed in ``providers`` (:mod:`visgen._registry`)."""
 
 
 def build_model(config: dict) -> nn.Module:
-    """A network from its ``config`` dict (``{"name": "mlp", ...constructor arguments}``).
-
-    Other modules register architectures by adding to :data:`MODELS`.
-    """
+    """A network from its ``config`` dict (``{"name": "mlp", ...constructor arguments}``)."""
     if not isinstance(config, dict) or "name" not in config:
         raise TypeError(f"config must be a dict with a 'name' key, got {config!r}")
-    check_choice(config["name"], "model name", sorted(MODELS))
     kwargs = {k: v for k, v in config.items() if k != "name"}
-    return MODELS[config["name"]](**kwargs)
+    return MODELS.lookup(config["name"])(**kwargs)

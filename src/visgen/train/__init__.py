@@ -13,12 +13,13 @@ from visgen.train.assets import (
     register_asset,
     spec_key,
     train_cached,
+    training_data,
 )
 from visgen.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from visgen.train.distributed import init_distributed, rank_and_world
 from visgen.train.latent import AutoencoderTraining, autoencoder, latent_dataset
 from visgen.train.methods import METHODS, Classification, Diffusion, make_method
-from visgen.train.repa import hidden_features, probe_accuracy
+from visgen.train.repa import hidden_features
 from visgen.train.trainer import TrainConfig, Trainer, learning_rate, step_generator
 
 __all__ = [
@@ -44,11 +45,11 @@ __all__ = [
     "load_trained",
     "make_method",
     "normalize_spec",
-    "probe_accuracy",
     "rank_and_world",
     "register_asset",
     "save_checkpoint",
     "spec_key",
     "step_generator",
     "train_cached",
+    "training_data",
 ]

@@ -17,7 +17,9 @@ Standard assets are named recipes in :data:`ASSETS` (their sizes follow
 >>> teacher = asset("fm_digits")          # class-conditional flow-matching MLP on digits
 >>> den = teacher.denoiser()              # a visgen.Denoiser: any sampler takes it
 
-Other modules add recipes with :func:`register_asset`.
+Other modules add recipes with :func:`register_asset` and are listed in the providers of
+:data:`ASSETS` (:mod:`visgen._registry`), so that ``asset(name)`` finds every recipe in a
+fresh interpreter, whatever was imported before.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from visgen._checks import check_choice
+from visgen._registry import Registry
 from visgen.config import budget
-from visgen.data.registry import get_dataset
+from visgen.data.registry import Dataset, get_dataset
 from visgen.nn import build_model
 from visgen.param import Denoiser
 from visgen.train.checkpoint import checkpoint_paths, load_checkpoint
@@ -55,6 +57,7 @@ __all__ = [
     "register_asset",
     "spec_key",
     "train_cached",
+    "training_data",
 ]
 
 CACHE_VERSION = 1
@@ -113,7 +116,7 @@ def load_trained(path, *, ema: bool = True) -> Trained:
 
 def normalize_spec(spec: dict) -> dict:
     """Fill in defaults: ``model`` via :func:`build_model`, ``method`` via :func:`make_method`,
-    ``train`` via :class:`TrainConfig`; ``data`` must name a data set of :mod:`visgen.data`
+    ``train`` via :class:`TrainConfig`; ``data`` must name a data set of :func:`training_data`
     (``latent:<asset>`` gets the autoencoder's cache key appended)."""
     if not isinstance(spec, dict):
         raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
@@ -143,8 +146,19 @@ def normalize_spec(spec: dict) -> dict:
 
 def asset_key(name: str) -> str:
     """The cache key of asset ``name``'s recipe under the current budget (FAST or full)."""
-    check_choice(name, "asset", sorted(ASSETS))
-    return spec_key(ASSETS[name]())
+    return spec_key(ASSETS.lookup(name)())
+
+
+def training_data(name: str, split: str = "train") -> Dataset:
+    """The data set a spec names: one of :func:`visgen.data.get_dataset`, or
+    ``latent:<asset>[:<key>]``, the scaled latents of an autoencoder asset
+    (:func:`visgen.train.latent.latent_dataset`)."""
+    if isinstance(name, str) and name.startswith("latent:"):
+        from visgen.train.latent import latent_dataset  # latent imports this module
+
+        autoencoder, _, key = name.removeprefix("latent:").partition(":")
+        return latent_dataset(autoencoder, split, key=key or None)
+    return get_dataset(name, split)
 
 
 def spec_key(spec: dict) -> str:
@@ -182,7 +196,7 @@ def train_cached(spec: dict, *, progress: bool = True, cache: Path | None = None
             with torch.random.fork_rng():
                 torch.manual_seed(spec["train"]["seed"])
                 model = build_model(spec["model"])
-            data = get_dataset(spec["data"])
+            data = training_data(spec["data"])
             trainer = Trainer(
                 model,
                 make_method(spec["method"]),
@@ -262,29 +276,32 @@ def classifier_recipe(
     return recipe
 
 
-ASSETS: dict[str, Callable[[], dict]] = {
-    "fm_2d": _fm_2d,
-    "ddpm_2d": _ddpm_2d,
-    "dsm_2d": _dsm_2d,
-    "fm_digits": _fm_digits,
-    "ddpm_digits": _ddpm_digits,
-    "classifier_digits": classifier_recipe("digits", 1, 10, 16, (1500, 600)),
-    "classifier_shapes16": classifier_recipe("shapes16", 3, 12, 32, (2500, 800)),
-    "classifier_shapes32": classifier_recipe("shapes32", 3, 12, 32, (2500, 800)),
-}
-"""Named recipes: a function returning a spec (evaluated at call time, so budgets apply)."""
+ASSETS: Registry[Callable[[], dict]] = Registry(
+    "asset",
+    {
+        "fm_2d": _fm_2d,
+        "ddpm_2d": _ddpm_2d,
+        "dsm_2d": _dsm_2d,
+        "fm_digits": _fm_digits,
+        "ddpm_digits": _ddpm_digits,
+        "classifier_digits": classifier_recipe("digits", 1, 10, 16, (1500, 600)),
+        "classifier_shapes16": classifier_recipe("shapes16", 3, 12, 32, (2500, 800)),
+        "classifier_shapes32": classifier_recipe("shapes32", 3, 12, 32, (2500, 800)),
+    },
+    providers=("visgen.train.latent", "visgen.train.repa", "visgen.fewstep.tasks"),
+)
+"""Named recipes: a function returning a spec (evaluated at call time, so budgets apply).
+A module that registers recipes is listed in ``providers``, imported on first need."""
 
 
 def register_asset(name: str, recipe: Callable[[], dict]) -> None:
-    """Add a named recipe (a function returning a spec) to :data:`ASSETS`."""
+    """Add a named recipe (a function returning a spec) to :data:`ASSETS`; call it at the top
+    level of a module listed in the providers of :data:`ASSETS`."""
     if not callable(recipe):
         raise TypeError(f"recipe must be a function returning a spec, got {type(recipe).__name__}")
-    if name in ASSETS and ASSETS[name] is not recipe:
-        raise ValueError(f"asset {name!r} is already registered")
     ASSETS[name] = recipe
 
 
 def asset(name: str, *, progress: bool = True) -> Trained:
     """The standard trained asset ``name`` (see :data:`ASSETS`), trained on first use."""
-    check_choice(name, "asset", sorted(ASSETS))
-    return train_cached(ASSETS[name](), progress=progress)
+    return train_cached(ASSETS.lookup(name)(), progress=progress)

@@ -5,7 +5,7 @@ r"""Latent space: training the KL autoencoder, its cached assets, and latent dat
   2112.10752, §3; :mod:`visgen.nn.autoencoder`).
 * Asset ``vae_shapes16`` (16×16×3 → 8×8×4 latents, f = 2); :func:`autoencoder` returns an
   autoencoder asset with its latent scaling factor s = 1/std(μ) measured on its training data.
-* :func:`latent_dataset` (the ``latent:<asset>`` data sets of :func:`visgen.data.get_dataset`)
+* :func:`latent_dataset` (the ``latent:<asset>`` data sets of :func:`visgen.train.training_data`)
   encodes a data set once to s·μ(x): any diffusion method then trains in latent space as it
   would on pixels, and samples are decoded with ``autoencoder(name).from_latent(z)``.
 """

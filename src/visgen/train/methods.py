@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from visgen._checks import check_choice
+from visgen._registry import Registry
 from visgen.nn.embeddings import drop_labels
 from visgen.objectives import (
     Discrete,
@@ -226,14 +227,19 @@ class Classification:
         return nn.functional.cross_entropy(model(batch["x0"]), batch["cond"], reduction="none")
 
 
-METHODS = {"ddpm": Diffusion, "dsm": Diffusion, "fm": Diffusion, "classifier": Classification}
+METHODS: Registry[type] = Registry(
+    "method",
+    {"ddpm": Diffusion, "dsm": Diffusion, "fm": Diffusion, "classifier": Classification},
+    providers=("visgen.train.latent",),
+)
+"""Training methods by spec name; modules that add one are its ``providers``
+(:mod:`visgen._registry`)."""
 
 
 def make_method(spec: dict | str):
     """A method from its spec: a name or ``{"name": ..., **options}``."""
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-    name = check_choice(spec.get("name"), "method", sorted(METHODS))
-    cls = METHODS[name]
+    cls = METHODS.lookup(spec.get("name"))
     if cls is Diffusion:
         return Diffusion(**spec)
     spec.pop("name")

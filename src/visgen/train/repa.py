@@ -1,4 +1,4 @@
-r"""REPA's frozen encoders (cached assets) and the linear probe of an aligned layer.
+r"""REPA's frozen encoders (cached assets) and the hidden features of an aligned layer.
 
 The encoder standing in for DINOv2 (Yu et al. 2024, arXiv 2410.06940) is a small CNN
 classifier trained by visgen: ``repa_encoder_digits`` and ``repa_encoder_shapes16`` use a
@@ -7,8 +7,8 @@ to one is not scored by the same features. Its last convolutional feature map is
 (:func:`visgen.objectives.encoder_tokens`).
 
 :func:`hidden_features` reads the mean-pooled image tokens of a DiT block on noised inputs
-x_t = (1 − t) x0 + t ε; :func:`probe_accuracy` fits a linear probe on them (REPA §2: the
-aligned layer's features become linearly more class-informative).
+x_t = (1 − t) x0 + t ε; :func:`visgen.metrics.probe_accuracy` fits a linear probe on them
+(REPA §2: the aligned layer's features become linearly more class-informative).
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from __future__ import annotations
 import torch
 
 from visgen._checks import as_time
-from visgen.data.registry import get_dataset
-from visgen.metrics.probe import linear_probe
 from visgen.train.assets import classifier_recipe, register_asset
 
-__all__ = ["hidden_features", "probe_accuracy"]
+__all__ = ["hidden_features"]
 
 
 # REPA's frozen target encoders: classifiers of their own (seed 1), standing in for DINO
@@ -44,18 +42,3 @@ def hidden_features(model, x0, layers, t: float, *, generator=None, batch_size=5
         for layer in layers:
             feats[layer].append(hidden[layer].mean(1))
     return {layer: torch.cat(f) for layer, f in feats.items()}
-
-
-def probe_accuracy(model, data: str, layers, t: float = 0.25, *, seed: int = 0) -> dict:
-    """Linear-probe test accuracy of the class from the pooled tokens of each block of
-    ``layers`` at time t: {layer: accuracy}. The model sees no label (null condition)."""
-    train, test = get_dataset(data, "train"), get_dataset(data, "test")
-    if train.labels is None or train.labels.dim() != 1:
-        raise ValueError(f"data set {data!r} has no class labels to probe")
-    g = torch.Generator().manual_seed(seed)
-    f_train = hidden_features(model, train.x, layers, t, generator=g)
-    f_test = hidden_features(model, test.x, layers, t, generator=g)
-    return {
-        layer: linear_probe(f_train[layer], train.labels, f_test[layer], test.labels)
-        for layer in f_train
-    }

@@ -8,12 +8,12 @@ from visgen import budget
 from visgen.course import chapter
 from visgen.course.helpers import digits_row, gaussians_floor_row, gaussians_row
 from visgen.data import embedding_matrix, get_dataset
-from visgen.metrics import data_floor, image_metrics
+from visgen.metrics import data_floor, image_metrics, probe_accuracy
 from visgen.nn import DiT, count_parameters
 from visgen.oracles import eight_gaussians
 from visgen.sampling import sample_euler
 from visgen.sampling.guidance import autoguidance, classifier_free_guidance
-from visgen.train import autoencoder, probe_accuracy
+from visgen.train import autoencoder
 from visgen.viz import figure, scatter
 
 # One transformer for pixels and latents: the same width, depth and token count (4 tokens),
@@ -382,7 +382,7 @@ def _repa(ctx, g):
         "visgen.objectives.repa.repa_loss",
         "visgen.objectives.repa.spatial_normalize",
         "visgen.sampling.guidance.autoguidance",
-        "visgen.train.repa.probe_accuracy",
+        "visgen.metrics.probe.probe_accuracy",
     ],
 )
 def run(ctx):

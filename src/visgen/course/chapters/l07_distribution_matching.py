@@ -8,7 +8,7 @@ import torch
 from visgen import budget
 from visgen.course import chapter, helpers
 from visgen.data import get_dataset
-from visgen.fewstep import METHODS, drift_field, get_task, trained
+from visgen.fewstep import METHODS, UnsupportedTeacher, drift_field, get_task, trained
 from visgen.fewstep.swd import scale_schedule
 from visgen.oracles import eight_gaussians
 from visgen.sampling import sample_euler, uniform
@@ -41,7 +41,7 @@ def _methods(lecture: int | None = None) -> list[str]:
 def _student(method: str, task):
     try:
         return trained(method, task, _steps())
-    except TypeError:  # this method cannot use this teacher (e.g. SwD needs a UNet)
+    except UnsupportedTeacher:  # e.g. SwD needs a convolutional teacher: not in this table
         return None
 
 
