@@ -22,6 +22,7 @@ grid that ends at σ > 0. Schedule values are computed once per grid
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -45,12 +46,18 @@ __all__ = [
 
 
 def _stages(den: Denoiser, g: GridValues, fraction: float) -> GridValues:
-    """Schedule values at λ_t + fraction · h of every step (one vectorised call)."""
+    """Schedule values at λ_t + fraction · h of every step (once per schedule and grid)."""
+    return _stage_values(den.schedule, g.t, fraction, den.prediction == "velocity")
+
+
+@functools.lru_cache(maxsize=256)
+def _stage_values(schedule, ts: tuple, fraction: float, derivatives: bool) -> GridValues:
+    g = schedule_values(schedule, torch.tensor(ts, dtype=torch.float64), False)
     lam = [a + fraction * (b - a) for a, b in zip(g.logsnr[:-1], g.logsnr[1:])]
     if g.sigma[-1] == 0:  # the final denoising step has no intermediate stage
         lam[-1] = g.logsnr[-2]
-    t = den.schedule.t_from_logsnr(torch.tensor(lam, dtype=torch.float64))
-    return schedule_values(den.schedule, t.clamp(0, 1), den.prediction == "velocity")
+    t = schedule.t_from_logsnr(torch.tensor(lam, dtype=torch.float64))
+    return schedule_values(schedule, t.clamp(0, 1), derivatives)
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ the conversion coefficients as Python floats), so no step re-evaluates it.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -199,19 +200,28 @@ def quadratic(n: int, t_start: float = 1.0, t_end: float = 0.0) -> torch.Tensor:
 class GridValues(NamedTuple):
     """A schedule evaluated on a grid, as Python floats (one vectorised call per quantity)."""
 
-    t: list[float]
-    alpha: list[float]
-    sigma: list[float]
-    logsnr: list[float]
-    coefficients: list[tuple[float, ...]]  # (α, σ[, α', σ']) for Denoiser calls
+    t: tuple[float, ...]
+    alpha: tuple[float, ...]
+    sigma: tuple[float, ...]
+    logsnr: tuple[float, ...]
+    coefficients: tuple[tuple[float, ...], ...]  # (α, σ[, α', σ']) for Denoiser calls
 
 
 def schedule_values(schedule: Schedule, ts: torch.Tensor, derivatives: bool = True) -> GridValues:
     """α, σ, λ (and α', σ') at the times ``ts`` (any order), as Python floats."""
     names = ("alpha", "sigma", "logsnr") + (("d_alpha", "d_sigma") if derivatives else ())
-    values = [getattr(schedule, f)(ts).tolist() for f in names]
+    values = [tuple(getattr(schedule, f)(ts).tolist()) for f in names]
     alpha, sigma, lam = values[:3]
-    return GridValues(ts.tolist(), alpha, sigma, lam, list(zip(alpha, sigma, *values[3:])))
+    return GridValues(tuple(ts.tolist()), alpha, sigma, lam, tuple(zip(alpha, sigma, *values[3:])))
+
+
+@functools.lru_cache(maxsize=256)
+def _values_on(schedule: Schedule, ts: tuple[float, ...], derivatives: bool) -> GridValues:
+    """One evaluation per (schedule, grid): a sampler called again on the same grid (every
+    batch of a sampling loop) reuses it. Keyed by the schedule object, which the cache keeps
+    alive, so an id is never reused; GridValues holds only immutable floats and lists the
+    samplers read."""
+    return schedule_values(schedule, torch.tensor(ts, dtype=torch.float64), derivatives)
 
 
 def schedule_on_grid(
@@ -224,7 +234,7 @@ def schedule_on_grid(
     denoising step x_s = α_s x̂0, the limit of their first-order update as λ_s → ∞.
     ``derivatives=False`` skips α', σ' (only velocity conversions need them).
     """
-    values = schedule_values(schedule, check_grid(ts), derivatives)
+    values = _values_on(schedule, tuple(check_grid(ts).tolist()), derivatives)
     if solver is not None:
         last = len(values.t) - 1
         for i, (t, lam) in enumerate(zip(values.t, values.logsnr)):

@@ -15,6 +15,7 @@ step costs, over k steps,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -113,31 +114,49 @@ def steps_for_nfe(nfe: int, solver: str | Solver) -> int:
 
 
 def grid_for_nfe(
-    nfe: int, solver: str | Solver, schedule, kind: str = "logsnr", **options
+    nfe: int,
+    solver: str | Solver,
+    schedule,
+    kind: str = "logsnr",
+    *,
+    t_start: float | None = None,
+    **options,
 ) -> torch.Tensor:
     """A grid of ``kind`` on which ``solver`` costs exactly ``nfe`` evaluations and ends at
-    clean data: k − 1 steps of :mod:`~visgen.sampling.grids`' ``kind`` between the
-    schedule's (clipped) ends, then the denoising step to t = 0. ``options`` go to the grid
-    builder (e.g. ``rho`` for ``edm``, ``shift`` for ``sd3``)."""
+    clean data: k − 1 steps of :mod:`~visgen.sampling.grids`' ``kind`` from ``t_start``
+    (default: the schedule's clipped start, :func:`~visgen.sampling.grids.default_ends`) to
+    its clipped end, then the denoising step to t = 0. ``options`` go to the grid builder
+    (``rho``, ``sigma_min``, ``sigma_max`` for ``edm``; ``shift`` for ``sd3``). Built once
+    per arguments (a sampling loop asks for the same grid every batch)."""
     check_choice(kind, "kind", GRID_KINDS)
-    schedule = get_schedule(schedule)
     steps = steps_for_nfe(nfe, solver)
-    t_start, t_end = grids.default_ends(schedule)
-    zero = torch.zeros(1, dtype=torch.float64)
+    key = tuple(sorted(options.items()))
+    return torch.tensor(
+        _grid(steps, get_schedule(schedule), kind, t_start, key), dtype=torch.float64
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _grid(steps: int, schedule, kind: str, t_start: float | None, options: tuple) -> tuple:
+    options = dict(options)
+    default_start, t_end = grids.default_ends(schedule)
+    t_start = default_start if t_start is None else t_start
     if steps == 1:
-        return torch.tensor([t_start, 0.0], dtype=torch.float64)
+        return (t_start, 0.0)
     n = steps - 1
     if kind == "uniform":
         ts = grids.uniform(n, t_start, t_end)
     elif kind == "logsnr":
         ts = grids.logsnr(n, schedule, t_start, t_end)
     elif kind == "edm":
+        if t_start != default_start:
+            raise ValueError("t_start does not apply to kind='edm'; set its sigma_max instead")
         ts = grids.edm(n, schedule, **options)
     elif kind == "sd3":
         ts = grids.sd3(n, t_start=t_start, t_end=t_end, **options)
     else:
         ts = grids.quadratic(n, t_start, t_end)
-    return torch.cat([ts, zero])
+    return (*ts.tolist(), 0.0)
 
 
 def sample(
