@@ -215,6 +215,21 @@ def schedule_values(schedule: Schedule, ts: torch.Tensor, derivatives: bool = Tr
     return GridValues(tuple(ts.tolist()), alpha, sigma, lam, tuple(zip(alpha, sigma, *values[3:])))
 
 
+def _grid_key(ts) -> tuple[float, ...]:
+    """``ts`` as a tuple of floats, validated like :func:`check_grid` (Python checks on the
+    tuple: a handful of floats costs less than one tensor operation)."""
+    if isinstance(ts, torch.Tensor) and ts.dim() == 1:
+        key = tuple(ts.tolist())
+        ok = (
+            len(key) >= 2
+            and all(0.0 <= t <= 1.0 for t in key)  # False for NaN
+            and all(a > b for a, b in zip(key, key[1:]))
+        )
+        if ok:
+            return key
+    return tuple(check_grid(ts).tolist())  # the slow path raises the precise error
+
+
 @functools.lru_cache(maxsize=256)
 def _values_on(schedule: Schedule, ts: tuple[float, ...], derivatives: bool) -> GridValues:
     """One evaluation per (schedule, grid): a sampler called again on the same grid (every
@@ -234,7 +249,7 @@ def schedule_on_grid(
     denoising step x_s = α_s x̂0, the limit of their first-order update as λ_s → ∞.
     ``derivatives=False`` skips α', σ' (only velocity conversions need them).
     """
-    values = _values_on(schedule, tuple(check_grid(ts).tolist()), derivatives)
+    values = _values_on(schedule, _grid_key(ts), derivatives)
     if solver is not None:
         last = len(values.t) - 1
         for i, (t, lam) in enumerate(zip(values.t, values.logsnr)):
