@@ -111,15 +111,17 @@ def optimize_grid(
         return lam_0 + span * np.cumsum(w / w.sum())[:-1]
 
     # stage 0: the standard grids of the same cost, started at t_start
+    standard = []
     for kind in ("logsnr", "uniform", "edm"):
-        ts = grid_for_nfe(nfe, info, schedule, kind)
-        error_of(schedule.logsnr(ts[1:-1]).numpy())
-    lam_best = schedule.logsnr(min(evaluated, key=lambda e: e[0])[1][1:-1]).numpy()
-    # stage 1: the Beta warp closest to that grid, then Nelder–Mead on its three parameters
-    fit = minimize(lambda p: float(((warp(p) - lam_best) ** 2).sum()), np.array([0.0, 0.0, 0.0]),
-                   method="Nelder-Mead")  # fmt: skip
-    minimize(lambda p: error_of(warp(p)), fit.x, method="Nelder-Mead",
-                       options={"maxfev": max(budget // 3, 20), "xatol": 1e-3, "fatol": 0.0})  # fmt: skip
+        lam = schedule.logsnr(grid_for_nfe(nfe, info, schedule, kind)[1:-1]).numpy()
+        standard.append((error_of(lam), lam))
+    # stage 1: from each standard grid (the search is not convex: several starts), the Beta
+    # warp closest to it, then Nelder–Mead on its three parameters
+    for _, lam in sorted(standard, key=lambda e: e[0]):
+        fit = minimize(lambda p, lam=lam: float(((warp(p) - lam) ** 2).sum()),
+                       np.array([0.0, 0.0, 0.0]), method="Nelder-Mead")  # fmt: skip
+        minimize(lambda p: error_of(warp(p)), fit.x, method="Nelder-Mead",
+                 options={"maxfev": max(budget // 9, 15), "xatol": 1e-3, "fatol": 0.0})  # fmt: skip
     # stage 2: every point, from the best grid so far
     remaining = budget - len(evaluated)
     if remaining > free + 2:

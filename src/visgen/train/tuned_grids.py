@@ -22,6 +22,7 @@ from visgen.train.checkpoint import atomic_write_bytes
 __all__ = ["calibration_set", "tuned_grid"]
 
 REFERENCE_NFE = 400
+VERSION = 1  # bump when optimize_grid changes what it returns: cached grids are then refitted
 
 
 def calibration_set(name: str, n: int, seed: int = 0):
@@ -45,7 +46,7 @@ def tuned_grid(
     if not isinstance(calibration, int) or calibration < 2:
         raise ValueError(f"calibration must be an int >= 2, got {calibration!r}")
     root = cache_dir() / "grids"
-    stem = f"{asset_key(name)}-{solver}-{nfe}-n{calibration}-s{seed}"
+    stem = f"{asset_key(name)}-{solver}-{nfe}-n{calibration}-s{seed}-v{VERSION}"
     path = root / f"{stem}.json"
     with _locked(root / f"{stem}.lock"):
         if not path.exists():
