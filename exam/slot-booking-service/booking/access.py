@@ -1,5 +1,11 @@
 """Who may see and change what. Every lookup is scoped by the signed-in user, so an object of
-another exam is simply not found (404) instead of being found and then checked."""
+another exam is simply not found (404) instead of being found and then checked.
+
+Students: a sign-in by emailed code or link proves the mailbox, so it reaches every exam whose
+roster lists the address. A sign-in by a printed invite code proves only that the bearer got the
+code from an instructor of one exam, so that session reaches that exam only (``exam_scope`` in
+the session; None means every exam of the account).
+"""
 
 from functools import wraps
 
@@ -9,10 +15,29 @@ from django.shortcuts import get_object_or_404
 
 from .models import Enrollment, Exam, Slot
 
+SCOPE = "exam_scope"
 
-def enrollment_for(user, exam_id: int) -> Enrollment:
+
+def exam_scope(request) -> list[int] | None:
+    """Exams this sign-in may reach as a student: None for all of the account's exams."""
+    if getattr(request, "auth_by_token", False):  # API tokens are made by full sign-ins only
+        return None
+    return request.session.get(SCOPE)
+
+
+def _caller(request):
+    return request.auth if hasattr(request, "auth") else request.user  # JSON API / pages
+
+
+def student_enrollments(request):
+    enrollments = Enrollment.objects.filter(student=_caller(request))
+    scope = exam_scope(request)
+    return enrollments if scope is None else enrollments.filter(exam_id__in=scope)
+
+
+def enrollment_for(request, exam_id: int) -> Enrollment:
     return get_object_or_404(
-        Enrollment.objects.select_related("exam", "student"), exam_id=exam_id, student=user
+        student_enrollments(request).select_related("exam", "student"), exam_id=exam_id
     )
 
 

@@ -2,23 +2,61 @@
 
 Authentication: ``Authorization: Bearer <token>`` (made on the "API token" page, /account/), or
 the browser session plus the CSRF header. Refusals are JSON ``{"detail": "..."}``: 404 (not yours,
-or unknown), 409 (full, closed, already booked), 400 or 422 (malformed input).
+or unknown), 409 (full, closed, already booked), 400 or 422 (malformed input: ids are integers
+1 .. 2**63-1, booleans are not ids), 415 (a body that is not JSON), 429 (too many wrong tokens).
 """
 
 import datetime as dt
 
-from django.http import Http404
-from ninja import Field, NinjaAPI, Schema, Status
+from django.http import Http404, JsonResponse
+from ninja import Field, NinjaAPI, Path, Schema, Status
 from ninja.security import HttpBearer, django_auth
+from pydantic import StrictInt
 
-from . import services, signin
-from .access import enrollment_for, taught_enrollment, taught_exam, taught_exams
+from . import services, signin, throttle
+from .access import (
+    enrollment_for,
+    student_enrollments,
+    taught_enrollment,
+    taught_exam,
+    taught_exams,
+)
 from .models import Booking, Enrollment, Exam, Slot
+from .validation import MAX_ID
+
+API_PREFIX = "/api/"
+Id = Path[int, {"ge": 1, "le": MAX_ID}]
+
+
+class JsonBodyMiddleware:
+    """Refuse an API request whose body is not JSON (415) before anything reads the body.
+
+    Otherwise a multipart body is parsed for the CSRF check of a session request, and the
+    API's JSON parser then cannot read the consumed stream (a 500).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if (
+            request.path.startswith(API_PREFIX)
+            and request.method in ("POST", "PUT", "PATCH")
+            and request.content_type not in ("", "application/json")
+        ):
+            return JsonResponse(
+                {"detail": "Send the request body as JSON (Content-Type: application/json)."},
+                status=415,
+            )
+        return self.get_response(request)
 
 
 class BearerToken(HttpBearer):
     def authenticate(self, request, token):
-        return signin.api_user(token)
+        user = signin.api_user(request, token)
+        if user is not None:
+            request.auth_by_token = True
+        return user
 
 
 api = NinjaAPI(
@@ -68,7 +106,7 @@ class BookingOut(Schema):
 
 
 class SlotChoice(Schema):
-    slot_id: int = Field(ge=1)
+    slot_id: StrictInt = Field(ge=1, le=MAX_ID)
 
 
 def _booking(b: Booking) -> dict:
@@ -115,6 +153,11 @@ def refused(request, exc: services.BookingError):
     return api.create_response(request, {"detail": exc.message}, status=exc.status)
 
 
+@api.exception_handler(throttle.Refused)
+def throttled(request, exc: throttle.Refused):
+    return api.create_response(request, {"detail": exc.message}, status=exc.status)
+
+
 @api.exception_handler(Http404)
 def not_found(request, exc):
     return api.create_response(request, {"detail": "Not found, or not yours."}, status=404)
@@ -126,20 +169,20 @@ def not_found(request, exc):
 @api.get("/exams", response=list[ExamOut], url_name="exams", tags=["exams"])
 def list_exams(request):
     """Exams the caller is enrolled in (role student) or teaches (role instructor)."""
-    enrolled = Exam.objects.filter(enrollments__student=request.auth)
+    enrolled = Exam.objects.filter(enrollments__in=student_enrollments(request))
     return [_exam(e, "student") for e in enrolled] + [
         _exam(e, "instructor") for e in taught_exams(request.auth)
     ]
 
 
 @api.get("/exams/{exam_id}/slots", response=list[SlotOut], url_name="slots", tags=["exams"])
-def list_slots(request, exam_id: int):
+def list_slots(request, exam_id: Id):
     """Slots with live seat counts: published ones for students, all for instructors."""
     exams = taught_exams(request.auth)
     if exams.filter(pk=exam_id).exists():
         slots = Slot.objects.filter(exam_id=exam_id)
     else:
-        enrollment = enrollment_for(request.auth, exam_id)
+        enrollment = enrollment_for(request, exam_id)
         slots = enrollment.exam.slots.filter(is_published=True)
     return [_slot(s) for s in slots.select_related("examiner")]
 
@@ -153,8 +196,8 @@ def list_slots(request, exam_id: int):
     url_name="my-booking",
     tags=["student"],
 )
-def my_booking(request, exam_id: int):
-    booking = services.active_booking(enrollment_for(request.auth, exam_id))
+def my_booking(request, exam_id: Id):
+    booking = services.active_booking(enrollment_for(request, exam_id))
     if booking is None:
         raise services.NotFound("You have no booking in this exam.")
     return _booking(booking)
@@ -166,10 +209,10 @@ def my_booking(request, exam_id: int):
     url_name="book",
     tags=["student"],
 )
-def book(request, exam_id: int, choice: SlotChoice):
+def book(request, exam_id: Id, choice: SlotChoice):
     """Book a slot: 201 when booked; 200 when this exact booking already existed (a repeated
     request); 409 when the slot is full or closed, or you hold another slot (use PUT to move)."""
-    enrollment = enrollment_for(request.auth, exam_id)
+    enrollment = enrollment_for(request, exam_id)
     result = services.book(enrollment, choice.slot_id, actor=request.auth)
     return Status(201 if result.created else 200, _booking(result.booking))
 
@@ -180,9 +223,9 @@ def book(request, exam_id: int, choice: SlotChoice):
     url_name="move",
     tags=["student"],
 )
-def move(request, exam_id: int, choice: SlotChoice):
+def move(request, exam_id: Id, choice: SlotChoice):
     """Move your booking; if the new slot is refused you keep the old one."""
-    enrollment = enrollment_for(request.auth, exam_id)
+    enrollment = enrollment_for(request, exam_id)
     return _booking(services.move(enrollment, choice.slot_id, actor=request.auth).booking)
 
 
@@ -192,9 +235,9 @@ def move(request, exam_id: int, choice: SlotChoice):
     url_name="cancel",
     tags=["student"],
 )
-def cancel(request, exam_id: int):
+def cancel(request, exam_id: Id):
     """Cancel your booking (204 also when there was none)."""
-    services.cancel(enrollment_for(request.auth, exam_id), actor=request.auth)
+    services.cancel(enrollment_for(request, exam_id), actor=request.auth)
     return Status(204, None)
 
 
@@ -207,7 +250,7 @@ def cancel(request, exam_id: int):
     url_name="bookings",
     tags=["instructor"],
 )
-def exam_bookings(request, exam_id: int):
+def exam_bookings(request, exam_id: Id):
     exam = taught_exam(request.auth, exam_id)
     bookings = Booking.objects.filter(slot__exam=exam, status=Booking.ACTIVE).select_related(
         "slot", "enrollment__student"
@@ -221,7 +264,7 @@ def exam_bookings(request, exam_id: int):
     url_name="place",
     tags=["instructor"],
 )
-def place(request, exam_id: int, enrollment_id: int, choice: SlotChoice):
+def place(request, exam_id: Id, enrollment_id: Id, choice: SlotChoice):
     """Put a roster student into a slot (book, or move an existing booking); capacity applies."""
     enrollment: Enrollment = taught_enrollment(request.auth, exam_id, enrollment_id)
     result = services.place(enrollment, choice.slot_id, actor=request.auth)
@@ -234,7 +277,7 @@ def place(request, exam_id: int, enrollment_id: int, choice: SlotChoice):
     url_name="unplace",
     tags=["instructor"],
 )
-def unplace(request, exam_id: int, enrollment_id: int):
+def unplace(request, exam_id: Id, enrollment_id: Id):
     enrollment = taught_enrollment(request.auth, exam_id, enrollment_id)
     services.cancel(enrollment, actor=request.auth, by_instructor=True)
     return Status(204, None)

@@ -36,7 +36,7 @@ def schedule_csv(exam: Exam) -> str:
     bookings = (
         Booking.objects.filter(slot__exam=exam, status=Booking.ACTIVE)
         .select_related("slot__examiner", "enrollment__student")
-        .order_by("slot__starts_at", "enrollment__student__name")
+        .order_by("slot__starts_at", "enrollment__name")
     )
     booked = set()
     for b in bookings:
@@ -51,7 +51,7 @@ def schedule_csv(exam: Exam) -> str:
                 slot.room,
                 slot.online_url,
                 slot.examiner.name if slot.examiner else "",
-                student.name,
+                b.enrollment.name,
                 student.email,
                 b.enrollment.group,
                 "booked",
@@ -68,7 +68,7 @@ def schedule_csv(exam: Exam) -> str:
                     "",
                     "",
                     "",
-                    e.student.name,
+                    e.name,
                     e.student.email,
                     e.group,
                     "not booked",

@@ -1,5 +1,7 @@
 """Forms. Dates and times are typed as wall-clock times in the exam's time zone and converted
-to UTC here (``timeutil.to_utc``), with a clear error for times a DST change skips or repeats."""
+to UTC here (``timeutil.to_utc``), with a clear error for times a DST change skips or repeats.
+Years outside 2000-2100, multi-line titles and names, and ids no database can hold are form
+errors (``booking.validation``), never server errors."""
 
 import datetime as dt
 import zoneinfo
@@ -10,6 +12,7 @@ from django.utils import timezone
 
 from . import timeutil
 from .models import Booking, Exam, Slot
+from .validation import one_line, parse_id, year_in_range
 
 MAX_SERIES = 500
 TIME_ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
@@ -31,7 +34,21 @@ class WallClockField(forms.Field):
             raise ValidationError("Enter a date and time like 2026-06-15 09:00.") from exc
         if parsed.tzinfo is not None:
             raise ValidationError("Enter the time without a UTC offset; the exam's zone applies.")
+        year_in_range(parsed)
         return parsed
+
+
+def one_line_field(**kwargs) -> forms.CharField:
+    return forms.CharField(max_length=200, validators=[one_line], **kwargs)
+
+
+class IdChoiceField(forms.ModelChoiceField):
+    """A model choice by id; ids no database can hold are an invalid choice, not a crash."""
+
+    def to_python(self, value):
+        if value not in self.empty_values and parse_id(str(value)) is None:
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return super().to_python(value)
 
 
 def local_initial(instant: dt.datetime | None, tz) -> dt.datetime | None:
@@ -81,7 +98,7 @@ class StaffLoginForm(forms.Form):
 
 
 class ExamForm(forms.Form):
-    title = forms.CharField(max_length=200)
+    title = one_line_field()
     time_zone = forms.ChoiceField(
         choices=[(z, z) for z in TIME_ZONES],
         help_text="Times below, and all slot times, are in this zone.",
@@ -117,7 +134,9 @@ class ExamForm(forms.Form):
 class SeriesForm(forms.Form):
     """A series of equal slots: ``per_day`` slots on each of ``days`` consecutive days."""
 
-    first_day = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    first_day = forms.DateField(
+        widget=forms.DateInput(attrs={"type": "date"}), validators=[year_in_range]
+    )
     days = forms.IntegerField(min_value=1, max_value=60, initial=1, label="Number of days")
     first_start = forms.TimeField(
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
@@ -137,9 +156,11 @@ class SeriesForm(forms.Form):
         label="Seats per slot",
         error_messages={"min_value": "The number of seats must be 0 or more."},
     )
-    room = forms.CharField(max_length=200, required=False)
-    online_url = forms.URLField(required=False, label="Online meeting link", assume_scheme="https")
-    examiner = forms.CharField(max_length=200, required=False)
+    room = one_line_field(required=False)
+    online_url = forms.URLField(
+        max_length=200, required=False, label="Online meeting link", assume_scheme="https"
+    )
+    examiner = one_line_field(required=False)
     publish = forms.BooleanField(required=False, label="Visible to students right away")
 
     def __init__(self, *args, exam: Exam, **kwargs):
@@ -183,9 +204,11 @@ class SlotForm(forms.Form):
         label="Seats",
         error_messages={"min_value": "The number of seats must be 0 or more."},
     )
-    room = forms.CharField(max_length=200, required=False)
-    online_url = forms.URLField(required=False, label="Online meeting link", assume_scheme="https")
-    examiner = forms.CharField(max_length=200, required=False)
+    room = one_line_field(required=False)
+    online_url = forms.URLField(
+        max_length=200, required=False, label="Online meeting link", assume_scheme="https"
+    )
+    examiner = one_line_field(required=False)
 
     @classmethod
     def for_slot(cls, slot: Slot, data=None):
@@ -221,7 +244,7 @@ class RosterForm(forms.Form):
 
 
 class PlaceForm(forms.Form):
-    enrollment = forms.ModelChoiceField(queryset=None, label="Student")
+    enrollment = IdChoiceField(queryset=None, label="Student")
 
     def __init__(self, *args, exam: Exam, **kwargs):
         super().__init__(*args, **kwargs)
@@ -232,7 +255,7 @@ class PlaceForm(forms.Form):
         )
 
         def label(enrollment) -> str:
-            student = f"{enrollment.student.name} <{enrollment.student.email}>"
+            student = enrollment.display_name
             start = booked.get(enrollment.pk)
             return f"{student}: booked {timeutil.describe(start, exam.tz)}" if start else student
 

@@ -52,7 +52,8 @@ def booking_uid(booking: Booking) -> str:
 
 def booking_ics(booking: Booking) -> str:
     """REQUEST for an active booking, CANCEL for a cancelled one."""
-    slot, student = booking.slot, booking.enrollment.student
+    slot, enrollment = booking.slot, booking.enrollment
+    student = enrollment.student
     cancelled = booking.status == Booking.CANCELLED
     cal = _calendar("CANCEL" if cancelled else "REQUEST")
     event = _slot_event(slot, booking_uid(booking))
@@ -63,7 +64,7 @@ def booking_ics(booking: Booking) -> str:
     event.add(
         "attendee",
         f"mailto:{student.email}",
-        parameters={"CN": student.name or student.email, "ROLE": "REQ-PARTICIPANT"},
+        parameters={"CN": enrollment.name or student.email, "ROLE": "REQ-PARTICIPANT"},
     )
     examiner = slot.examiner.name if slot.examiner else "to be announced"
     event.add("description", f"Examiner: {examiner}. Times are in {slot.exam.time_zone}.")
@@ -72,7 +73,8 @@ def booking_ics(booking: Booking) -> str:
 
 
 def examiner_feed(examiner: Examiner) -> str:
-    """All slots of an examiner, with the booked students' names (a private, token-URL feed)."""
+    """All slots of an examiner (who belongs to one exam), with the booked students' names
+    (a private, token-URL feed)."""
     cal = _calendar()
     cal.add("x-wr-calname", f"Exams: {examiner.name}")
     slots = examiner.slots.select_related("exam").prefetch_related("bookings__enrollment__student")
@@ -80,7 +82,7 @@ def examiner_feed(examiner: Examiner) -> str:
         event = _slot_event(slot, f"slot-{slot.pk}@{_host()}")
         event.add("summary", f"{slot.exam.title} ({slot.booked}/{slot.capacity} booked)")
         names = sorted(
-            str(b.enrollment.student) for b in slot.bookings.all() if b.status == Booking.ACTIVE
+            b.enrollment.display_name for b in slot.bookings.all() if b.status == Booking.ACTIVE
         )
         event.add("description", "\n".join(names) or "No bookings yet.")
         cal.add_component(event)

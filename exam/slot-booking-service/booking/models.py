@@ -5,6 +5,12 @@
   WHERE status = 'active' (an enrollment is one student on one exam's roster);
 * ``booked`` is a counter of active bookings, changed only by conditional UPDATEs in
   ``booking.services``; ``manage.py check_integrity`` verifies counter == bookings.
+
+Tenancy: a student's account (``User``) is shared by every exam whose roster lists the address,
+so everything an instructor controls hangs off the exam instead: the name and group on the
+roster (``Enrollment``), invite codes (per enrollment), examiners and their calendar feeds (per
+exam). An instructor of one exam therefore cannot rename, sign in as, or read the calendar of a
+student or examiner of another exam.
 """
 
 import secrets
@@ -15,6 +21,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+
+from .validation import one_line
 
 
 def validate_time_zone(value: str) -> None:
@@ -42,7 +50,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     """A person: an instructor (is_staff, password) or a student (roster row, login by code)."""
 
     email = models.EmailField(unique=True)
-    name = models.CharField(max_length=200, blank=True)
+    name = models.CharField(max_length=200, blank=True, validators=[one_line])
     is_staff = models.BooleanField(
         default=False, help_text="Instructors are staff: they sign in with a password."
     )
@@ -63,21 +71,8 @@ def new_feed_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-class Examiner(models.Model):
-    """Who examines in a slot; has a private iCal feed URL (calendar apps cannot sign in)."""
-
-    name = models.CharField(max_length=200, unique=True)
-    feed_token = models.CharField(max_length=64, unique=True, default=new_feed_token)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
-
-
 class Exam(models.Model):
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[one_line])
     time_zone = models.CharField(
         max_length=64,
         validators=[validate_time_zone],
@@ -107,27 +102,53 @@ class Exam(models.Model):
 
 
 class Enrollment(models.Model):
-    """One student on one exam's roster."""
+    """One student on one exam's roster, with the name and group this exam's roster gives."""
 
     exam = models.ForeignKey(Exam, on_delete=models.CASCADE, related_name="enrollments")
     student = models.ForeignKey(User, on_delete=models.CASCADE, related_name="enrollments")
-    group = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=200, blank=True, validators=[one_line])
+    group = models.CharField(max_length=100, blank=True, validators=[one_line])
 
     class Meta:
-        ordering = ["student__name", "student__email"]
+        ordering = ["name", "student__email"]
         constraints = [
             models.UniqueConstraint(fields=["exam", "student"], name="one_roster_row_per_student")
         ]
 
     def __str__(self):
-        return f"{self.student} in {self.exam}"
+        return f"{self.display_name} in {self.exam}"
+
+    @property
+    def display_name(self) -> str:
+        """'Name <email>' as this exam's roster has it."""
+        email = self.student.email
+        return f"{self.name} <{email}>" if self.name else email
+
+
+class Examiner(models.Model):
+    """Who examines in an exam's slots; has a private iCal feed URL (calendar apps cannot sign
+    in). Examiners belong to one exam: the same name typed in two exams gives two examiners,
+    each with a feed of their own exam's slots only."""
+
+    exam = models.ForeignKey(Exam, on_delete=models.CASCADE, related_name="examiners")
+    name = models.CharField(max_length=200, validators=[one_line])
+    feed_token = models.CharField(max_length=64, unique=True, default=new_feed_token)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["exam", "name"], name="one_examiner_name_per_exam")
+        ]
+
+    def __str__(self):
+        return self.name
 
 
 class Slot(models.Model):
     exam = models.ForeignKey(Exam, on_delete=models.CASCADE, related_name="slots")
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
-    room = models.CharField(max_length=200, blank=True)
+    room = models.CharField(max_length=200, blank=True, validators=[one_line])
     online_url = models.URLField(blank=True)
     examiner = models.ForeignKey(
         Examiner, on_delete=models.SET_NULL, null=True, blank=True, related_name="slots"
@@ -187,7 +208,7 @@ class Booking(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.enrollment.student} -> slot {self.slot_id} ({self.status})"
+        return f"{self.enrollment.display_name} -> slot {self.slot_id} ({self.status})"
 
 
 class AuditEvent(models.Model):
@@ -224,6 +245,7 @@ class OutboxEmail(models.Model):
     STATUS_CHOICES = [(s, s) for s in (PENDING, SENDING, SENT, FAILED)]
     MAX_ATTEMPTS = 5
 
+    exam_id = models.BigIntegerField(null=True, help_text="The exam the email is about, if any.")
     dedupe_key = models.CharField(max_length=200, unique=True)
     to_email = models.EmailField()
     subject = models.CharField(max_length=300)
@@ -245,11 +267,18 @@ class OutboxEmail(models.Model):
 
 
 class LoginToken(models.Model):
-    """An emailed one-time sign-in: a short code to type and a link; only hashes are stored."""
+    """An emailed one-time sign-in: a short code to type and a link; only hashes are stored.
+
+    The code works only in the browser session that asked for it (``binding`` is the keyed
+    hash of a random value kept in that session), so a stranger who asks for codes for someone
+    else's address can neither guess that person's code nor invalidate it. The link works in
+    any browser: opening it proves access to the mailbox.
+    """
 
     MAX_ATTEMPTS = 5
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="login_tokens")
+    binding = models.CharField(max_length=64, db_index=True)
     code_hash = models.CharField(max_length=64)
     link_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -262,16 +291,19 @@ class LoginToken(models.Model):
 
 
 class InviteCode(models.Model):
-    """A printed one-time code, the fallback when email does not arrive."""
+    """A printed one-time code, the fallback when email does not arrive. It belongs to one
+    roster row: it signs the student in for that exam only."""
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="invite_codes")
+    enrollment = models.ForeignKey(
+        Enrollment, on_delete=models.CASCADE, related_name="invite_codes"
+    )
     code_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
-        return f"invite code for {self.user}"
+        return f"invite code for {self.enrollment}"
 
 
 class ApiToken(models.Model):
@@ -288,14 +320,16 @@ class ApiToken(models.Model):
 class ThrottleWindow(models.Model):
     """Fixed-window counters shared by all workers (see booking.throttle)."""
 
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=300)
     bucket = models.BigIntegerField(help_text="Unix time // window length.")
     hits = models.PositiveIntegerField(default=0)
+    expires = models.BigIntegerField(help_text="Unix time at which the window ends.")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["name", "bucket"], name="one_counter_per_window")
         ]
+        indexes = [models.Index(fields=["expires"], name="throttle_expires")]
 
     def __str__(self):
         return f"{self.name}: {self.hits} in window {self.bucket}"

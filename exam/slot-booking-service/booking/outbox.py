@@ -13,21 +13,25 @@ from django.db.models import F
 from django.utils import timezone
 
 from .models import OutboxEmail
+from .validation import flatten
 
 log = logging.getLogger(__name__)
 STALE_CLAIM = dt.timedelta(minutes=10)
 
 
-def queue(*, key: str, to: str, subject: str, body: str, ics: str = "") -> None:
+def queue(
+    *, key: str, to: str, subject: str, body: str, ics: str = "", exam_id: int | None = None
+) -> None:
     """Record an email inside the current transaction; send it once the transaction commits.
 
     ``key`` deduplicates: queueing the same key twice keeps the first email (one INSERT ... ON
-    CONFLICT DO NOTHING, no extra round trip).
+    CONFLICT DO NOTHING, no extra round trip). The subject is flattened to one line: a header
+    with a line break is refused by the mail library, and titles come from users.
     """
-    OutboxEmail.objects.bulk_create(
-        [OutboxEmail(dedupe_key=key, to_email=to, subject=subject, body=body, ics=ics)],
-        ignore_conflicts=True,
+    email = OutboxEmail(
+        dedupe_key=key, exam_id=exam_id, to_email=to, subject=flatten(subject), body=body, ics=ics
     )
+    OutboxEmail.objects.bulk_create([email], ignore_conflicts=True)
     transaction.on_commit(lambda: deliver([key]))
 
 

@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from .validation import one_line
+
 REQUIRED = ("name", "email")
 OPTIONAL = ("group",)
 
@@ -98,6 +100,13 @@ def _problem(row: RosterRow, seen: dict[str, int]) -> str:
         return "the name is empty"
     if len(row.name) > 200 or len(row.group) > 100:
         return "the name (200 characters) or group (100 characters) is too long"
+    try:
+        one_line(row.name)
+        one_line(row.group)
+    except ValidationError:
+        return "the name or group holds a line break or a control character"
+    if len(row.email) > 254:
+        return "the email address is longer than 254 characters"
     try:
         validate_email(row.email)
     except ValidationError:

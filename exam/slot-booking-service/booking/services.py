@@ -13,6 +13,11 @@ The concurrency guard (README, "Concurrency design"):
    and a failed move rolls back completely: the student keeps the old seat.
 5. Every change writes its audit event and its emails (outbox) in the same transaction; emails
    are sent after commit.
+6. Removing a student from a roster locks their roster row, then cancels their booking through
+   ``cancel`` (seat, audit row, email), then deletes the row. A booking racing with it cannot
+   slip in between: on PostgreSQL its commit must check the booking's foreign key against the
+   locked row, so it waits and then fails (rolled back, seat included); SQLite serialises
+   writers anyway.
 """
 
 import dataclasses
@@ -78,6 +83,10 @@ def constraint_name(exc: IntegrityError) -> str | None:
     return None
 
 
+def _is_gone(enrollment: Enrollment) -> bool:
+    return not Enrollment.objects.filter(pk=enrollment.pk).exists()
+
+
 def _audit(action: str, *, actor: User | None, exam_id: int, **fields) -> None:
     AuditEvent.objects.create(
         action=action,
@@ -133,19 +142,20 @@ def _take_seat(enrollment: Enrollment, slot_id: int, *, by_instructor: bool, now
 
 def _notify(booking: Booking, subject: str, lead: str) -> None:
     exam, slot = booking.slot.exam, booking.slot
-    student = booking.enrollment.student
+    enrollment = booking.enrollment
     when = timeutil.describe(slot.starts_at, exam.tz)
     until = f"{timeutil.local(slot.ends_at, exam.tz):%H:%M}"
     examiner = slot.examiner.name if slot.examiner else "to be announced"
     body = (
-        f"Hello {student.name or student.email},\n\n{lead}\n\n"
+        f"Hello {enrollment.name or enrollment.student.email},\n\n{lead}\n\n"
         f"Exam: {exam.title}\nWhen: {when} to {until} ({exam.time_zone})\n"
         f"Where: {slot.room or slot.online_url}\nExaminer: {examiner}\n\n"
         "The attached calendar file updates your calendar.\n"
     )
     outbox.queue(
         key=f"booking-{booking.pk}-seq-{booking.sequence}",
-        to=student.email,
+        exam_id=exam.pk,
+        to=enrollment.student.email,
         subject=f"{subject}: {exam.title}",
         body=body,
         ics=booking_ics(booking),
@@ -192,6 +202,8 @@ def book(
                 return Result(booking, created=True)
     except IntegrityError as exc:
         if constraint_name(exc) != ONE_ACTIVE_BOOKING:
+            if _is_gone(enrollment):  # removed from the roster while this request ran
+                raise NotFound("You are not on this exam's roster.") from exc
             raise
         existing = active_booking(enrollment)  # a concurrent request of the same student won
         if existing is None:
@@ -322,9 +334,10 @@ def update_exam(exam: Exam, *, actor: User, **fields) -> None:
         )
 
 
-def _examiner(name: str) -> Examiner | None:
+def _examiner(exam: Exam, name: str) -> Examiner | None:
+    """This exam's examiner of that name (examiners of other exams are never reused)."""
     name = name.strip()
-    return Examiner.objects.get_or_create(name=name)[0] if name else None
+    return Examiner.objects.get_or_create(exam=exam, name=name)[0] if name else None
 
 
 def create_slots(
@@ -339,7 +352,7 @@ def create_slots(
     publish: bool,
 ) -> list[Slot]:
     with transaction.atomic():
-        examiner = _examiner(examiner_name)
+        examiner = _examiner(exam, examiner_name)
         slots = Slot.objects.bulk_create(
             Slot(
                 exam=exam,
@@ -368,7 +381,8 @@ def update_slot(slot: Slot, *, actor: User, capacity: int, examiner_name: str, *
         if not Slot.objects.filter(pk=slot.pk, booked__lte=capacity).update(capacity=capacity):
             booked = Slot.objects.get(pk=slot.pk).booked
             raise Unavailable(f"{booked} seats are booked; the capacity cannot be lower.")
-        Slot.objects.filter(pk=slot.pk).update(examiner=_examiner(examiner_name), **place)
+        examiner = _examiner(slot.exam, examiner_name)
+        Slot.objects.filter(pk=slot.pk).update(examiner=examiner, **place)
         changed = {k for k, v in place.items() if getattr(slot, k) != v}
         _audit(
             "slot.update",
@@ -383,7 +397,7 @@ def update_slot(slot: Slot, *, actor: User, capacity: int, examiner_name: str, *
         bookings.update(sequence=F("sequence") + 1)
         notified = 0
         for booking in bookings.select_related(
-            "slot__exam", "slot__examiner", "enrollment__student"
+            "slot__exam", "slot__examiner", "enrollment__student", "enrollment__exam"
         ):
             _notify(
                 booking, "Exam slot changed", "The time or place of your exam slot has changed."
@@ -428,7 +442,9 @@ class RosterOutcome:
 
 
 def import_roster(exam: Exam, rows: list, *, actor: User, rejected: list) -> RosterOutcome:
-    """Add or update roster rows (``roster.RosterRow``); instructors' addresses are refused."""
+    """Add or update this exam's roster rows (``roster.RosterRow``); instructors' addresses are
+    refused. Names and groups live on the roster row, so a student on several rosters keeps
+    the name each exam gave them: an import changes nothing outside its own exam."""
     outcome = RosterOutcome(rejected=list(rejected))
     with transaction.atomic():
         for row in rows:
@@ -438,15 +454,13 @@ def import_roster(exam: Exam, rows: list, *, actor: User, rejected: list) -> Ros
                 continue
             if user is None:
                 user = User.objects.create_user(row.email, name=row.name)
-            elif user.name != row.name:
-                User.objects.filter(pk=user.pk).update(name=row.name)
             enrollment, created = Enrollment.objects.get_or_create(
-                exam=exam, student=user, defaults={"group": row.group}
+                exam=exam, student=user, defaults={"name": row.name, "group": row.group}
             )
             if created:
                 outcome.added += 1
-            elif enrollment.group != row.group or user.name != row.name:
-                Enrollment.objects.filter(pk=enrollment.pk).update(group=row.group)
+            elif (enrollment.name, enrollment.group) != (row.name, row.group):
+                Enrollment.objects.filter(pk=enrollment.pk).update(name=row.name, group=row.group)
                 outcome.updated += 1
             else:
                 outcome.unchanged += 1
@@ -465,17 +479,16 @@ def import_roster(exam: Exam, rows: list, *, actor: User, rejected: list) -> Ros
 
 
 def issue_invites(exam: Exam, *, actor: User, valid_for=dt.timedelta(days=30)):
-    """New one-time invite codes for every student on the roster (older unused codes die).
+    """New one-time invite codes for every student on this exam's roster; their older unused
+    codes for this exam die, codes other exams made for the same students are untouched.
 
     Returns (enrollment, code) pairs; the codes exist only in this return value.
     """
     now = timezone.now()
     enrollments = list(exam.enrollments.select_related("student"))
     with transaction.atomic():
-        InviteCode.objects.filter(
-            user__in=[e.student for e in enrollments], used_at__isnull=True
-        ).delete()
-        pairs = [(e, new_invite_code(e.student, now + valid_for)) for e in enrollments]
+        InviteCode.objects.filter(enrollment__exam=exam, used_at__isnull=True).delete()
+        pairs = [(e, new_invite_code(e, now + valid_for)) for e in enrollments]
         _audit("invites.issue", actor=actor, exam_id=exam.pk, details={"count": len(pairs)})
     return pairs
 
@@ -492,10 +505,11 @@ def remind_unbooked(exam: Exam, *, actor: User, login_url: str) -> int:
             student = enrollment.student
             outbox.queue(
                 key=f"remind-{enrollment.pk}-{today}",
+                exam_id=exam.pk,
                 to=student.email,
                 subject=f"Please book your exam slot: {exam.title}",
                 body=(
-                    f"Hello {student.name or student.email},\n\nYou have not booked a slot for "
+                    f"Hello {enrollment.name or student.email},\n\nYou have not booked a slot for "
                     f"{exam.title} yet. Booking closes on "
                     f"{timeutil.describe(exam.booking_closes_at, exam.tz)}.\n\n"
                     f"Sign in with your email address at {login_url}\n"
@@ -504,6 +518,29 @@ def remind_unbooked(exam: Exam, *, actor: User, login_url: str) -> int:
             count += 1
         _audit("students.remind", actor=actor, exam_id=exam.pk, details={"count": count})
         return count
+
+
+def remove_student(enrollment: Enrollment, *, actor: User) -> Booking | None:
+    """Take a student off an exam's roster: their booking is cancelled the normal way (seat
+    freed, audit row, cancellation email), then the roster row and its invite codes go.
+    Returns the cancelled booking, if there was one."""
+    try:
+        with transaction.atomic():
+            if not Enrollment.objects.select_for_update().filter(pk=enrollment.pk).exists():
+                raise NotFound("This student is not on the roster (any more).")
+            booking = cancel(enrollment, actor=actor, by_instructor=True)
+            _audit(
+                "roster.remove",
+                actor=actor,
+                exam_id=enrollment.exam_id,
+                booking_id=booking.pk if booking else None,
+                student_email=enrollment.student.email,
+                details={"name": enrollment.name, "group": enrollment.group},
+            )
+            Enrollment.objects.get(pk=enrollment.pk).delete()
+    except IntegrityError as exc:  # a last line: the locked row makes this unreachable
+        raise Changed("The student's booking changed meanwhile; try again.") from exc
+    return booking
 
 
 @dataclasses.dataclass(frozen=True)

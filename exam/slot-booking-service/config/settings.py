@@ -25,7 +25,7 @@ ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "booking.apps.AdminConfig",  # Django admin with this service's admin site (superusers)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -39,12 +39,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "booking.api.JsonBodyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "booking.throttle.DeviceCookieMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -89,6 +91,8 @@ def database_from_env() -> dict:
 DATABASES = {"default": database_from_env()}
 
 AUTH_USER_MODEL = "booking.User"
+# One backend for every password sign-in (the staff page and Django admin): throttled.
+AUTHENTICATION_BACKENDS = ["booking.backends.PasswordBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -135,6 +139,54 @@ EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "0") == "1"
 EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
 EMAIL_TIMEOUT = 20
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "exam-booking@localhost")
+
+# Sign-in throttle (booking.throttle): limits per window of `seconds`. Behind reverse proxies,
+# TRUSTED_PROXY_COUNT says how many; the client address is then read from X-Forwarded-For.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+_WAIT = "wait up to {} minutes and try again."
+THROTTLE = {
+    "password": {
+        "seconds": 15 * 60,
+        "per_client": 20,
+        "per_account_client": 5,
+        "per_account": 10,
+        "per_device": 5,
+        "message": "Too many failed sign-ins for this account; " + _WAIT.format(15),
+    },
+    "code-request": {
+        "seconds": 3600,
+        "per_client": 100,
+        "per_account_client": 5,
+        "per_account": 10,
+        "per_device": 5,
+        "message": "Too many codes were requested for this address; " + _WAIT.format(60),
+    },
+    "code": {
+        "seconds": 15 * 60,
+        "per_client": 30,
+        "message": "Too many wrong codes from your network; " + _WAIT.format(15),
+    },
+    "link": {
+        "seconds": 15 * 60,
+        "per_client": 30,
+        "message": "Too many sign-in links tried from your network; " + _WAIT.format(15),
+    },
+    "invite": {
+        "seconds": 15 * 60,
+        "per_client": 30,
+        "message": "Too many wrong invite codes from your network; " + _WAIT.format(15),
+    },
+    "setup": {
+        "seconds": 15 * 60,
+        "per_client": 30,
+        "message": "Too many set-up links tried from your network; " + _WAIT.format(15),
+    },
+    "api-token": {
+        "seconds": 15 * 60,
+        "per_client": 30,
+        "message": "Too many wrong API tokens from your network; " + _WAIT.format(15),
+    },
+}
 
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = 14 * 24 * 3600

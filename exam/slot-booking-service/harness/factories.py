@@ -72,7 +72,9 @@ def make_students(exam: Exam, count: int, *, prefix: str = "student") -> list[En
         )
         for i in range(count)
     )
-    return Enrollment.objects.bulk_create(Enrollment(exam=exam, student=u) for u in users)
+    return Enrollment.objects.bulk_create(
+        Enrollment(exam=exam, student=u, name=u.name) for u in users
+    )
 
 
 def api_tokens(users: list[User]) -> list[str]:

@@ -6,8 +6,9 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 
 @dataclasses.dataclass
@@ -16,24 +17,48 @@ class Response:
     seconds: float
     body: bytes = b""
     error: str = ""
+    cookies: dict = dataclasses.field(default_factory=dict)  # set by the response
+    location: str = ""
 
     def json(self):
         return json.loads(self.body)
 
 
 def request(
-    base_url: str, method: str, path: str, *, headers=None, body=None, timeout: float = 60
+    base_url: str,
+    method: str,
+    path: str,
+    *,
+    headers=None,
+    body=None,
+    form=None,
+    timeout: float = 60,
 ) -> Response:
+    """One request; ``body`` is sent as JSON, ``form`` as an urlencoded form."""
     parts = urlsplit(base_url)
-    payload = json.dumps(body).encode() if body is not None else None
-    headers = {**(headers or {}), **({"Content-Type": "application/json"} if payload else {})}
+    if form is not None:
+        payload, kind = urlencode(form).encode(), "application/x-www-form-urlencoded"
+    else:
+        payload, kind = (
+            (json.dumps(body).encode(), "application/json") if body is not None else (None, None)
+        )
+    headers = {**(headers or {}), **({"Content-Type": kind} if payload else {})}
     started = time.perf_counter()
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         conn.request(method, path, body=payload, headers=headers)
         response = conn.getresponse()
         data = response.read()
-        return Response(response.status, time.perf_counter() - started, data)
+        cookies = SimpleCookie()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            cookies.load(header)
+        return Response(
+            response.status,
+            time.perf_counter() - started,
+            data,
+            cookies={name: morsel.value for name, morsel in cookies.items()},
+            location=response.headers.get("Location", ""),
+        )
     except (OSError, http.client.HTTPException) as exc:
         return Response(None, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
     finally:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from harness import factories
 from harness.databases import PostgresDatabases, SqliteDatabases, manage
 from harness.pg import PostgresMissing
-from tests import workers
+from tests import scenarios, workers
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -99,6 +99,31 @@ def databases_for(request):
         return request.getfixturevalue(f"{vendor}_databases")
 
     return get
+
+
+class ScenarioProcess:
+    """One spawned process with Django on a real database; runs ``tests.scenarios``."""
+
+    def __init__(self, database_url: str, vendor: str):
+        self.vendor = vendor
+        self.pool = ProcessPoolExecutor(
+            1,
+            mp_context=get_context("spawn"),
+            initializer=scenarios.init,
+            initargs=(database_url,),
+        )
+
+    def __call__(self, scenario, *args):
+        return self.pool.submit(scenario, *args).result(timeout=300)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def on_db(request):
+    """Run a scenario of ``tests.scenarios`` on a fresh SQLite file, then on PostgreSQL."""
+    url = request.getfixturevalue(f"{request.param}_databases").fresh()
+    process = ScenarioProcess(url, request.param)
+    yield process
+    process.pool.shutdown()
 
 
 @pytest.fixture(scope="session")

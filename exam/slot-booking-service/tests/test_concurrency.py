@@ -119,3 +119,23 @@ def test_churn_of_bookings_moves_and_cancellations(racers):
     state = racers.call(workers.state, seed["exam"])
     assert sum(booked for booked, _, _ in state["slots"].values()) > 0
     assert_consistent(state)
+
+
+def test_removals_race_with_bookings(racers):
+    """Half the processes book students while the other half take the same students off the
+    roster (``services.remove_student``), in the same order, at the same moment. Whichever
+    wins, no seat is left counted for a removed student and no request fails unexplained."""
+    seed = racers.call(workers.seed, slots=2, capacity=40, students=48)
+    a, b = seed["slots"]
+    half = PROCESSES // 2
+    parts = chunks(seed["students"], half)
+    ops = [[("book", e, a if e % 2 else b) for e in part] for part in parts]
+    ops += [[("remove", e, None) for e in part] for part in parts]
+    outcomes = Counter(
+        o for result in racers.all(workers.race, [(o,) for o in ops]) for o in result
+    )
+    assert set(outcomes) <= {"booked", "removed", "gone", "NotFound", "Changed"}, outcomes
+    assert outcomes["removed"] + outcomes["Changed"] == 48  # every removal ran or was refused
+    state = racers.call(workers.state, seed["exam"])
+    assert state["students"] == 48 - outcomes["removed"]
+    assert_consistent(state)

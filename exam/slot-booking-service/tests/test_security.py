@@ -148,7 +148,14 @@ HTML = [
         "staff-invites",
         "post",
         lambda c: reverse("staff-invites", args=[c.exam.pk]),
-        lambda c: {},
+        lambda c: {"confirm": "yes"},
+        "instructor",
+    ),
+    (
+        "staff-student-remove",
+        "post",
+        lambda c: reverse("staff-student-remove", args=[c.exam.pk, c.owner.pk]),
+        lambda c: {"confirm": "yes"},
         "instructor",
     ),
     (
@@ -232,6 +239,12 @@ READ = [
     ("staff-roster", lambda c: reverse("staff-roster", args=[c.exam.pk]), "instructor"),
     ("staff-exam-edit", lambda c: reverse("staff-exam-edit", args=[c.exam.pk]), "instructor"),
     ("staff-slot", lambda c: reverse("staff-slot", args=[c.slot.pk]), "instructor"),
+    ("staff-invites", lambda c: reverse("staff-invites", args=[c.exam.pk]), "instructor"),
+    (
+        "staff-student-remove",
+        lambda c: reverse("staff-student-remove", args=[c.exam.pk, c.owner.pk]),
+        "instructor",
+    ),
     ("api:my-booking", lambda c: f"/api/exams/{c.exam.pk}/booking", "student"),
     ("api:slots", lambda c: f"/api/exams/{c.exam.pk}/slots", "student"),
     ("api:bookings", lambda c: f"/api/exams/{c.exam.pk}/bookings", "instructor"),

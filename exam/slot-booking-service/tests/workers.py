@@ -37,14 +37,21 @@ def seed(*, slots: int, capacity: int, students: int) -> dict:
 
 
 def _run(kind: str, enrollment_id: int, slot_id: int | None) -> str:
-    """One action; returns 'booked', 'repeat', 'moved', 'cancelled', a refusal class name,
-    or 'error: ...' for anything the service did not turn into a refusal."""
+    """One action; returns 'booked', 'repeat', 'moved', 'cancelled', 'removed', 'gone' (the
+    student was already off the roster), a refusal class name, or 'error: ...' for anything
+    the service did not turn into a refusal."""
     from booking import services
     from booking.models import Enrollment
 
-    enrollment = Enrollment.objects.select_related("exam", "student").get(pk=enrollment_id)
+    enrollment = Enrollment.objects.select_related("exam", "student").filter(pk=enrollment_id)
+    enrollment = enrollment.first()
+    if enrollment is None:
+        return "gone"
     actor = enrollment.student
     try:
+        if kind == "remove":
+            services.remove_student(enrollment, actor=enrollment.exam.instructors.first())
+            return "removed"
         if kind == "book":
             result = services.book(enrollment, slot_id, actor=actor)
             return "booked" if result.created else "repeat"
@@ -98,6 +105,7 @@ def state(exam_id: int) -> dict:
     )
     active = Booking.objects.filter(enrollment__exam_id=exam_id, status="active")
     return {
+        "students": len(per_student),
         "slots": {s.pk: (s.booked, s.capacity, s.active) for s in slots},
         "students_with_two": sum(1 for e in per_student if e.active > 1),
         "active_by_student": {e.pk: e.active for e in per_student},

@@ -1,5 +1,7 @@
 """Instructor pages. Every exam, slot and roster row is looked up through ``access`` (scoped to
-the exams the instructor teaches); every change goes through ``services``."""
+the exams the instructor teaches); every change goes through ``services``. A form sent with
+errors is answered 400; actions that cannot be undone from the page (new invite codes, hiding
+every slot, removing a student) ask for confirmation first."""
 
 import csv
 import datetime as dt
@@ -7,6 +9,7 @@ import io
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import BadRequest
 from django.db.models import Count, Q, Sum
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,7 +22,16 @@ from ..access import instructor_required, taught_enrollment, taught_exam, taught
 from ..forms import ExamForm, PlaceForm, RosterForm, SeriesForm, SlotForm
 from ..ics import examiner_feed
 from ..models import AuditEvent, Booking, Examiner, OutboxEmail
+from ..validation import parse_id
 from .student import seat
+
+
+def _status(request, *forms) -> int:
+    return 400 if request.method == "POST" and any(f.errors for f in forms) else 200
+
+
+def _confirmed(request) -> bool:
+    return request.method == "POST" and request.POST.get("confirm") == "yes"
 
 
 def _download(content: str, filename: str, content_type: str) -> HttpResponse:
@@ -44,7 +56,9 @@ def exam_new(request):
         exam = services.create_exam(actor=request.user, **form.cleaned_data)
         messages.success(request, "Exam created. Next: import the roster and add slots.")
         return redirect("staff-exam", exam.pk)
-    return render(request, "booking/staff_exam_form.html", {"form": form})
+    return render(
+        request, "booking/staff_exam_form.html", {"form": form}, status=_status(request, form)
+    )
 
 
 @instructor_required
@@ -55,7 +69,8 @@ def exam_edit(request, exam_id):
         services.update_exam(exam, actor=request.user, **form.cleaned_data)
         messages.success(request, "Exam settings saved.")
         return redirect("staff-exam", exam.pk)
-    return render(request, "booking/staff_exam_form.html", {"form": form, "exam": exam})
+    context = {"form": form, "exam": exam}
+    return render(request, "booking/staff_exam_form.html", context, status=_status(request, form))
 
 
 @instructor_required
@@ -74,17 +89,18 @@ def exam_detail(request, exam_id):
         "seats": seats,
         "published_seats": published_seats,
         "unbooked": students - booked,
-        "examiners": Examiner.objects.filter(slots__exam=exam).distinct(),
-        "outbox_problems": _outbox_problems(),
+        "examiners": Examiner.objects.filter(exam=exam, slots__isnull=False).distinct(),
+        "outbox_problems": _outbox_problems(exam),
     }
     return render(request, "booking/staff_exam.html", context)
 
 
-def _outbox_problems() -> int:
-    """Emails that failed, or are still unsent 10 minutes after the change they report."""
+def _outbox_problems(exam) -> int:
+    """This exam's emails that failed, or are still unsent 10 minutes after their change."""
     stuck = timezone.now() - dt.timedelta(minutes=10)
     return OutboxEmail.objects.filter(
-        Q(status=OutboxEmail.FAILED) | Q(status=OutboxEmail.PENDING, created_at__lt=stuck)
+        Q(status=OutboxEmail.FAILED) | Q(status=OutboxEmail.PENDING, created_at__lt=stuck),
+        exam_id=exam.pk,
     ).count()
 
 
@@ -97,8 +113,17 @@ def seats(request, exam_id):
 
 @instructor_required
 def slots_new(request, exam_id):
+    """A series of slots; "Preview" (also sent by htmx as the form changes) lists the slots
+    the series would create, in the exam's time zone, without creating anything."""
     exam = taught_exam(request.user, exam_id)
     form = SeriesForm(request.POST or None, exam=exam)
+    if request.method == "POST" and request.POST.get("action") == "preview":
+        times = form.cleaned_data["times"] if form.is_valid() else []
+        context = {"form": form, "exam": exam, "preview": times, "previewed": True}
+        if request.htmx:  # just the preview, swapped into the page
+            return render(request, "booking/partials/series_preview.html", context)
+        status = _status(request, form)
+        return render(request, "booking/staff_slots_new.html", context, status=status)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         slots = services.create_slots(
@@ -114,22 +139,33 @@ def slots_new(request, exam_id):
         state = "visible to students" if data["publish"] else "hidden until you publish them"
         messages.success(request, f"{len(slots)} slots created, {state}.")
         return redirect("staff-exam", exam.pk)
-    return render(request, "booking/staff_slots_new.html", {"form": form, "exam": exam})
+    context = {"form": form, "exam": exam}
+    return render(request, "booking/staff_slots_new.html", context, status=_status(request, form))
 
 
 @instructor_required
 @require_POST
 def slots_publish(request, exam_id):
-    """Publish or hide the ticked slots, or all slots of the exam (button value 'all')."""
+    """Publish or hide the ticked slots, or all slots of the exam (scope 'all'; hiding all
+    asks for confirmation first)."""
     exam = taught_exam(request.user, exam_id)
+    publish = request.POST.get("publish") == "1"
     if request.POST.get("scope") == "all":
         ids = list(exam.slots.values_list("pk", flat=True))
+        if not publish and not _confirmed(request):
+            context = {
+                "exam": exam,
+                "slots": len(ids),
+                "booked": Booking.objects.filter(slot__exam=exam, status=Booking.ACTIVE).count(),
+            }
+            return render(request, "booking/staff_hide_all.html", context)
     else:
-        ids = [int(v) for v in request.POST.getlist("slot") if v.isdigit()]
+        ids = [parse_id(v) for v in request.POST.getlist("slot")]
+        if None in ids:
+            raise BadRequest("Slot ids are whole numbers.")
     if not ids:
         messages.error(request, "Tick at least one slot first.")
         return redirect("staff-exam", exam.pk)
-    publish = request.POST.get("publish") == "1"
     count = services.set_published(exam, ids, publish, actor=request.user)
     messages.success(request, f"{count} slots {'published' if publish else 'hidden'}.")
     return redirect("staff-exam", exam.pk)
@@ -158,15 +194,19 @@ def slot_detail(request, slot_id):
             extra = f" {notified} booked students are notified." if notified else ""
             messages.success(request, "Slot saved." + extra)
             return redirect("staff-slot", slot.pk)
+    return _slot_page(request, slot, form=form, status=_status(request, form))
+
+
+def _slot_page(request, slot, *, form=None, place_form=None, status=200):
     bookings = slot.bookings.filter(status=Booking.ACTIVE).select_related("enrollment__student")
     context = {
         "slot": slot,
         "exam": slot.exam,
-        "form": form,
+        "form": form or SlotForm.for_slot(slot),
         "bookings": bookings,
-        "place_form": PlaceForm(exam=slot.exam),
+        "place_form": place_form or PlaceForm(exam=slot.exam),
     }
-    return render(request, "booking/staff_slot.html", context)
+    return render(request, "booking/staff_slot.html", context, status=status)
 
 
 @instructor_required
@@ -190,14 +230,14 @@ def slot_place(request, slot_id):
     form = PlaceForm(request.POST, exam=slot.exam)
     if not form.is_valid():
         messages.error(request, "Choose a student from this exam's roster.")
-        return redirect("staff-slot", slot.pk)
+        return _slot_page(request, slot, place_form=form, status=400)
     enrollment = form.cleaned_data["enrollment"]
     try:
         services.place(enrollment, slot.pk, actor=request.user)
     except services.BookingError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{enrollment.student} is now in this slot.")
+        messages.success(request, f"{enrollment.display_name} is now in this slot.")
     return redirect("staff-slot", slot.pk)
 
 
@@ -207,10 +247,28 @@ def student_cancel(request, exam_id, enrollment_id):
     enrollment = taught_enrollment(request.user, exam_id, enrollment_id)
     booking = services.cancel(enrollment, actor=request.user, by_instructor=True)
     if booking is None:
-        messages.info(request, f"{enrollment.student} had no booking.")
+        messages.info(request, f"{enrollment.display_name} had no booking.")
         return redirect("staff-exam", exam_id)
-    messages.success(request, f"Booking of {enrollment.student} cancelled.")
+    messages.success(request, f"Booking of {enrollment.display_name} cancelled.")
     return redirect("staff-slot", booking.slot_id)
+
+
+@instructor_required
+def student_remove(request, exam_id, enrollment_id):
+    """GET asks for confirmation; POST takes the student off this exam's roster (a booking is
+    cancelled first, with the usual email and audit row)."""
+    enrollment = taught_enrollment(request.user, exam_id, enrollment_id)
+    if not _confirmed(request):
+        booking = services.active_booking(enrollment)
+        context = {"exam": enrollment.exam, "enrollment": enrollment, "booking": booking}
+        return render(request, "booking/staff_student_remove.html", context)
+    try:
+        services.remove_student(enrollment, actor=request.user)
+    except services.BookingError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{enrollment.display_name} is no longer on the roster.")
+    return redirect("staff-roster", exam_id)
 
 
 @instructor_required
@@ -225,13 +283,17 @@ def roster_page(request, exam_id):
             form.add_error("file", f"Nothing was imported. {exc}")
         else:
             outcome = services.import_roster(exam, rows, actor=request.user, rejected=rejected)
-            request.session["roster_report"] = {
+            report = {
                 "added": outcome.added,
                 "updated": outcome.updated,
                 "unchanged": outcome.unchanged,
                 "rejected": [[r.line, r.text, r.reason] for r in outcome.rejected],
             }
-            return redirect("staff-roster", exam.pk)
+            if outcome.added + outcome.updated + outcome.unchanged:
+                request.session["roster_report"] = report
+                return redirect("staff-roster", exam.pk)
+            form.add_error("file", "Nothing was imported: every row was rejected (see below).")
+            request.session["roster_report"] = report
     enrollments = exam.enrollments.select_related("student")
     active = {
         b.enrollment_id: b
@@ -266,17 +328,28 @@ def remind(request, exam_id):
 
 
 @instructor_required
-@require_POST
 def invites(request, exam_id):
+    """New invite codes for this exam's roster, after a confirmation (they replace the unused
+    codes made for this exam before; other exams' codes are untouched)."""
     exam = taught_exam(request.user, exam_id)
+    if not _confirmed(request):
+        unused = exam.enrollments.filter(
+            invite_codes__used_at__isnull=True, invite_codes__expires_at__gt=timezone.now()
+        )
+        context = {
+            "exam": exam,
+            "students": exam.enrollments.count(),
+            "with_codes": unused.distinct().count(),
+        }
+        return render(request, "booking/staff_invites.html", context)
     pairs = services.issue_invites(exam, actor=request.user)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["name", "email", "group", "invite_code"])
     for enrollment, code in pairs:
-        student = enrollment.student
         writer.writerow(
-            exports.safe_cell(v) for v in (student.name, student.email, enrollment.group, code)
+            exports.safe_cell(v)
+            for v in (enrollment.name, enrollment.student.email, enrollment.group, code)
         )
     return _download("\ufeff" + out.getvalue(), f"invite-codes-exam-{exam.pk}.csv", "text/csv")
 
@@ -297,7 +370,8 @@ def audit(request, exam_id):
 
 
 def examiner_calendar(request, token):
-    """Subscribable iCal feed; the unguessable token in the URL is the credential."""
+    """Subscribable iCal feed of one exam's examiner; the unguessable token in the URL is the
+    credential."""
     examiner = get_object_or_404(Examiner, feed_token=token)
     if not examiner.slots.exists():
         raise Http404("No slots for this examiner.")

@@ -2,22 +2,24 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import BadRequest
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from .. import services, timeutil
-from ..access import enrollment_for
+from ..access import enrollment_for, student_enrollments
 from ..ics import booking_ics
 from ..models import Booking, Enrollment
+from ..validation import parse_id
 
 
 def _slot_id(request) -> int:
-    try:
-        return int(request.POST.get("slot", ""))
-    except ValueError:
-        raise Http404("Choose a slot.") from None
+    slot_id = parse_id(request.POST.get("slot"))
+    if slot_id is None:
+        raise BadRequest("Choose a slot.")
+    return slot_id
 
 
 def seat(slot, *, staff: bool = False) -> tuple[str, str]:
@@ -64,13 +66,17 @@ def _rows_by_day(slots, exam, booking, now, window_open, can_cancel) -> list[tup
         else:
             action = ""
         text, css = seat(slot)
-        days.setdefault(f"{start:%A %d %B %Y}", []).append(
+        day, time = f"{start:%A %d %B %Y}", f"{start:%H:%M}\u2013{end:%H:%M}"  # en dash
+        place = slot.room or "online"
+        days.setdefault(day, []).append(
             {
                 "slot": slot,
-                "time": f"{start:%H:%M}\u2013{end:%H:%M}",  # en dash
+                "time": time,
                 "seat_text": text,
                 "seat_class": css,
                 "action": action,
+                "full": slot.free <= 0,
+                "names": f"{day}, {time}, {place}",  # completes the button's accessible name
             }
         )
     return list(days.items())
@@ -78,7 +84,7 @@ def _rows_by_day(slots, exam, booking, now, window_open, can_cancel) -> list[tup
 
 @login_required
 def exams(request):
-    enrollments = Enrollment.objects.filter(student=request.user).select_related("exam")
+    enrollments = student_enrollments(request).select_related("exam")
     rows = [
         (
             e,
@@ -95,7 +101,7 @@ def exams(request):
 
 @login_required
 def exam(request, exam_id):
-    enrollment = enrollment_for(request.user, exam_id)
+    enrollment = enrollment_for(request, exam_id)
     return render(request, "booking/student_exam.html", _state(enrollment, timezone.now()))
 
 
@@ -103,14 +109,14 @@ def exam(request, exam_id):
 def seats(request, exam_id):
     """Polled every few seconds by htmx: out-of-band updates of the free-seat cells only, so the
     buttons a student is about to click are never replaced under the pointer."""
-    enrollment = enrollment_for(request.user, exam_id)
+    enrollment = enrollment_for(request, exam_id)
     slots = enrollment.exam.slots.filter(is_published=True)
     cells = [(slot.pk, *seat(slot)) for slot in slots]
     return render(request, "booking/partials/seats.html", {"cells": cells})
 
 
 def _act(request, exam_id, action):
-    enrollment = enrollment_for(request.user, exam_id)
+    enrollment = enrollment_for(request, exam_id)
     try:
         message = action(enrollment)
     except services.BookingError as exc:
@@ -153,7 +159,7 @@ def move(request, exam_id):
 @login_required
 def cancel(request, exam_id):
     """GET asks for confirmation; POST cancels."""
-    enrollment = enrollment_for(request.user, exam_id)
+    enrollment = enrollment_for(request, exam_id)
     if request.method != "POST":
         return render(request, "booking/student_cancel.html", _state(enrollment, timezone.now()))
 
@@ -166,7 +172,7 @@ def cancel(request, exam_id):
 
 @login_required
 def booking_calendar(request, exam_id):
-    enrollment = enrollment_for(request.user, exam_id)
+    enrollment = enrollment_for(request, exam_id)
     booking = services.active_booking(enrollment)
     if booking is None:
         raise Http404("You have no booking in this exam.")
