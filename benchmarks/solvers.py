@@ -1,206 +1,314 @@
-"""Fast ODE solvers, visgen vs diffusers, on the 2D Gaussian-mixture oracle (lecture 4).
+"""Fast ODE solvers, visgen vs diffusers' best configuration per NFE (lecture 4).
 
-    .venv/bin/python benchmarks/solvers.py            # prints both tables (a few minutes)
+    .venv/bin/python benchmarks/solvers.py            # all three parts (≈ 1 CPU-hour)
+    .venv/bin/python benchmarks/solvers.py --parts a c  # the oracle and the overhead (minutes)
 
-(a) Accuracy. The model is the exact denoiser of the course's eight-Gaussian mixture under
-    DDPM's discrete schedule (β linear 1e-4..0.02, T = 1000, diffusers' default). Every
-    sampler starts from the same x at DDPM step 999 (t = 1) and ends at clean data (σ = 0).
-    The reference is the exact PF-ODE solution, DOP853 at rtol 1e-10 (the PF-ODE in
-    x/α and σ/α does not depend on the schedule, so it is solved on the smooth flow-matching
-    clock and mapped back). Error: RMS over points of ‖x − x_ref‖ at NFE 5, 10, 20, 50.
-    diffusers' schedulers are driven through their own ``step`` loop by the same oracle.
-(b) Overhead. A constant ε-"model" on a 1024×2 float32 batch (model cost excluded), 10
-    steps. Each step is timed on its own (diffusers: model + ``scale_model_input`` +
-    ``step``; visgen: between the sampler's per-step callbacks), and the median over all
-    steps of all runs is reported, which is robust to the pre-emptions of a shared machine;
-    set-up (``set_timesteps``; visgen's grid and its one schedule evaluation) separately.
+(a) The Gaussian-mixture oracle. The model is the exact ε-denoiser of the course's eight
+    Gaussians under DDPM's discrete schedule (β linear 1e-4..0.02, T = 1000, diffusers'
+    default). Every sampler starts from the same noise at DDPM step 999 (t = 1) and ends at
+    clean data; the error is the RMS over points of ‖x − x_ref‖ against the exact PF-ODE
+    solution (DOP853, rtol 1e-10). diffusers: every scheduler option its documentation lists
+    (solver order, Karras / exponential / beta / Lu-λ sigmas, timestep spacing,
+    lower_order_final, final_sigmas_type, UniPC's bh1/bh2, DEIS), driven through its own
+    ``set_timesteps``/``step`` loop; its *best configuration per NFE* is chosen on
+    calibration noise (seed 1) and scored on held-out noise (seed 0), as visgen's LD3 grids
+    (:mod:`visgen.sampling.tuning`) are fitted on the same calibration noise.
+(b) Trained flow-matching teachers: the class-conditional digits MLP (``fm_digits``) and the
+    digits U-Net (``fm_digits_unet``). Error against the teacher's converged solve (UniPC,
+    800 NFE, from t = 1 − 1e-5; its distance to a 400-NFE solve is printed) and Fréchet
+    distance on visgen's digit classifier features; diffusers' flow-matching schedulers
+    (FlowMatchEuler / Heun with shifts and sigma options, DPMSolverMultistep and UniPC with
+    flow sigmas) chosen per NFE on calibration noise as in (a); visgen's grids from
+    :func:`visgen.train.tuned_grid` (cached beside the teacher).
+(c) Overhead, model excluded: a constant ε-"model" on a 1024×2 float32 batch, 10 steps; the
+    median per-step time over all steps of all runs, and the per-call set-up (diffusers'
+    ``set_timesteps``; visgen's grid and its schedule values) on the first call (cold) and on
+    later calls (warm: visgen keeps grids and schedule values per schedule and grid).
     Runs alternate between the two libraries; one thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
+import os
 import platform
 import statistics
 import time
+import warnings
 
 import torch
 
 from visgen import Denoiser, set_threads
+from visgen.metrics.images import image_metrics
 from visgen.oracles import eight_gaussians, reference_pfode
-from visgen.sampling import (
-    grids,
-    sample_ddim,
-    sample_dpm_2,
-    sample_dpm_3,
-    sample_dpmpp_2m,
-    sample_dpmpp_2s,
-    sample_dpmpp_3m,
-    sample_euler,
-    sample_heun,
-    sample_unipc,
-)
+from visgen.sampling import SOLVERS, grid_for_nfe, sample
+from visgen.sampling.grids import schedule_on_grid
+from visgen.sampling.tuning import grid_error, optimize_grid
 from visgen.schedules import VPDiscrete
 
-NFES = (5, 10, 20, 50)
-
-# visgen: (sampler, NFE per step)
-SOLVERS = {
-    "euler": (sample_euler, 1),
-    "heun": (sample_heun, 2),
-    "ddim": (sample_ddim, 1),
-    "dpm_2": (sample_dpm_2, 2),
-    "dpm_3": (sample_dpm_3, 3),
-    "dpmpp_2s": (sample_dpmpp_2s, 2),
-    "dpmpp_2m": (sample_dpmpp_2m, 1),
-    "dpmpp_3m": (sample_dpmpp_3m, 1),
-    "unipc": (sample_unipc, 1),
-}
+NFES = (4, 5, 6, 8, 10, 20)
+TUNED = ("unipc", "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_lowstart")
+STANDARD_GRIDS = ("logsnr", "uniform", "edm")
 
 
-def visgen_grid(kind: str, steps: int, schedule) -> torch.Tensor:
-    """``steps − 1`` steps from t = 1 down to t = 1/T, then the final denoising step to t = 0."""
-    if steps == 1:
-        return torch.tensor([1.0, 0.0], dtype=torch.float64)
-    t_min = 1 / schedule.T
-    if kind == "uniform":
-        ts = grids.uniform(steps - 1, 1.0, t_min)
-    elif kind == "logsnr":
-        ts = grids.logsnr(steps - 1, schedule, 1.0, t_min)
-    elif kind == "edm":
-        ts = grids.edm(steps - 1, schedule, rho=7.0)
-    else:
-        raise ValueError(kind)
-    return torch.cat([ts, torch.zeros(1, dtype=torch.float64)])
+def rms(a, b) -> float:
+    err = (a - b).flatten(1).pow(2).sum(1).mean().sqrt().item()
+    return err if math.isfinite(err) else math.inf
 
 
-def reference(gmm, x1, schedule) -> torch.Tensor:
-    """Exact PF-ODE solution at σ = 0 from x1 at t = 1, solved on the flow-matching clock."""
+# --- diffusers: configurations and the driver -------------------------------------------
+
+
+def _options(**choices):
+    keys = list(choices)
+    for values in itertools.product(*choices.values()):
+        yield dict(zip(keys, values))
+
+
+SIGMAS = (
+    {},
+    {"use_karras_sigmas": True},
+    {"use_exponential_sigmas": True},
+    {"use_beta_sigmas": True},
+)
+
+
+def vp_configs() -> dict:
+    """Every documented option of diffusers' DDPM-family ODE schedulers."""
+    from diffusers import (
+        DDIMScheduler,
+        DEISMultistepScheduler,
+        DPMSolverMultistepScheduler,
+        UniPCMultistepScheduler,
+    )
+
+    configs = {}
+    spacing = ("linspace", "leading", "trailing")
+    for o in _options(order=(1, 2, 3), sig=(*SIGMAS, {"use_lu_lambdas": True}), spacing=spacing,
+                      lof=(True, False), final=("zero", "sigma_min")):  # fmt: skip
+        configs[f"DPMSolverMultistep order={o['order']} {o['sig']} spacing={o['spacing']} "
+                f"lower_order_final={o['lof']} final_sigmas_type={o['final']}"] = (  # fmt: skip
+            lambda o=o: DPMSolverMultistepScheduler(
+                solver_order=o["order"], timestep_spacing=o["spacing"],
+                lower_order_final=o["lof"], final_sigmas_type=o["final"], **o["sig"]))  # fmt: skip
+    for o in _options(order=(1, 2, 3), sig=SIGMAS, spacing=spacing, lof=(True, False),
+                      type=("bh1", "bh2")):  # fmt: skip
+        configs[f"UniPCMultistep {o['type']} order={o['order']} {o['sig']} "
+                f"spacing={o['spacing']} lower_order_final={o['lof']}"] = (  # fmt: skip
+            lambda o=o: UniPCMultistepScheduler(
+                solver_order=o["order"], solver_type=o["type"], timestep_spacing=o["spacing"],
+                lower_order_final=o["lof"], **o["sig"]))  # fmt: skip
+    for o in _options(order=(2, 3), sig=SIGMAS, spacing=spacing):
+        configs[f"DEISMultistep order={o['order']} {o['sig']} spacing={o['spacing']}"] = (
+            lambda o=o: DEISMultistepScheduler(
+                solver_order=o["order"], timestep_spacing=o["spacing"], **o["sig"]))  # fmt: skip
+    configs["DPMSolverMultistep (default)"] = DPMSolverMultistepScheduler
+    configs["DDIM trailing, no clip"] = lambda: DDIMScheduler(
+        clip_sample=False, timestep_spacing="trailing"
+    )
+    return configs
+
+
+def flow_configs() -> dict:
+    """diffusers' flow-matching schedulers (velocity = ε − x0, σ = t) and their options."""
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        FlowMatchHeunDiscreteScheduler,
+        UniPCMultistepScheduler,
+    )
+
+    configs = {}
+    flow = {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}
+    for o in _options(shift=(1.0, 2.0, 3.0), sig=SIGMAS):
+        configs[f"FlowMatchEuler shift={o['shift']} {o['sig']}"] = (
+            lambda o=o: FlowMatchEulerDiscreteScheduler(shift=o["shift"], **o["sig"]))  # fmt: skip
+    for shift in (1.0, 2.0, 3.0):
+        configs[f"FlowMatchHeun shift={shift}"] = lambda s=shift: FlowMatchHeunDiscreteScheduler(
+            shift=s
+        )
+    for o in _options(shift=(1.0, 2.0, 3.0), order=(1, 2, 3), lof=(True, False),
+                      final=("zero", "sigma_min")):  # fmt: skip
+        configs[f"DPMSolverMultistep flow_shift={o['shift']} order={o['order']} "
+                f"lower_order_final={o['lof']} final_sigmas_type={o['final']}"] = (  # fmt: skip
+            lambda o=o: DPMSolverMultistepScheduler(
+                flow_shift=o["shift"], solver_order=o["order"], lower_order_final=o["lof"],
+                final_sigmas_type=o["final"], **flow))  # fmt: skip
+    for o in _options(shift=(1.0, 2.0, 3.0), order=(1, 2, 3), lof=(True, False),
+                      type=("bh1", "bh2")):  # fmt: skip
+        configs[f"UniPCMultistep {o['type']} flow_shift={o['shift']} order={o['order']} "
+                f"lower_order_final={o['lof']}"] = (  # fmt: skip
+            lambda o=o: UniPCMultistepScheduler(
+                flow_shift=o["shift"], solver_order=o["order"], solver_type=o["type"],
+                lower_order_final=o["lof"], **flow))  # fmt: skip
+    return configs
+
+
+def run_diffusers(make, nfe: int, den: Denoiser, x, cond=None):
+    """diffusers' own loop (``set_timesteps``, then model + ``step``) with a visgen model;
+    returns (samples, NFE used) or None if the configuration refuses this NFE."""
+    sch = make()
+    try:
+        sch.set_timesteps(nfe)
+    except (ValueError, RuntimeError):
+        return None
+    flow = den.schedule.name == "linear"
+    karras_like = hasattr(sch, "scale_model_input") and "Euler" in type(sch).__name__
+    with den.counting() as count:
+        y = x.clone()
+        if karras_like and not flow:  # EulerDiscrete works on x/α with σ = σ/α
+            y = y * (1 + sch.sigmas[0].double() ** 2).sqrt()
+        for i, k in enumerate(sch.timesteps):
+            if flow:  # σ = t; the model's velocity is diffusers' flow target
+                t = float(sch.sigmas[sch.step_index if sch.step_index is not None else i])
+                out = den(y, t, cond).velocity
+            elif karras_like:
+                sigma = sch.sigmas[i].double()
+                t = den.schedule.t_from_logsnr(-torch.log(sigma)).item()
+                out = den(sch.scale_model_input(y, k), t, cond).eps
+            else:
+                out = den(y, den.schedule.t_of_index(int(k)).item(), cond).eps
+            y = sch.step(out, k, y, return_dict=False)[0].to(x.dtype)
+    return y, count.nfe
+
+
+def diffusers_best(configs, den, nfe, calibration, reference, cond=None):
+    """(name, maker) of the configuration with the lowest calibration error at exactly ``nfe``."""
+    best = (math.inf, None)
+    for name, make in configs.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                run = run_diffusers(make, nfe, den, calibration, cond)
+            except (ValueError, RuntimeError, IndexError):
+                continue
+        if run is None or run[1] != nfe:
+            continue
+        best = min(best, (rms(run[0], reference), name), key=lambda b: b[0])
+    return best[1], configs[best[1]]
+
+
+# --- (a) the Gaussian-mixture oracle --------------------------------------------------------
+
+
+def exact_solution(gmm, x1, schedule) -> torch.Tensor:
+    """Exact PF-ODE solution at σ = 0 from x1 at t = 1, solved on the flow-matching clock
+    (the PF-ODE in x/α and σ/α is the same for every schedule)."""
     lam = schedule.logsnr(torch.tensor(1.0, dtype=torch.float64))
-    t_fm = torch.sigmoid(-lam).item()  # same λ on the flow-matching schedule
+    t_fm = torch.sigmoid(-lam).item()
     x_fm = x1 / schedule.alpha(torch.tensor(1.0, dtype=torch.float64)) * (1 - t_fm)
     return reference_pfode(gmm.denoiser("linear"), x_fm, t_fm, 1e-9, rtol=1e-10, atol=1e-10)
 
 
-def rms(a, b) -> float:
-    return ((a - b) ** 2).sum(1).mean().sqrt().item()
-
-
-def diffusers_schedulers():
-    from diffusers import (
-        DDIMScheduler,
-        DPMSolverMultistepScheduler,
-        EulerDiscreteScheduler,
-        UniPCMultistepScheduler,
-    )
-
-    return {
-        # DDIM's defaults (leading spacing, x0 clipping to [-1, 1]) are for pixel data and
-        # start at step 900 for 10 steps; trailing spacing starts at step 999 like the rest.
-        "DDIM (trailing, no clip)": lambda: DDIMScheduler(
-            clip_sample=False, timestep_spacing="trailing"
-        ),
-        "DPMSolverMultistep (default: ++2M)": lambda: DPMSolverMultistepScheduler(),
-        "DPMSolverMultistep order 3": lambda: DPMSolverMultistepScheduler(solver_order=3),
-        "UniPCMultistep (default: bh2)": lambda: UniPCMultistepScheduler(),
-        "EulerDiscrete (default)": lambda: EulerDiscreteScheduler(),
-    }
-
-
-def run_diffusers(make, nfe, den, x1):
-    """diffusers' own loop: set_timesteps, then model + step, with the exact oracle as model."""
-    sch, schedule = make(), den.schedule
-    sch.set_timesteps(nfe)
-    euler = type(sch).__name__.startswith("Euler")
-    x = x1 * (1 + sch.sigmas[0].double() ** 2).sqrt() if euler else x1.clone()
-    for i, k in enumerate(sch.timesteps):
-        if euler:  # fractional timesteps: read the noise level σ/α from the scheduler
-            sigma = sch.sigmas[i].double()
-            t = schedule.t_from_logsnr(-torch.log(sigma)).item()
-            model_in = sch.scale_model_input(x, k)
-        else:
-            t, model_in = schedule.t_of_index(int(k)).item(), x
-        eps = den(model_in, t).eps
-        x = sch.step(eps, k, x, return_dict=False)[0].double()
-    return x
-
-
-def accuracy_table(n_points: int) -> None:
+def oracle_part(points: int) -> None:
     gmm = eight_gaussians(dtype=torch.float64)
     schedule = VPDiscrete()
     den = gmm.denoiser(schedule)
-    x1 = torch.randn(n_points, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    ref = reference(gmm, x1, schedule)
-    rows = {}
-    for name, (fn, per_step) in SOLVERS.items():
-        for kind in ("uniform", "logsnr", "edm"):
-            errs = []
-            for nfe in NFES:
-                steps = (nfe - 1) // per_step + 1  # the last step (denoising) costs 1 NFE
-                den.nfe = 0
-                y = fn(den, x1, visgen_grid(kind, steps, schedule))
-                errs.append((rms(y, ref), den.nfe))
-            rows[f"visgen {name} / {kind}"] = errs
-    for name, make in diffusers_schedulers().items():
-        errs = []
-        for nfe in NFES:
-            den.nfe = 0
-            y = run_diffusers(make, nfe, den, x1)
-            errs.append((rms(y, ref), den.nfe))
-        rows[f"diffusers {name}"] = errs
-    print(
-        f"\n(a) RMS error vs the exact PF-ODE solution ({n_points} points; [NFE] where it differs)\n"
+    draw = lambda seed, n: torch.randn(
+        n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
     )
-    print("| solver / grid | " + " | ".join(f"NFE {n}" for n in NFES) + " |")
-    print("|---|" + "---|" * len(NFES))
-    for name, errs in rows.items():
-        cells = [f"{e:.2e}" + ("" if n == want else f" [{n}]") for (e, n), want in zip(errs, NFES)]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    at10 = {name: errs[NFES.index(10)][0] for name, errs in rows.items()}
-    best = min((n for n in at10 if n.startswith("visgen")), key=at10.get)
-    base = at10["diffusers DPMSolverMultistep (default: ++2M)"]
-    print(
-        f"\nNFE 10: best visgen {best} {at10[best]:.2e}; diffusers' default "
-        f"DPMSolverMultistep {base:.2e}; ratio {at10[best] / base:.3f} (target <= 0.5)"
-    )
+    x, xc = draw(0, points), draw(1, 512)
+    ref, refc = exact_solution(gmm, x, schedule), exact_solution(gmm, xc, schedule)
+    configs = vp_configs()
+    print(f"\n(a) Gaussian-mixture oracle: RMS error vs the exact PF-ODE solution ({points} "
+          f"held-out points; diffusers: {len(configs)} configurations)\n")  # fmt: skip
+    print("| NFE | diffusers default (DPMSolverMultistep) | diffusers best (configuration) | "
+          "visgen best standard grid | visgen LD3 grid | LD3 / diffusers best |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for nfe in NFES:
+        default = run_diffusers(configs["DPMSolverMultistep (default)"], nfe, den, x)
+        name, make = diffusers_best(configs, den, nfe, xc, refc)
+        best = rms(run_diffusers(make, nfe, den, x)[0], ref)
+        standard = min(
+            (grid_error(den, s, grid_for_nfe(nfe, s, schedule, kind), x, ref), f"{s.name} / {kind}")
+            for s in SOLVERS.values()
+            for kind in STANDARD_GRIDS
+            if _reachable(s, nfe)
+        )
+        tuned = min(
+            (grid_error(den, SOLVERS[s], optimize_grid(den, s, nfe, xc, reference=refc), x, ref), s)
+            for s in TUNED
+            if _reachable(SOLVERS[s], nfe)
+        )
+        print(f"| {nfe} | {rms(default[0], ref):.3e} | {best:.3e} ({name}) | "
+              f"{standard[0]:.3e} ({standard[1]}) | {tuned[0]:.3e} ({tuned[1]}) | "
+              f"{tuned[0] / best:.2f} |", flush=True)  # fmt: skip
 
 
-def overhead_table(reps: int, steps: int = 10) -> None:
+def _reachable(solver, nfe) -> bool:
+    return any(solver.nfe(k) == nfe for k in range(1, nfe + 1))
+
+
+# --- (b) trained teachers -------------------------------------------------------------------
+
+
+def teacher_part(name: str, n: int) -> None:
+    from visgen.train import asset, calibration_set, tuned_grid
+
+    teacher = asset(name)
+    den = teacher.denoiser()
+    x, labels = calibration_set(name, n, seed=1000)  # held-out noise, balanced random labels
+    xc, lc = calibration_set(name, 256, seed=0)  # tuned_grid's calibration set
+    start = 1 - 1e-5
+    solve = lambda nfe, noise, cond: sample(
+        den, noise, nfe, "unipc", grid_for_nfe(nfe, "unipc", den.schedule, t_start=start), cond
+    )
+    ref, refc, ref400 = solve(800, x, labels), solve(800, xc, lc), solve(400, x, labels)
+    floor_fd = image_metrics(ref, "digits")["fd"]
+    configs = flow_configs()
+    print(f"\n(b) {name}: error vs the converged solve (800-NFE UniPC; 400 vs 800: "
+          f"{rms(ref400, ref):.1e}) and FD to the test digits (converged solve: {floor_fd:.2f}); "
+          f"{n} samples, {len(configs)} diffusers configurations\n")  # fmt: skip
+    print("| NFE | diffusers best (configuration) | error | FD | visgen LD3 (solver) | "
+          "error | FD | error ratio |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for nfe in NFES:
+        cname, make = diffusers_best(configs, den, nfe, xc, refc, lc)
+        theirs = run_diffusers(make, nfe, den, x, labels)[0]
+        ours = min(
+            ((rms(out, ref), s, out) for s in TUNED[:3] if _reachable(SOLVERS[s], nfe)
+             for out in [sample(den, x, nfe, s, tuned_grid(name, s, nfe), labels)]),
+            key=lambda r: r[0],
+        )  # fmt: skip
+        e_d, e_v = rms(theirs, ref), ours[0]
+        fd_d, fd_v = image_metrics(theirs, "digits")["fd"], image_metrics(ours[2], "digits")["fd"]
+        print(f"| {nfe} | {cname} | {e_d:.3e} | {fd_d:.2f} | {ours[1]} | {e_v:.3e} | "
+              f"{fd_v:.2f} | {e_v / e_d:.2f} |", flush=True)  # fmt: skip
+
+
+# --- (c) overhead ---------------------------------------------------------------------------
+
+
+def overhead_part(reps: int, steps: int = 10) -> None:
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        UniPCMultistepScheduler,
+    )
+
     x = torch.randn(1024, 2, generator=torch.Generator().manual_seed(0))
     eps = 0.5 * torch.randn(1024, 2, generator=torch.Generator().manual_seed(1))
     schedule = VPDiscrete()
     den = Denoiser(lambda x, t, cond=None: eps, schedule, "eps")  # the model costs nothing
-    makers = diffusers_schedulers()
     pairs = {
-        "DDIM": (sample_ddim, "uniform", makers["DDIM (trailing, no clip)"]),
-        "DPM-Solver++(2M)": (
-            sample_dpmpp_2m,
-            "logsnr",
-            makers["DPMSolverMultistep (default: ++2M)"],
-        ),
-        "DPM-Solver++(3M)": (sample_dpmpp_3m, "logsnr", makers["DPMSolverMultistep order 3"]),
-        "UniPC-bh2": (sample_unipc, "logsnr", makers["UniPCMultistep (default: bh2)"]),
-        # diffusers' Euler is Euler in σ = σ_t/α_t on x/α: the same method as DDIM
-        "Euler in σ/α (visgen: DDIM)": (sample_ddim, "uniform", makers["EulerDiscrete (default)"]),
-        "Euler (visgen: in t, another method)": (
-            sample_euler,
-            "uniform",
-            makers["EulerDiscrete (default)"],
-        ),
-    }
+        "DDIM": ("ddim", lambda: DDIMScheduler(clip_sample=False, timestep_spacing="trailing")),
+        "DPM-Solver++(2M)": ("dpmpp_2m", DPMSolverMultistepScheduler),
+        "DPM-Solver++(3M)": ("dpmpp_3m_lowstart", lambda: DPMSolverMultistepScheduler(solver_order=3)),
+        "UniPC-bh2": ("unipc", UniPCMultistepScheduler),
+    }  # fmt: skip
 
-    def visgen_times(fn, kind):
+    def visgen_times(solver):
         """(set-up, [per-step durations]): steps are delimited by the sampler's callback."""
         marks = []
         t0 = time.perf_counter()
-        fn(
-            den,
-            x,
-            visgen_grid(kind, steps, schedule),
-            callback=lambda *a: marks.append(time.perf_counter()),
-        )
+        ts = grid_for_nfe(steps, solver, schedule)
+        schedule_on_grid(schedule, ts)  # what the sampler does first (cached per grid)
+        setup = time.perf_counter() - t0
+        SOLVERS[solver].fn(den, x, ts, callback=lambda *a: marks.append(time.perf_counter()))
         marks.append(time.perf_counter())
-        return marks[0] - t0, [b - a for a, b in zip(marks[:-1], marks[1:])]
+        return setup, [b - a for a, b in zip(marks[:-1], marks[1:])]
 
     def diffusers_times(sch):
         t0 = time.perf_counter()
@@ -211,17 +319,18 @@ def overhead_table(reps: int, steps: int = 10) -> None:
             marks.append(time.perf_counter())
         return marks[0] - t0, [b - a for a, b in zip(marks[:-1], marks[1:])]
 
-    print(
-        f"\n(b) Overhead, µs: median per step and per call set-up ({steps} steps, "
-        f"1024×2 float32, model excluded, {reps} runs)\n"
-    )
-    print("| solver | visgen step | diffusers step | ratio | visgen set-up | diffusers set-up |")
-    print("|---|---|---|---|---|---|")
-    for name, (fn, kind, make) in pairs.items():
+    print(f"\n(c) Overhead, µs: median per step, per-call set-up cold (first call) and warm "
+          f"({steps} steps, 1024×2 float32, model excluded, {reps} runs)\n")  # fmt: skip
+    print("| solver | visgen step | diffusers step | ratio | visgen set-up cold / warm | "
+          "diffusers set-up | warm set-up ratio |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for label, (solver, make) in pairs.items():
+        _clear_caches()
+        cold = visgen_times(solver)[0]
         sch = make()
         runs = {"v": [], "d": []}
         for _ in range(reps):  # interleaved, so both see the same machine load
-            runs["v"].append(visgen_times(fn, kind))
+            runs["v"].append(visgen_times(solver))
             runs["d"].append(diffusers_times(sch))
         (vset, vstep), (dset, dstep) = (
             (
@@ -230,25 +339,39 @@ def overhead_table(reps: int, steps: int = 10) -> None:
             )
             for k in ("v", "d")
         )
-        print(
-            f"| {name} | {vstep:.0f} | {dstep:.0f} | {vstep / dstep:.2f} | {vset:.0f} | {dset:.0f} |"
-        )
+        print(f"| {label} | {vstep:.0f} | {dstep:.0f} | {vstep / dstep:.2f} | "
+              f"{1e6 * cold:.0f} / {vset:.0f} | {dset:.0f} | {vset / dset:.2f} |")  # fmt: skip
+
+
+def _clear_caches() -> None:
+    from visgen.sampling import dpm_solver, grids, solvers
+
+    grids._values_on.cache_clear()
+    solvers._grid.cache_clear()
+    dpm_solver._stage_values.cache_clear()
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=1000, help="points in the accuracy test")
-    parser.add_argument("--reps", type=int, default=100, help="timed runs per sampler")
+    parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
+    parser.add_argument("--points", type=int, default=1000, help="held-out points in (a)")
+    parser.add_argument("--samples", type=int, default=1000, help="samples per teacher in (b)")
+    parser.add_argument("--reps", type=int, default=100, help="timed runs per sampler in (c)")
     args = parser.parse_args(argv)
     set_threads(1)
+    os.environ.setdefault("TQDM_DISABLE", "1")
     import diffusers
 
-    print(
-        f"visgen solvers vs diffusers {diffusers.__version__}; torch {torch.__version__}; "
-        f"{platform.processor() or platform.machine()}, 1 thread; {time.strftime('%Y-%m-%d')}"
-    )
-    accuracy_table(args.points)
-    overhead_table(args.reps)
+    print(f"visgen solvers vs diffusers {diffusers.__version__}; torch {torch.__version__}; "
+          f"{platform.processor() or platform.machine()}, 1 thread; {time.strftime('%Y-%m-%d')}; "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    if "a" in args.parts:
+        oracle_part(args.points)
+    if "b" in args.parts:
+        for name in ("fm_digits", "fm_digits_unet"):
+            teacher_part(name, args.samples)
+    if "c" in args.parts:
+        overhead_part(args.reps)
 
 
 if __name__ == "__main__":

@@ -20,21 +20,24 @@ from visgen.metrics import energy_distance, mode_coverage
 from visgen.metrics.images import data_floor, image_metrics
 from visgen.oracles import GaussianMixture, eight_gaussians, reference_pfode
 from visgen.sampling import (
+    SOLVERS,
+    grid_for_nfe,
     grids,
+    sample,
     sample_ddim,
     sample_dpm_1,
     sample_dpm_2,
     sample_dpm_2m,
-    sample_dpm_3,
     sample_dpmpp_2m,
     sample_dpmpp_2s,
-    sample_dpmpp_3m,
     sample_euler,
     sample_heun,
     sample_unipc,
 )
 from visgen.sampling.guidance import classifier_free_guidance
+from visgen.sampling.tuning import grid_error, noise_start, optimize_grid
 from visgen.schedules import VPLinear
+from visgen.train import tuned_grid
 from visgen.train.assets import asset
 
 book = FigureBook(__file__)
@@ -49,19 +52,19 @@ BLUE, ORANGE, GREEN, PURPLE, GREY, RED = (
 T_START, T_END = 1 - grids.T_EPS, grids.T_EPS  # flow matching: λ = ∓6.9 at the ends
 INTERVAL = (0.1, 0.4)  # guidance interval (Kynkäänniemi et al. 2024) in flow-matching time
 NFES = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-# name: (sampler, NFE per step, key for results.json)
+# label: (name in visgen.sampling.SOLVERS, key for results.json)
 SINGLESTEP = {
-    "Euler = DDIM = DPM-1": (sample_euler, 1, "euler"),
-    "Heun": (sample_heun, 2, "heun"),
-    "DPM-Solver-2": (sample_dpm_2, 2, "dpm2"),
-    "DPM-Solver-3": (sample_dpm_3, 3, "dpm3"),
-    "DPM-Solver++(2S)": (sample_dpmpp_2s, 2, "dpmpp2s"),
+    "Euler = DDIM = DPM-1": ("euler", "euler"),
+    "Heun": ("heun", "heun"),
+    "DPM-Solver-2": ("dpm_2", "dpm2"),
+    "DPM-Solver-3": ("dpm_3", "dpm3"),
+    "DPM-Solver++(2S)": ("dpmpp_2s", "dpmpp2s"),
 }
 MULTISTEP = {
-    "DPM-Solver-2M": (sample_dpm_2m, 1, "dpm2m"),
-    "DPM-Solver++(2M)": (sample_dpmpp_2m, 1, "dpmpp2m"),
-    "DPM-Solver++(3M)": (sample_dpmpp_3m, 1, "dpmpp3m"),
-    "UniPC": (sample_unipc, 1, "unipc"),
+    "DPM-Solver-2M": ("dpm_2m", "dpm2m"),
+    "DPM-Solver++(2M)": ("dpmpp_2m", "dpmpp2m"),
+    "DPM-Solver++(3M)": ("dpmpp_3m", "dpmpp3m"),
+    "UniPC": ("unipc", "unipc"),
 }
 
 
@@ -88,12 +91,12 @@ def orders(results):
     """Error against the exact PF-ODE solution at equal NFE, log-SNR grid."""
     _, den, x1, ref = _gmm_problem()
     curves = {}
-    for name, (fn, per_step, key) in {**SINGLESTEP, **MULTISTEP}.items():
-        pts = []
+    for name, (solver, key) in {**SINGLESTEP, **MULTISTEP}.items():
+        solver, pts = SOLVERS[solver], []
         for nfe in NFES:
-            den.nfe = 0
-            y = fn(den, x1, grids.logsnr(nfe // per_step, "linear"))
-            pts.append((den.nfe, _rms(y, ref)))
+            with den.counting() as count:
+                y = solver.fn(den, x1, grids.logsnr(nfe // solver.per_step, "linear"))
+            pts.append((count.nfe, _rms(y, ref)))
         curves[name] = pts
         nfe, err = zip(*pts)
         results[f"ord_{key}_slope"] = num(_slope(nfe[-4:], err[-4:]), 2)
@@ -132,6 +135,87 @@ def _record(sampler, den, x, ts):
     states = []
     out = sampler(den, x, ts, callback=lambda i, t, xi, pred: states.append(xi.clone()))
     return torch.stack([*states, out])
+
+
+@book.figure
+def three_m_start(results):
+    """DPM-Solver++(3M)'s start: slopes with a 2S first step vs orders 1 and 2 first."""
+    g = torch.Generator().manual_seed(3)
+    means = 1.5 * torch.randn(5, 3, generator=g, dtype=torch.float64)
+    stds = torch.tensor([0.2, 0.3, 0.5, 0.25, 0.4], dtype=torch.float64)
+    den = GaussianMixture(means, stds).denoiser("linear")
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = reference_pfode(den, x, 0.6, 0.05, rtol=1e-13, atol=1e-13)
+    steps = (16, 32, 64, 128, 256, 512, 1024)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, c in (("dpmpp_3m", BLUE), ("dpmpp_3m_lowstart", ORANGE), ("unipc", GREEN)):
+        err = [
+            _rms(SOLVERS[name].fn(den, x, grids.logsnr(n, "linear", 0.6, 0.05)), ref) for n in steps
+        ]
+        ax.loglog(steps, err, "o-", c=c, ms=3, lw=1.2, label=SOLVERS[name].label)
+        results[f"start_{name}_slope"] = num(_slope(steps[-3:], err[-3:]), 2)
+    ax.set_xlabel("steps")
+    ax.set_ylabel("RMS error vs exact ODE")
+    ax.legend(frameon=False, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+@book.figure
+def tuned_grids(results):
+    """LD3 grids (visgen.sampling.tuning) vs the λ-uniform grid, 8 Gaussians and digits."""
+    gmm = eight_gaussians(dtype=torch.float64)
+    den = gmm.denoiser("linear")
+    start = noise_start(den.schedule)
+    draw = lambda seed, n: torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)  # fmt: skip
+    x, xc = draw(0, 1000), draw(1, 256)
+    ref, refc = (reference_pfode(den, y, start, 1e-7, rtol=1e-10, atol=1e-10) for y in (x, xc))
+
+    def plain(nfe, solver, schedule):  # λ-uniform between the clips, first step from `start`
+        ts = grid_for_nfe(nfe, solver, schedule)
+        ts[0] = start
+        return ts
+
+    nfes = (4, 5, 6, 8, 10, 20)
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.2))
+    for name, c in (("unipc", BLUE), ("dpmpp_2m", ORANGE)):
+        solver = SOLVERS[name]
+        base = [grid_error(den, solver, plain(k, name, den.schedule), x, ref) for k in nfes]
+        ld3 = [grid_error(den, solver, optimize_grid(den, name, k, xc, reference=refc), x, ref) for k in nfes]  # fmt: skip
+        axes[0].loglog(nfes, base, "o--", c=c, ms=3, lw=1, label=f"{solver.label}, λ-uniform")
+        axes[0].loglog(nfes, ld3, "s-", c=c, ms=4, lw=1.6, label=f"{solver.label}, LD3")
+        for k, b, t in zip(nfes, base, ld3):
+            results[f"ld3_{name}_{k}"] = num(t, 2)
+            results[f"ld3_{name}_{k}_uniform"] = num(b, 2)
+    axes[0].set_xticks(nfes, [str(k) for k in nfes])
+    axes[0].xaxis.set_minor_formatter(NullFormatter())
+    axes[0].set_xlabel("NFE")
+    axes[0].set_ylabel("RMS error vs exact ODE")
+    axes[0].set_title("8 Gaussians, exact denoiser", fontsize=13)
+    axes[0].legend(frameon=False, fontsize=10)
+    trained = asset("fm_digits")
+    den = trained.denoiser()
+    g = torch.Generator().manual_seed(5)
+    labels = torch.arange(1000) % 10
+    noise = torch.randn(1000, *trained.model.shape, generator=g)
+    fine = grid_for_nfe(400, "unipc", den.schedule, t_start=start)
+    converged = sample(den, noise, 400, "unipc", fine, labels)
+    results["ld3_dig_conv_fd"] = num(image_metrics(converged, "digits")["fd"], 3)
+    for nfe in (5, 10):
+        ts_plain, ts_ld3 = plain(nfe, "unipc", den.schedule), tuned_grid("fm_digits", "unipc", nfe)
+        for key, ts in (("uniform", ts_plain), ("ld3", ts_ld3)):
+            out = sample(den, noise, nfe, "unipc", ts, labels)
+            results[f"ld3_dig_{key}_{nfe}_err"] = num(_rms(out, converged), 2)
+            results[f"ld3_dig_{key}_{nfe}_fd"] = num(image_metrics(out, "digits")["fd"], 3)
+        if nfe == 10:
+            axes[1].plot(range(11), ts_plain.tolist(), "o--", c=GREY, ms=3, label="λ-uniform")
+            axes[1].plot(range(11), ts_ld3.tolist(), "s-", c=BLUE, ms=4, label="LD3, digits MLP")
+    axes[1].set_xlabel("grid point $i$")
+    axes[1].set_ylabel("$t_i$")
+    axes[1].set_title("UniPC, 10 NFE, digits MLP", fontsize=13)
+    axes[1].legend(frameon=False, fontsize=11)
+    fig.tight_layout()
+    return fig
 
 
 @book.figure

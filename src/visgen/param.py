@@ -18,7 +18,8 @@ For the optimal predictor the same identities hold between posterior means
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -168,6 +169,17 @@ class Prediction:
 Model = Callable[..., torch.Tensor]
 
 
+class NFECount:
+    """Evaluations of a :class:`Denoiser` since this object was made (see ``counting``)."""
+
+    def __init__(self, den: Denoiser):
+        self._den, self._start = den, den.nfe
+
+    @property
+    def nfe(self) -> int:
+        return self._den.nfe - self._start
+
+
 class Denoiser:
     """A model + its schedule + what it predicts. The interface every sampler consumes.
 
@@ -203,6 +215,12 @@ class Denoiser:
                 f"model returned shape {tuple(raw.shape)} for input of shape {tuple(x.shape)}"
             )
         return Prediction(raw, self.prediction, x, t, self.schedule, coefficients)
+
+    @contextmanager
+    def counting(self) -> Iterator[NFECount]:
+        """``with den.counting() as count: ...`` — ``count.nfe`` is the number of evaluations
+        since the block began (live inside it, final after it); ``den.nfe`` keeps the total."""
+        yield NFECount(self)
 
     def x0(self, x, t, cond=None):
         return self(x, t, cond).x0

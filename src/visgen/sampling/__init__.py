@@ -16,15 +16,20 @@ from visgen.sampling.grids import check_grid, edm, logsnr, quadratic, sd3, unifo
 from visgen.sampling.likelihood import log_likelihood
 from visgen.sampling.ode import sample_euler, sample_heun
 from visgen.sampling.sde import sample_ancestral, sample_euler_maruyama, sample_langevin, sample_pc
+from visgen.sampling.solvers import SOLVERS, Solver, grid_for_nfe, sample, steps_for_nfe
 from visgen.sampling.unipc import sample_unipc
 
 __all__ = [
+    "SOLVERS",
+    "Solver",
     "check_grid",
     "edm",
+    "grid_for_nfe",
     "grids",
     "log_likelihood",
     "logsnr",
     "quadratic",
+    "sample",
     "sample_ancestral",
     "sample_ddim",
     "sample_dpm_1",
@@ -42,5 +47,6 @@ __all__ = [
     "sample_pc",
     "sample_unipc",
     "sd3",
+    "steps_for_nfe",
     "uniform",
 ]

@@ -22,10 +22,12 @@ grid that ends at σ > 0. Schedule values are computed once per grid
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
+from visgen._checks import check_choice
 from visgen.param import Denoiser
 from visgen.sampling._common import denoise_to_zero as _denoise
 from visgen.sampling._common import lambda_grid
@@ -44,12 +46,18 @@ __all__ = [
 
 
 def _stages(den: Denoiser, g: GridValues, fraction: float) -> GridValues:
-    """Schedule values at λ_t + fraction · h of every step (one vectorised call)."""
+    """Schedule values at λ_t + fraction · h of every step (once per schedule and grid)."""
+    return _stage_values(den.schedule, g.t, fraction, den.prediction == "velocity")
+
+
+@functools.lru_cache(maxsize=256)
+def _stage_values(schedule, ts: tuple, fraction: float, derivatives: bool) -> GridValues:
+    g = schedule_values(schedule, torch.tensor(ts, dtype=torch.float64), False)
     lam = [a + fraction * (b - a) for a, b in zip(g.logsnr[:-1], g.logsnr[1:])]
     if g.sigma[-1] == 0:  # the final denoising step has no intermediate stage
         lam[-1] = g.logsnr[-2]
-    t = den.schedule.t_from_logsnr(torch.tensor(lam, dtype=torch.float64))
-    return schedule_values(den.schedule, t.clamp(0, 1), den.prediction == "velocity")
+    t = schedule.t_from_logsnr(torch.tensor(lam, dtype=torch.float64))
+    return schedule_values(schedule, t.clamp(0, 1), derivatives)
 
 
 @torch.no_grad()
@@ -214,8 +222,18 @@ def sample_dpmpp_2m(den, x, ts, cond=None, *, callback=None, denoise_to_zero=Fal
 
 
 @torch.no_grad()
-def sample_dpmpp_3m(den, x, ts, cond=None, *, callback=None, denoise_to_zero=False):
-    r"""Multistep DPM-Solver++(3M) (Lu et al. 2022b, §4 and App. B), data prediction.
+def sample_dpmpp_3m(
+    den,
+    x,
+    ts,
+    cond=None,
+    *,
+    warmup: str = "singlestep",
+    lower_order_final: bool = False,
+    callback=None,
+    denoise_to_zero=False,
+):
+    r"""Multistep DPM-Solver++(3M) (Lu et al. 2022b, arXiv 2211.01095, §4 and App. B), x̂0 form.
 
     x̂0(λ) is interpolated through its last three values (Newton divided differences in λ),
     x̂0 ≈ x̂0_t + d₁ (λ − λ_t) + d₂ (λ − λ_t)², and integrated exactly:
@@ -223,11 +241,28 @@ def sample_dpmpp_3m(den, x, ts, cond=None, *, callback=None, denoise_to_zero=Fal
     .. math:: x_s = \frac{σ_s}{σ_t} x_t + α_s [φ_1 \hat x_{0,t} + φ_2 d_1 + 2 φ_3 d_2], \quad
               φ_1 = 1 − e^{−h},\ φ_2 = h − φ_1,\ φ_3 = h^2/2 − φ_2.
 
-    Order 3, 1 NFE per step; the first two steps are of order 1 and 2.
+    **Start.** A multistep method has no history at its first step. ``warmup="singlestep"``
+    (default) takes that step with DPM-Solver++(2S) (2 NFE; the second step is the 2-point
+    multistep update): every step's local error is O(h³) or smaller and the method is of
+    order 3 over the whole grid; n steps cost n + 1 NFE. ``warmup="multistep"`` starts with
+    orders 1 and 2 at 1 NFE each (diffusers' and k-diffusion's choice): the first step's
+    O(h²) local error survives, so the global order is 2 (its error curve bends from slope 3
+    towards 2 as the grid is refined).
+
+    ``lower_order_final``: the step with k steps left uses order ≤ k (diffusers' option, for
+    stability on very short grids); a last step to σ = 0 is always the denoising step.
+
+    **diffusers.** ``DPMSolverMultistepScheduler(solver_order=3)`` writes the same update
+    with D₂ = h² d₂ but weights it by φ₃/h², half the exact integral's 2φ₃/h²
+    (``tests/test_solvers.py::test_dpmpp_3m_curvature_term_vs_diffusers`` pins both); its
+    curvature error is then O(h³) per step, the same order as its first-order start.
     """
+    check_choice(warmup, "warmup", ("singlestep", "multistep"))
     g = lambda_grid(den, ts, "sample_dpmpp_3m")
+    mid = _stages(den, g, 0.5) if warmup == "singlestep" else None
+    steps = len(g.t) - 1
     hist = []  # (x̂0, λ) of earlier evaluations, newest last
-    for i in range(len(g.t) - 1):
+    for i in range(steps):
         pred = den(x, g.t[i], cond, coefficients=g.coefficients[i])
         if callback is not None:
             callback(i, g.t[i], x, pred)
@@ -236,19 +271,27 @@ def sample_dpmpp_3m(den, x, ts, cond=None, *, callback=None, denoise_to_zero=Fal
             continue
         lam, x0 = g.logsnr[i], pred.x0
         h = g.logsnr[i + 1] - lam
+        s_ratio, a_s = g.sigma[i + 1] / g.sigma[i], g.alpha[i + 1]
+        if mid is not None and not hist:  # DPM-Solver++(2S), as in sample_dpmpp_2s
+            u = (mid.sigma[i] / g.sigma[i]) * x - mid.alpha[i] * math.expm1(-h / 2) * x0
+            x0_m = den(u, mid.t[i], cond, coefficients=mid.coefficients[i]).x0
+            x = s_ratio * x - a_s * math.expm1(-h) * x0_m
+            hist = [(x0, lam)]
+            continue
+        order = min(len(hist) + 1, 3, steps - i if lower_order_final else 3)
         phi_1 = -math.expm1(-h)
         phi_2 = h - phi_1
-        x = (g.sigma[i + 1] / g.sigma[i]) * x + (g.alpha[i + 1] * phi_1) * x0
-        if hist:
+        x = s_ratio * x + (a_s * phi_1) * x0
+        if order >= 2:
             (x0_1, lam_1), h_0 = hist[-1], lam - hist[-1][1]
             f01 = (x0 - x0_1) / h_0
             d1 = f01
-            if len(hist) == 2:
+            if order == 3:
                 x0_2, lam_2 = hist[-2]
                 f012 = (f01 - (x0_1 - x0_2) / (lam_1 - lam_2)) / (lam - lam_2)
                 d1 = f01 + h_0 * f012
-                x = x + (2 * g.alpha[i + 1] * (h * h / 2 - phi_2)) * f012
-            x = x + (g.alpha[i + 1] * phi_2) * d1
+                x = x + (2 * a_s * (h * h / 2 - phi_2)) * f012
+            x = x + (a_s * phi_2) * d1
         hist = [*hist[-1:], (x0, lam)]
     return _denoise(den, x, g, cond) if denoise_to_zero else x
 

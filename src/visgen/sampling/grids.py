@@ -28,6 +28,7 @@ the conversion coefficients as Python floats), so no step re-evaluates it.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -42,6 +43,7 @@ __all__ = [
     "T_EPS",
     "GridValues",
     "check_grid",
+    "default_ends",
     "edm",
     "logsnr",
     "quadratic",
@@ -93,14 +95,22 @@ def uniform(n: int, t_start: float = 1.0, t_end: float = 0.0, dtype=torch.float6
     return torch.linspace(t_start, t_end, n + 1, dtype=dtype)
 
 
+def default_ends(schedule: Schedule | str) -> tuple[float, float]:
+    """The schedule's ends (t = 1, t = 0), each moved inwards by ``T_EPS`` where |λ| exceeds
+    ``LOGSNR_MAX`` (infinite, or numerically so): where the λ-based grids start and stop."""
+    schedule = get_schedule(schedule)
+    lam_1, lam_0 = schedule.logsnr(torch.tensor([1.0, 0.0], dtype=torch.float64)).tolist()
+    t_start = 1.0 if abs(lam_1) <= LOGSNR_MAX else 1.0 - T_EPS
+    t_end = 0.0 if abs(lam_0) <= LOGSNR_MAX else T_EPS
+    return t_start, t_end
+
+
 def _logsnr_ends(schedule: Schedule, t_start, t_end) -> tuple[float, float, float, float]:
     """(t_start, t_end, λ(t_start), λ(t_end)) with the defaults clipped where λ is infinite."""
     if t_start is None or t_end is None:
-        lam_1, lam_0 = schedule.logsnr(torch.tensor([1.0, 0.0], dtype=torch.float64)).tolist()
-        if t_start is None:
-            t_start = 1.0 if abs(lam_1) <= LOGSNR_MAX else 1.0 - T_EPS
-        if t_end is None:
-            t_end = 0.0 if abs(lam_0) <= LOGSNR_MAX else T_EPS
+        default_start, default_end = default_ends(schedule)
+        t_start = default_start if t_start is None else t_start
+        t_end = default_end if t_end is None else t_end
     _check_ends(t_start, t_end)
     lam_start, lam_end = schedule.logsnr(torch.tensor([t_start, t_end], dtype=torch.float64))
     for name, t, lam in (("t_start", t_start, lam_start), ("t_end", t_end, lam_end)):
@@ -190,19 +200,43 @@ def quadratic(n: int, t_start: float = 1.0, t_end: float = 0.0) -> torch.Tensor:
 class GridValues(NamedTuple):
     """A schedule evaluated on a grid, as Python floats (one vectorised call per quantity)."""
 
-    t: list[float]
-    alpha: list[float]
-    sigma: list[float]
-    logsnr: list[float]
-    coefficients: list[tuple[float, ...]]  # (α, σ[, α', σ']) for Denoiser calls
+    t: tuple[float, ...]
+    alpha: tuple[float, ...]
+    sigma: tuple[float, ...]
+    logsnr: tuple[float, ...]
+    coefficients: tuple[tuple[float, ...], ...]  # (α, σ[, α', σ']) for Denoiser calls
 
 
 def schedule_values(schedule: Schedule, ts: torch.Tensor, derivatives: bool = True) -> GridValues:
     """α, σ, λ (and α', σ') at the times ``ts`` (any order), as Python floats."""
     names = ("alpha", "sigma", "logsnr") + (("d_alpha", "d_sigma") if derivatives else ())
-    values = [getattr(schedule, f)(ts).tolist() for f in names]
+    values = [tuple(getattr(schedule, f)(ts).tolist()) for f in names]
     alpha, sigma, lam = values[:3]
-    return GridValues(ts.tolist(), alpha, sigma, lam, list(zip(alpha, sigma, *values[3:])))
+    return GridValues(tuple(ts.tolist()), alpha, sigma, lam, tuple(zip(alpha, sigma, *values[3:])))
+
+
+def _grid_key(ts) -> tuple[float, ...]:
+    """``ts`` as a tuple of floats, validated like :func:`check_grid` (Python checks on the
+    tuple: a handful of floats costs less than one tensor operation)."""
+    if isinstance(ts, torch.Tensor) and ts.dim() == 1:
+        key = tuple(ts.tolist())
+        ok = (
+            len(key) >= 2
+            and all(0.0 <= t <= 1.0 for t in key)  # False for NaN
+            and all(a > b for a, b in zip(key, key[1:]))
+        )
+        if ok:
+            return key
+    return tuple(check_grid(ts).tolist())  # the slow path raises the precise error
+
+
+@functools.lru_cache(maxsize=256)
+def _values_on(schedule: Schedule, ts: tuple[float, ...], derivatives: bool) -> GridValues:
+    """One evaluation per (schedule, grid): a sampler called again on the same grid (every
+    batch of a sampling loop) reuses it. Keyed by the schedule object, which the cache keeps
+    alive, so an id is never reused; GridValues holds only immutable floats and lists the
+    samplers read."""
+    return schedule_values(schedule, torch.tensor(ts, dtype=torch.float64), derivatives)
 
 
 def schedule_on_grid(
@@ -215,7 +249,7 @@ def schedule_on_grid(
     denoising step x_s = α_s x̂0, the limit of their first-order update as λ_s → ∞.
     ``derivatives=False`` skips α', σ' (only velocity conversions need them).
     """
-    values = schedule_values(schedule, check_grid(ts), derivatives)
+    values = _values_on(schedule, _grid_key(ts), derivatives)
     if solver is not None:
         last = len(values.t) - 1
         for i, (t, lam) in enumerate(zip(values.t, values.logsnr)):

@@ -21,6 +21,7 @@ from visgen.train.latent import AutoencoderTraining, autoencoder, latent_dataset
 from visgen.train.methods import METHODS, Classification, Diffusion, make_method
 from visgen.train.repa import hidden_features
 from visgen.train.trainer import TrainConfig, Trainer, ema_update, learning_rate, step_generator
+from visgen.train.tuned_grids import calibration_set, tuned_grid
 
 __all__ = [
     "ASSETS",
@@ -36,6 +37,7 @@ __all__ = [
     "asset",
     "asset_key",
     "autoencoder",
+    "calibration_set",
     "cache_dir",
     "ema_update",
     "hidden_features",
@@ -53,4 +55,5 @@ __all__ = [
     "step_generator",
     "train_cached",
     "training_data",
+    "tuned_grid",
 ]

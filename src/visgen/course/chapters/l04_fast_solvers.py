@@ -11,36 +11,23 @@ from visgen.course import chapter
 from visgen.metrics.images import data_floor, image_metrics
 from visgen.oracles import eight_gaussians, reference_pfode
 from visgen.sampling import (
+    SOLVERS,
+    grid_for_nfe,
     grids,
+    sample,
     sample_ddim,
-    sample_dpm_1,
-    sample_dpm_2,
-    sample_dpm_2m,
-    sample_dpm_3,
     sample_dpmpp_2m,
-    sample_dpmpp_2s,
-    sample_dpmpp_3m,
     sample_euler,
     sample_heun,
     sample_unipc,
 )
 from visgen.sampling.guidance import classifier_free_guidance
+from visgen.sampling.tuning import grid_error, noise_start, optimize_grid
+from visgen.train import tuned_grid
 from visgen.viz import figure
 
-# name: (sampler, NFE per step, panel)
-SOLVERS = {
-    "Euler": (sample_euler, 1, 0),
-    "Heun": (sample_heun, 2, 0),
-    "DDIM": (sample_ddim, 1, 0),
-    "DPM-Solver-1": (sample_dpm_1, 1, 0),
-    "DPM-Solver-2": (sample_dpm_2, 2, 0),
-    "DPM-Solver-3": (sample_dpm_3, 3, 0),
-    "DPM-Solver-2M": (sample_dpm_2m, 1, 0),
-    "DPM-Solver++(2S)": (sample_dpmpp_2s, 2, 1),
-    "DPM-Solver++(2M)": (sample_dpmpp_2m, 1, 1),
-    "DPM-Solver++(3M)": (sample_dpmpp_3m, 1, 1),
-    "UniPC": (sample_unipc, 1, 1),
-}
+# the x̂0-form solvers go in the second panel of the error plot
+DATA_FORM = ("dpmpp_2s", "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_lowstart", "unipc")
 NFES = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 GRID_NFES = (4, 8, 16, 32, 64, 128)  # Euler on the five grids
 T_START, T_END = 1 - grids.T_EPS, grids.T_EPS  # flow matching: λ = ∓6.9 at the ends
@@ -84,12 +71,13 @@ def _gmm_section(ctx) -> None:
     few = x1[:64]  # the reference's own accuracy, from a tighter solve of a subset
     floor = _rms(reference_pfode(den, few, T_START, T_END, rtol=1e-12, atol=1e-12), ref[:64])
     errors = {}
-    for name, (fn, per_step, _) in SOLVERS.items():
-        errors[name] = []
+    for solver in SOLVERS.values():
+        errors[solver.label] = []
         for nfe in NFES:
-            den.nfe = 0
-            y = fn(den, x1, grids.logsnr(nfe // per_step, "linear"))
-            errors[name].append((den.nfe, _rms(y, ref)))
+            steps = max(nfe // solver.per_step, 1)
+            with den.counting() as count:
+                y = solver.fn(den, x1, grids.logsnr(steps, "linear"))
+            errors[solver.label].append((count.nfe, _rms(y, ref)))
     ctx.text(
         "**Why 10–20 steps suffice.** The probability-flow ODE from noise to data can be "
         "integrated by any ODE solver; what matters is the error at a given number of network "
@@ -101,16 +89,22 @@ def _gmm_section(ctx) -> None:
         "UniPC) solve the linear part exactly; the multistep ones (2M, 3M, UniPC) reuse earlier "
         "evaluations and cost one NFE per step, the singlestep ones (DPM-Solver-2/3, 2S) two or "
         "three. Slopes on the log–log plot approach the orders 1, 2 and 3 as the steps shrink "
-        "(the tests fit them at 64–256 steps). At few NFE high order is not enough: "
+        "(the tests fit them at 128–512 steps). DPM-Solver++(3M) spends one extra NFE on a "
+        "second-order first step, which keeps it of order 3 over the whole grid; started at "
+        "orders 1 and 2 (diffusers' and k-diffusion's choice) its first step's O(h²) error "
+        "survives and it is of order 2 in the end. At few NFE high order is not enough: "
         "singlestep DPM-Solver-3 takes one or two huge steps and overshoots.",
     )
     fig, axes = figure(2, size=3.6)
     titles = ("DDIM, Euler, Heun and DPM-Solver (ε form)", "DPM-Solver++ (x̂0 form) and UniPC")
     markers = "osv^<>DPX*h"
-    for k, (name, (_, _, panel)) in enumerate(SOLVERS.items()):
-        for p in {panel, 1} if name == "Euler" else {panel}:
-            nfe, err = zip(*errors[name])
-            axes[p].loglog(nfe, err, marker=markers[k % len(markers)], ms=3, lw=1, label=name)
+    for k, solver in enumerate(SOLVERS.values()):
+        panel = int(solver.name in DATA_FORM)
+        for p in {panel, 1} if solver.name == "euler" else {panel}:
+            nfe, err = zip(*errors[solver.label])
+            axes[p].loglog(
+                nfe, err, marker=markers[k % len(markers)], ms=3, lw=1, label=solver.label
+            )
     for p, ax in enumerate(axes):
         for order, style in ((1, ":"), (2, "--"), (3, "-.")):
             ax.loglog([8, 32], [3e-3 * 4**order, 3e-3], "k" + style, lw=0.7)
@@ -168,6 +162,100 @@ def _gmm_section(ctx) -> None:
         ],
         "Euler's RMS error by time grid.",
     )
+
+
+def _tuned_section(ctx) -> None:
+    gmm = eight_gaussians(dtype=torch.float64)
+    den = gmm.denoiser("linear")
+    start = noise_start(den.schedule)
+    nfes = budget(full=(4, 6, 10, 20), fast=(5, 10))
+    n = budget(full=1000, fast=300)
+    x, xc = (torch.randn(k, 2, generator=ctx.generator(s), dtype=torch.float64) for s, k in ((3, n), (4, 256)))  # fmt: skip
+    ref, refc = (reference_pfode(den, y, start, 1e-7, rtol=1e-10, atol=1e-10) for y in (x, xc))
+
+    def uniform_lambda(nfe, solver):  # the λ-uniform grid between the clips, from t_start
+        ts = grid_for_nfe(nfe, solver, den.schedule)
+        ts[0] = start
+        return ts
+
+    ctx.text(
+        "**Grids tuned for the budget (LD3).** At 5–10 NFE the solver matters less than *where* "
+        "it evaluates the model. LD3 (Tong et al. 2025) treats the k grid points as parameters "
+        "and minimises the distance between the few-step solve and a converged solve from the "
+        "same noises on a small calibration set; the grid then belongs to one model, one solver "
+        "and one budget. visgen fits it without gradients (`visgen.sampling.tuning."
+        "optimize_grid`: a three-parameter warp of the λ-uniform grid, then every point, by "
+        "Nelder–Mead) and caches it beside a trained teacher (`visgen.train.tuned_grid`). "
+        "Errors below are on held-out noise, from pure noise (t = 1 − 10⁻⁵) to clean data.",
+    )
+    fig, (ax, ax_grid) = figure(2, size=3.6)
+    rows = []
+    for name in ("unipc", "dpmpp_2m"):
+        solver = SOLVERS[name]
+        plain = [grid_error(den, solver, uniform_lambda(k, name), x, ref) for k in nfes]
+        tuned = [
+            grid_error(den, solver, optimize_grid(den, name, k, xc, reference=refc), x, ref)
+            for k in nfes
+        ]
+        ax.loglog(nfes, plain, marker="o", ms=3, lw=1, label=f"{solver.label}, λ-uniform")
+        ax.loglog(nfes, tuned, marker="s", ms=3, lw=1.5, label=f"{solver.label}, LD3")
+        for k, p, t in zip(nfes, plain, tuned):
+            rows.append(
+                {"solver": solver.label, "NFE": k, "λ-uniform": p, "LD3": t, "ratio": t / p}
+            )
+            ctx.metric(f"gmm.ld3.{name}.nfe{k}", t)
+    _nfe_axis(ax)
+    ax.set_xticks(nfes, [str(k) for k in nfes])
+    ax.set_xlim(nfes[0] / 1.15, nfes[-1] * 1.15)
+    ax.legend(fontsize=7)
+    ax.set_title("8 Gaussians, exact denoiser", fontsize=9)
+    ten = [uniform_lambda(10, "unipc"), optimize_grid(den, "unipc", 10, xc, reference=refc)]
+    teacher_grid = tuned_grid("fm_digits", "unipc", 10)
+    for ts, label, mark in zip([*ten, teacher_grid], ("λ-uniform", "LD3, 8 Gaussians", "LD3, digits MLP"), "o^s"):  # fmt: skip
+        ax_grid.plot(range(len(ts)), ts.tolist(), marker=mark, ms=3, lw=1, label=label)
+    ax_grid.set_xlabel("grid point i")
+    ax_grid.set_ylabel("t_i")
+    ax_grid.set_title("UniPC grids for 10 NFE", fontsize=9)
+    ax_grid.legend(fontsize=7)
+    ctx.figure(
+        fig,
+        "Left: error vs NFE on the λ-uniform grid and on the LD3 grid (fitted on 256 other "
+        "noises). Right: where the three 10-NFE grids put their points; the last point before "
+        "t = 0 decides where the final denoising step starts.",
+    )
+    ctx.table(
+        rows, "RMS error to the exact PF-ODE solution, held-out noise (ratio = LD3 / λ-uniform)."
+    )
+
+    trained = ctx.asset("fm_digits")
+    den = trained.denoiser()
+    m = budget(full=1000, fast=300)
+    g = ctx.generator(5)
+    labels = torch.arange(m) % 10
+    noise = torch.randn(m, *trained.model.shape, generator=g)
+    fine = grid_for_nfe(400, "unipc", den.schedule, t_start=start)
+    converged = sample(den, noise, 400, "unipc", fine, labels)
+    rows, show = [], []
+    for nfe in (5, 10):
+        plain = grid_for_nfe(nfe, "unipc", den.schedule)
+        plain[0] = start
+        for label, ts in (("λ-uniform", plain), ("LD3", tuned_grid("fm_digits", "unipc", nfe))):
+            out = sample(den, noise, nfe, "unipc", ts, labels)
+            metrics = image_metrics(out, "digits")
+            rows.append({"UniPC grid": label, "NFE": nfe, "ODE error": _rms(out, converged),
+                         "FD": metrics["fd"], "confidence": metrics["confidence"]})  # fmt: skip
+            ctx.metric(f"digits.ld3.{label}.nfe{nfe}.fd", metrics["fd"])
+            show.append(out[:10])
+    floor = image_metrics(converged, "digits")
+    rows.append({"UniPC grid": "converged (400 NFE)", "NFE": 400, "ODE error": 0.0,
+                 "FD": floor["fd"], "confidence": floor["confidence"], "_floor": True})  # fmt: skip
+    ctx.images(
+        torch.cat(show),
+        "UniPC on the digits MLP, rows: 5 NFE λ-uniform, 5 NFE LD3, 10 NFE λ-uniform, 10 NFE LD3.",
+        nrow=10,
+    )
+    ctx.table(rows, f"Digits MLP (`fm_digits`), {m} samples from the same noise; LD3 grids from "
+              "`visgen.train.tuned_grid` (256 calibration noises).")  # fmt: skip
 
 
 def _digit_section(ctx) -> None:
@@ -285,8 +373,8 @@ def _digit_section(ctx) -> None:
     "L04",
     "Fast solvers, time grids and guidance",
     lecture=4,
-    summary="Every solver's error vs NFE on an exact oracle, time grids for Euler, and "
-    "DDIM / DPM-Solver / UniPC / CFG on a trained digits model.",
+    summary="Every solver's error vs NFE on an exact oracle, time grids for Euler, LD3 grids "
+    "tuned for the budget, and DDIM / DPM-Solver / UniPC / CFG on a trained digits model.",
     slides="lectures/04-fast-solvers/slides.pdf",
     code=[
         "visgen.sampling.sample_ddim",
@@ -294,9 +382,13 @@ def _digit_section(ctx) -> None:
         "visgen.sampling.sample_dpmpp_2m",
         "visgen.sampling.sample_unipc",
         "visgen.sampling.grids.logsnr",
+        "visgen.sampling.solvers.sample",
+        "visgen.sampling.tuning.optimize_grid",
+        "visgen.train.tuned_grid",
         "visgen.sampling.guidance.classifier_free_guidance",
     ],
 )
 def run(ctx) -> None:
     _gmm_section(ctx)
+    _tuned_section(ctx)
     _digit_section(ctx)
