@@ -56,6 +56,8 @@ def test_patch_size_mismatches_are_clear_errors():
         {"num_classes": 12},
         {"num_classes": 12, "pos": "learned"},
         {"text_vocab": len(CAPTION_WORDS), "text_len": 8},
+        {"text_vocab": len(CAPTION_WORDS), "text_len": 8, "text_mode": "cross"},
+        {"text_vocab": len(CAPTION_WORDS), "text_len": 8, "text_mode": "pooled"},
     ],
 )
 def test_fresh_dit_predicts_exactly_zero(options, gen):

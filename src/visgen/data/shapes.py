@@ -6,8 +6,14 @@ Each image holds one shape on a black background; its attributes are labels:
 * ``size``: small | medium | large (circumradius 0.16, 0.23, 0.30 of the image side);
 * ``position``: the centre (x, y) in [0, 1]² (x to the right, y down) and its ``region`` on a
   3×3 grid (top left … bottom right);
-* ``caption``: e.g. ``"a large red disc at the top left"`` (for text-conditioning lectures);
-  :func:`tokenize_captions` turns captions into word ids over :data:`CAPTION_WORDS`.
+* ``caption``: e.g. ``"a large red disc at the top left"`` (for text-conditioning lectures).
+
+**The word-level tokenizer** of the captions (lecture 11; a closed grammar needs no BPE):
+:func:`tokenize_captions` turns captions into word ids over :data:`CAPTION_WORDS` (−1 pads),
+:func:`decode_captions` turns ids back into captions, :func:`parse_caption` reads which
+attribute values a (possibly partial) caption names, and :func:`drop_attributes` removes
+whole attribute phrases at random, so a text-conditioned model also learns partial prompts
+such as ``"a red"`` (and negative prompts).
 
 The class label used by class-conditional models and the evaluation classifier is
 ``shape × 4 + colour`` (12 classes). Edges are anti-aliased by 4×4 supersampling. Generation
@@ -24,6 +30,7 @@ import torch
 from visgen._checks import check_choice, check_positive
 
 __all__ = [
+    "ATTRIBUTES",
     "CAPTION_LENGTH",
     "CAPTION_WORDS",
     "COLOURS",
@@ -31,8 +38,11 @@ __all__ = [
     "SHAPES",
     "SIZES",
     "Shapes",
-    "coverage",
+    "decode_captions",
+    "drop_attributes",
     "make_shapes",
+    "parse_caption",
+    "render_coverage",
     "tokenize_captions",
 ]
 
@@ -58,6 +68,8 @@ REGIONS = (
 CAPTION_WORDS = tuple(dict.fromkeys(["a", *SIZES, *COLOURS, *SHAPES, *" ".join(REGIONS).split()]))
 """The word vocabulary of the captions; a word's token id is its index."""
 CAPTION_LENGTH = 8  # "a large yellow triangle at the bottom right"
+ATTRIBUTES = ("size", "colour", "shape", "region")
+"""The attributes a caption names, in caption order (``region`` is a 2–3 word phrase)."""
 _SUPERSAMPLE = 4
 _CHUNK = 256
 
@@ -85,11 +97,13 @@ class Shapes:
         return self.images.shape[0]
 
 
-def coverage(kind, cx, cy, r, res):
+def render_coverage(kind, cx, cy, r, res: int) -> np.ndarray:
     """Fraction of each pixel covered by the shapes (n, res, res), by 4×4 supersampling.
 
     ``kind`` (n,) indexes :data:`SHAPES`; centres ``cx``, ``cy`` and circumradii ``r`` (n,) are
-    in units of the image side; ``res`` is the side in pixels.
+    in units of the image side; ``res`` is the side in pixels. The renderer of
+    :func:`make_shapes` and :func:`~visgen.data.video.bouncing_shapes`, public so that
+    readers of generated images can compare a candidate shape with what they see.
     """
     fine = res * _SUPERSAMPLE
     grid = (np.arange(fine) + 0.5) / fine
@@ -126,7 +140,7 @@ def make_shapes(n: int, size: int = 16, seed: int = 0) -> Shapes:
     images = np.empty((n, 3, size, size), dtype=np.float32)
     for i in range(0, n, _CHUNK):
         sl = slice(i, i + _CHUNK)
-        cov = coverage(kind[sl], cx[sl], cy[sl], radius[sl], size).astype(np.float32)
+        cov = render_coverage(kind[sl], cx[sl], cy[sl], radius[sl], size).astype(np.float32)
         images[sl] = cov[:, None] * palette[colour[sl]][:, :, None, None] * 2 - 1
     region = np.minimum((cy * 3).astype(int), 2) * 3 + np.minimum((cx * 3).astype(int), 2)
     names, colours, sizes = SHAPES, list(COLOURS), list(SIZES)
@@ -162,3 +176,76 @@ def tokenize_captions(captions, length: int = CAPTION_LENGTH) -> torch.Tensor:
             raise ValueError(f"caption {caption!r} has words outside CAPTION_WORDS: {unknown}")
         out[row, : len(words)] = torch.tensor([index[w] for w in words], dtype=torch.long)
     return out
+
+
+def decode_captions(ids: torch.Tensor) -> list[str]:
+    """The inverse of :func:`tokenize_captions`: word ids (N, L) → captions (−1 skipped)."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.is_floating_point():
+        raise TypeError("ids must be an integer tensor of caption word ids (N, L)")
+    if ((ids < -1) | (ids >= len(CAPTION_WORDS))).any():
+        raise ValueError(f"ids must lie in [-1, {len(CAPTION_WORDS) - 1}]")
+    return [" ".join(CAPTION_WORDS[i] for i in row if i >= 0) for row in ids.tolist()]
+
+
+_PHRASES = {
+    "size": {w: i for i, w in enumerate(SIZES)},
+    "colour": {w: i for i, w in enumerate(COLOURS)},
+    "shape": {w: i for i, w in enumerate(SHAPES)},
+    "region": {phrase: i for i, phrase in enumerate(REGIONS)},
+}
+
+
+def parse_caption(caption: str) -> dict[str, int | None]:
+    """The attribute values a caption names: ``{"size": 2, "colour": 0, "shape": None, ...}``.
+
+    Indices into SIZES, COLOURS, SHAPES, REGIONS; None where the caption leaves the attribute
+    open (partial captions, the empty caption). A caption outside the grammar
+    ``a [size] [colour] [shape] [region]`` is a ValueError.
+    """
+    if not isinstance(caption, str):
+        raise TypeError(f"caption must be a string, got {type(caption).__name__}")
+    words = caption.split()
+    out: dict[str, int | None] = dict.fromkeys(ATTRIBUTES)
+    if words and words[0] == "a":
+        words = words[1:]
+    for attribute in ("size", "colour", "shape"):
+        if words and words[0] in _PHRASES[attribute]:
+            out[attribute] = _PHRASES[attribute][words.pop(0)]
+    if words:
+        phrase = " ".join(words)
+        if phrase not in _PHRASES["region"]:
+            raise ValueError(
+                f"caption {caption!r} does not follow 'a [size] [colour] [shape] [region]'"
+            )
+        out["region"] = _PHRASES["region"][phrase]
+    return out
+
+
+def _attribute_of_word() -> torch.Tensor:
+    """For each word id, the index into ATTRIBUTES of the phrase it belongs to (−1 for "a")."""
+    owner = torch.full((len(CAPTION_WORDS),), len(ATTRIBUTES) - 1, dtype=torch.long)
+    owner[CAPTION_WORDS.index("a")] = -1
+    for k, attribute in enumerate(ATTRIBUTES[:-1]):
+        for word in _PHRASES[attribute]:
+            owner[CAPTION_WORDS.index(word)] = k
+    return owner
+
+
+def drop_attributes(ids: torch.Tensor, p: float, generator: torch.Generator | None = None):
+    """Caption word ids (N, L) with each attribute phrase removed with probability p.
+
+    Each of size, colour, shape and region is dropped independently per caption; the words
+    left keep their order and move to the front (the form :func:`tokenize_captions` gives a
+    partial caption), padding with −1. Empty captions (all −1) stay empty.
+    """
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.is_floating_point():
+        raise TypeError("ids must be an integer tensor of caption word ids (N, L)")
+    if not 0 <= p <= 1:
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    drop = torch.rand(ids.shape[0], len(ATTRIBUTES), generator=generator).to(ids.device) < p
+    owner = _attribute_of_word().to(ids.device)[ids.clamp_min(0)]
+    dropped = torch.gather(drop, 1, owner.clamp_min(0)) & (owner >= 0)
+    keep = (ids >= 0) & ~dropped
+    order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices
+    kept = torch.gather(torch.where(keep, ids, torch.full_like(ids, -1)), 1, order)
+    return kept

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from visgen._checks import check_choice, check_positive
 from visgen.data.digits import load_digits
-from visgen.data.shapes import COLOURS, SHAPES, SIZES, coverage
+from visgen.data.shapes import COLOURS, SHAPES, SIZES, render_coverage
 
 __all__ = ["Clips", "bouncing_shapes", "moving_digits", "reflect"]
 
@@ -177,7 +177,7 @@ def bouncing_shapes(
         tint = np.repeat(palette[colour[:, k]], frames, 0)[:, :, None, None]
         for i in range(0, n * frames, _CHUNK):
             sl = slice(i, i + _CHUNK)
-            cov = coverage(kk[sl], cx[sl], cy[sl], rk[sl], size).astype(np.float32)
+            cov = render_coverage(kk[sl], cx[sl], cy[sl], rk[sl], size).astype(np.float32)
             intensity[sl] = np.maximum(intensity[sl], cov[:, None] * tint[sl])
     intensity = intensity.reshape(n, frames, channels, size, size)
     colours = list(COLOURS)

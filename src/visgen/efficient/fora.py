@@ -10,7 +10,7 @@ map of c) and the residual additions are recomputed:
 steps are every N-th call from the first and the last call (the official code refreshes at
 ``step % N == 0`` and at the last step). A cached call evaluates no attention and no MLP:
 its block calls are the adaLN modulations only. N = 1 is bit-identical to the plain DiT.
-Image DiTs only (an MMDiT's joint blocks are not cached here).
+Image DiTs only (text DiTs: pooled, cross or joint, are not cached here).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ __all__ = ["FORAConfig", "fora"]
 
 def check_image_dit(model) -> None:
     if model.cfg.text_vocab:
-        raise TypeError("caching applies to image DiTs (class or no condition), not an MMDiT")
+        raise TypeError("caching applies to image DiTs (class or no condition), not a text DiT")
 
 
 def modulation_flops(table: dict, depth: int) -> int:

@@ -12,7 +12,7 @@ from torch import nn
 from visgen._registry import Registry
 from visgen.nn.autoencoder import Autoencoder
 from visgen.nn.classifier import Classifier
-from visgen.nn.dit import DiT, DiTConfig
+from visgen.nn.dit import TEXT_MODES, DiT, DiTConfig
 from visgen.nn.embeddings import (
     ConditionEmbedding,
     LabelEmbedding,
@@ -25,6 +25,7 @@ from visgen.nn.unet import UNet, count_parameters
 
 __all__ = [
     "MODELS",
+    "TEXT_MODES",
     "MLP",
     "Autoencoder",
     "Classifier",
@@ -52,6 +53,10 @@ MODELS: Registry[type[nn.Module]] = Registry(
         "visgen.video.dit",
         "visgen.ar.training",
         "visgen.threed.multiview",
+        "visgen.conditioning.clip",
+        "visgen.conditioning.controlnet",
+        "visgen.conditioning.ip_adapter",
+        "visgen.conditioning.transfusion",
     ),
 )
 """Architectures by config name. A module outside :mod:`visgen.nn` that adds one

@@ -3,7 +3,8 @@ text–image blocks (Esser et al. 2024, arXiv 2403.03206, §4.1), in one file.
 
 **DiT.** x (B, C, H, W) is cut into N = (H/p)(W/p) patches of p·p·C values
 (:func:`patchify`), each linearly embedded to a token of width ``dim``; positions enter as
-learned embeddings or as 2D rotary embeddings inside attention (:func:`rope_2d`). ``depth``
+embeddings added to the tokens (learned, or DiT's fixed sin-cos table :func:`sincos_2d`) or
+as 2D rotary embeddings inside attention (:func:`rope_2d`). ``depth``
 blocks follow, each conditioned on c = MLP(sin(t)) + E[y] (time and class, the null class −1
 for classifier-free guidance) by adaptive layer norm (DiT §3.2):
 
@@ -16,31 +17,44 @@ at zero, so every gate α is 0 and each block starts as the identity; the final 
 shift/scale, then a linear map back to p·p·C values) is zero-initialised too, so a fresh DiT
 predicts exactly 0. :func:`unpatchify` reassembles the image.
 
-**MMDiT.** With ``text_vocab`` > 0 the condition is a caption (token ids (B, L), −1 =
-padding) read by a tiny word-level :class:`TextEncoder`; every block is then a *joint* block:
-text and image tokens have separate weights (modulation, QKV, output projection, MLP) but
-attend jointly over the concatenated sequence, and the encoder's pooled start token is added
-to c (SD3 adds a pooled CLIP vector the same way). RoPE rotates image tokens only.
+**Text conditioning.** With ``text_vocab`` > 0 the condition is a caption (token ids (B, L),
+−1 = padding) read by a tiny word-level :class:`TextEncoder`; ``text_mode`` says how the
+generator reads it (lecture 11 compares the three at equal compute):
+
+* ``joint`` (**MMDiT**, the default): every block is a *joint* block: text and image tokens
+  have separate weights (modulation, QKV, output projection, MLP) but attend jointly over the
+  concatenated sequence, and the encoder's pooled start token is added to c (SD3 adds a
+  pooled CLIP vector the same way). RoPE rotates image tokens only.
+* ``cross`` (**cross-attention**, as in Stable Diffusion and PixArt-α, arXiv 2310.00426 §2.3):
+  after self-attention each block adds h ← h + W_o Attn(W_q LN(h), W_k s, W_v s) over the
+  text tokens s; W_o starts at zero. The text enters nowhere else. The same layer takes
+  IP-Adapter's decoupled image attention (``image_prompt``, :mod:`visgen.conditioning`).
+* ``pooled`` (adaLN only): c = MLP(sin(t)) + W s_0, the pooled start token — one vector
+  for the whole caption, the way class labels enter.
 
 **Hooks.** ``model(x, t, cond, return_hidden=(ℓ, …))`` also returns the image tokens after
 block ℓ (1-based), the features REPA aligns (:mod:`visgen.objectives.repa`) and later lectures
 read; :meth:`DiT.project` is REPA's projector (an MLP on tokens, or iREPA's 3×3 convolution
-on the token grid), trained with the model and unused when sampling.
+on the token grid), trained with the model and unused when sampling. ``control`` adds
+ControlNet residuals to the image tokens after the first blocks and ``image_prompt`` feeds
+IP-Adapter's keys and values to the cross-attention (:mod:`visgen.conditioning`).
 
-CPU-scale simplifications: a few blocks of width 64–256; absolute positions are learned (DiT
-uses fixed sin-cos) unless RoPE is chosen; no QK-norm; attention through
+CPU-scale simplifications: a few blocks of width 64–256; positions are 2D RoPE by default;
+no QK-norm; attention through
 ``torch.nn.functional.scaled_dot_product_attention``.
 
 Parameter counts (:func:`~visgen.nn.count_parameters`; checked by ``tests/test_dit.py``):
 
-=================================================================================  =========
-configuration                                                                      parameters
-=================================================================================  =========
-``DiT(3, 16, patch_size=4, dim=64, depth=4, num_classes=12)`` (pixels)              322 480
-``DiT(4, 4, patch_size=1, dim=64, depth=4, num_classes=12)`` (latents)               316 804
-``DiT(3, 16, patch_size=4, dim=64, depth=4, text_vocab=20, text_len=8)`` (MMDiT)     622 448
-``DiT(3, 16, patch_size=2, dim=128, depth=4, num_classes=12)``                     1 258 252
-=================================================================================  =========
+==============================================================================================  ==========
+configuration                                                                                   parameters
+==============================================================================================  ==========
+``DiT(3, 16, patch_size=4, dim=64, depth=4, num_classes=12)`` (pixels)                             322 480
+``DiT(4, 4, patch_size=1, dim=64, depth=4, num_classes=12)`` (latents)                             316 804
+``DiT(3, 16, patch_size=4, dim=64, depth=4, text_vocab=20, text_len=8)`` (MMDiT)                   622 448
+``DiT(3, 16, patch_size=4, dim=64, depth=4, text_vocab=20, text_len=8, text_mode="cross")``        439 472
+``DiT(3, 16, patch_size=4, dim=64, depth=4, text_vocab=20, text_len=8, text_mode="pooled")``       377 584
+``DiT(3, 16, patch_size=2, dim=128, depth=4, num_classes=12)``                                   1 258 252
+==============================================================================================  ==========
 """
 
 from __future__ import annotations
@@ -56,7 +70,17 @@ from visgen._checks import check_choice, check_positive
 from visgen.nn.attention import apply_rope, rope_2d
 from visgen.nn.embeddings import ConditionEmbedding, SinusoidalEmbedding
 
-__all__ = ["DiT", "DiTConfig", "TextEncoder", "patchify", "unpatchify"]
+__all__ = [
+    "TEXT_MODES",
+    "CrossAttention",
+    "DiT",
+    "DiTConfig",
+    "TextEncoder",
+    "patchify",
+    "unpatchify",
+]
+
+TEXT_MODES = ("joint", "cross", "pooled")
 
 
 @dataclass(frozen=True)
@@ -69,10 +93,13 @@ class DiTConfig:
         dim, depth, heads, mlp_ratio: token width, number of blocks, attention heads, MLP width
             ratio.
         num_classes: > 0 for class conditioning (null label −1 for CFG).
-        pos: ``rope`` (2D rotary embedding; dim/heads divisible by 4) or ``learned``.
-        text_vocab, text_len, text_depth: > 0 makes an MMDiT conditioned on captions of
-            ``text_len`` token ids in [0, text_vocab) (−1 = padding), read by a ``text_depth``
-            layer :class:`TextEncoder`.
+        pos: ``rope`` (2D rotary embedding; dim/heads divisible by 4), ``learned`` or
+            ``sincos`` (DiT's fixed 2D sin-cos table, :func:`sincos_2d`).
+        text_vocab, text_len, text_depth: > 0 conditions on captions of ``text_len`` token
+            ids in [0, text_vocab) (−1 = padding), read by a ``text_depth`` layer
+            :class:`TextEncoder`.
+        text_mode: how captions enter: ``joint`` (MMDiT), ``cross`` (cross-attention) or
+            ``pooled`` (adaLN with the pooled text vector); see the module docstring.
         repa_dim: > 0 adds REPA's projector from tokens to ``repa_dim`` target features;
             ``repa_projector`` is ``mlp`` (REPA) or ``conv`` (iREPA's 3×3 convolution).
     """
@@ -89,6 +116,7 @@ class DiTConfig:
     text_vocab: int = 0
     text_len: int = 0
     text_depth: int = 1
+    text_mode: str = "joint"
     repa_dim: int = 0
     repa_projector: str = "mlp"
 
@@ -101,8 +129,13 @@ class DiTConfig:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
         check_positive(self.text_depth, "text_depth", integer=True)
         check_positive(self.mlp_ratio, "mlp_ratio")
-        check_choice(self.pos, "pos", ("rope", "learned"))
+        check_choice(self.pos, "pos", ("rope", "learned", "sincos"))
         check_choice(self.repa_projector, "repa_projector", ("mlp", "conv"))
+        check_choice(self.text_mode, "text_mode", TEXT_MODES)
+        if self.text_mode != "joint" and not self.text_vocab:
+            raise ValueError(
+                f"text_mode={self.text_mode!r} needs caption conditioning (text_vocab)"
+            )
         if self.size % self.patch_size:
             raise ValueError(f"patch_size {self.patch_size} must divide the input size {self.size}")
         if self.dim % self.heads:
@@ -153,6 +186,22 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, channels: int, size) -> to
     return rearrange(
         tokens, "b (h w) (p q c) -> b c (h p) (w q)", h=h // patch_size, p=patch_size, q=patch_size
     )
+
+
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """DiT's fixed position table (grid², dim) (MAE/DiT ``get_2d_sincos_pos_embed``): the first
+    half of the channels code the row, the second half the column, each as
+    [sin(p ω_i), cos(p ω_i)] with ω_i = 10000^{−i/(dim/4)}."""
+    if dim % 4:
+        raise ValueError(f"sin-cos positions need dim divisible by 4, got {dim}")
+    omega = 10_000 ** (-torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+
+    def code(p):
+        angles = p.reshape(-1, 1).double() * omega
+        return torch.cat([angles.sin(), angles.cos()], 1)
+
+    return torch.cat([code(rows), code(cols)], 1).float()
 
 
 # --- blocks -------------------------------------------------------------------------------
@@ -229,29 +278,72 @@ class Stream(nn.Module):
         return x + mod[5] * self.feed_forward(x, mod)
 
 
+class CrossAttention(nn.Module):
+    r"""Image tokens read the text: h ← h + W_o Attn(W_q LN(h), W_k s, W_v s).
+
+    Stable Diffusion's and PixArt-α's text conditioning (arXiv 2310.00426, §2.3); W_o starts
+    at zero (set by :class:`DiT`). Keys and values have no bias, as in Stable Diffusion, so
+    IP-Adapter can copy them. ``image_prompt`` = (K_img, V_img, λ) adds IP-Adapter's decoupled
+    cross-attention before W_o (arXiv 2308.06721, eq. 5):
+    Attn(Q, K_txt, V_txt) + λ Attn(Q, K_img, V_img).
+    """
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim, bias=False)
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, dim) → (B, heads, N, dim/heads)."""
+        return rearrange(x, "b n (h d) -> b h n d", h=self.heads)
+
+    def forward(self, x, text, keep, image_prompt=None):
+        q = self.split(self.q(self.norm(x)))
+        k, v = self.split(self.k(text)), self.split(self.v(text))
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None])
+        if image_prompt is not None:
+            k_img, v_img, scale = image_prompt
+            a = a + scale * F.scaled_dot_product_attention(q, k_img, v_img)
+        return x + self.proj(rearrange(a, "b h n d -> b n (h d)"))
+
+
 class Block(nn.Module):
-    """A DiT block (one stream) or an MMDiT joint block (text and image streams); the text of
-    the ``last`` joint block only provides keys and values (its output would be unused)."""
+    """A DiT block (one stream), a block with cross-attention to the text (``text="cross"``)
+    or an MMDiT joint block (``text="joint"``: text and image streams); the text of the
+    ``last`` joint block only provides keys and values (its output would be unused)."""
 
     def __init__(
-        self, dim: int, heads: int, mlp_ratio: float, joint: bool = False, last: bool = False
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float,
+        text: str | None = None,
+        last: bool = False,
     ):
         super().__init__()
         self.image = Stream(dim, heads, mlp_ratio)
+        joint = text == "joint"
         self.text = Stream(dim, heads, mlp_ratio, context_only=last) if joint else None
+        self.cross = CrossAttention(dim, heads) if text == "cross" else None
 
     def self_attention(self, x, mod, rope=None):
-        """The image-only block's attention branch before its gate: proj(Attn(modulated x))."""
+        """The image stream's self-attention branch before its gate: proj(Attn(modulated x))."""
         q, k, v = self.image.qkv_heads(x, mod)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         return self.image.attention_output(F.scaled_dot_product_attention(q, k, v))
 
-    def forward(self, x, c, rope=None, text=None, keep=None):
+    def forward(self, x, c, rope=None, text=None, keep=None, image_prompt=None):
         mod_x = self.image.modulation(c, x)
         if self.text is None:
             x = x + mod_x[2] * self.self_attention(x, mod_x, rope)
-            return x + mod_x[5] * self.image.feed_forward(x, mod_x), None
+            if self.cross is not None:
+                x = self.cross(x, text, keep, image_prompt)
+            return x + mod_x[5] * self.image.feed_forward(x, mod_x), text
         q, k, v = self.image.qkv_heads(x, mod_x)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
@@ -335,11 +427,16 @@ class DiT(nn.Module):
         cfg = DiTConfig(in_channels, size, **options)
         self.cfg = cfg
         self.config = {"name": "dit", **asdict(cfg)}
+        if cfg.text_mode == "joint":  # the default is not written: earlier cache keys hold
+            del self.config["text_mode"]
         p, dim = cfg.patch_size, cfg.dim
         self.embed = nn.Linear(p * p * in_channels, dim)
-        self.pos = None
         if cfg.pos == "learned":
             self.pos = nn.Parameter(torch.randn(1, cfg.num_tokens, dim) * 0.02)
+        elif cfg.pos == "sincos":
+            self.register_buffer("pos", sincos_2d(cfg.grid, dim)[None], persistent=False)
+        else:
+            self.pos = None
         if cfg.pos == "rope":
             cos, sin = rope_2d(cfg.grid, dim // cfg.heads)
             self.register_buffer("rope_cos", cos, persistent=False)
@@ -349,12 +446,12 @@ class DiT(nn.Module):
                 SinusoidalEmbedding(dim), nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim)
             )
             self.text = TextEncoder(cfg.text_vocab, cfg.text_len, dim, cfg.text_depth, cfg.heads)
-            self.pooled = nn.Linear(dim, dim)
+            self.pooled = nn.Linear(dim, dim) if cfg.text_mode != "cross" else None
         else:
             self.cond = ConditionEmbedding(dim, cfg.num_classes)
-        joint = cfg.text_vocab > 0
+        reads = cfg.text_mode if cfg.text_vocab and cfg.text_mode != "pooled" else None
         self.blocks = nn.ModuleList(
-            Block(dim, cfg.heads, cfg.mlp_ratio, joint, last=i == cfg.depth - 1)
+            Block(dim, cfg.heads, cfg.mlp_ratio, reads, last=i == cfg.depth - 1)
             for i in range(cfg.depth)
         )
         self.final = FinalLayer(dim, p * p * in_channels)
@@ -379,26 +476,38 @@ class DiT(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         for module in self.modules():
             if isinstance(module, (Stream, FinalLayer)) and module.ada is not None:
                 _zero(module.ada)
+            if isinstance(module, CrossAttention):
+                _zero(module.proj)
         _zero(self.final.linear)
 
-    def condition(self, t, cond):
-        """(c, text tokens, text mask): the adaLN condition c = time + class (or pooled
-        caption) embedding, and for an MMDiT the encoded caption (else None, None)."""
+    @property
+    def rope(self):
+        """(cos, sin) of the image tokens' 2D RoPE, or None with additive positions."""
+        return (self.rope_cos, self.rope_sin) if self.cfg.pos == "rope" else None
+
+    def condition(self, t: torch.Tensor, cond=None):
+        """(c, text tokens, text mask): the adaLN vector c = time + class (or pooled caption)
+        embedding (B, dim) and, for captions, the encoded text (B, L + 1, dim) with its mask
+        of real tokens (None, None for class labels)."""
         if self.cfg.text_vocab:
             if cond is None:
                 cond = torch.full((t.shape[0], self.cfg.text_len), -1, device=t.device)
             text, keep = self.text(cond)
             if text.shape[0] != t.shape[0]:
                 raise ValueError(f"cond must have {t.shape[0]} captions, got {text.shape[0]}")
-            return self.time(t) + self.pooled(text[:, 0]), text, keep
+            c = self.time(t)
+            if self.pooled is not None:
+                c = c + self.pooled(text[:, 0])
+            return c, text, keep
         return self.cond(t, cond), None, None
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Image (B, C, H, W) → embedded patch tokens (B, N, dim), learned positions added."""
+        """The embedded patches of x (B, N, dim), with additive positions if the DiT has them."""
         cfg = self.cfg
         if x.dim() != 4 or tuple(x.shape[1:]) != (cfg.in_channels, cfg.size, cfg.size):
             raise ValueError(
@@ -408,28 +517,51 @@ class DiT(nn.Module):
         h = self.embed(patchify(x, cfg.patch_size))
         return h + self.pos if self.pos is not None else h
 
-    @property
-    def rope(self):
-        """(cos, sin) of the 2D rotary embedding, or None with learned positions."""
-        return (self.rope_cos, self.rope_sin) if self.cfg.pos == "rope" else None
-
     def decode(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Tokens after the last block → the prediction (B, C, H, W) (final adaLN layer)."""
         cfg = self.cfg
         return unpatchify(self.final(h, c), cfg.patch_size, cfg.in_channels, cfg.size)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, *, return_hidden=()):
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond=None,
+        *,
+        return_hidden=(),
+        control=None,
+        image_prompt=None,
+    ):
         """The prediction (B, C, H, W); with ``return_hidden`` = (ℓ, …) also a dict ℓ → the
-        image tokens (B, N, dim) after block ℓ (1 ≤ ℓ ≤ depth)."""
+        image tokens (B, N, dim) after block ℓ (1 ≤ ℓ ≤ depth).
+
+        ``control``: ControlNet residuals, a list of (B, N, dim) tensors added to the image
+        tokens after blocks 1, 2, …; ``image_prompt``: per block (K_img, V_img) and a scale λ,
+        ``(pairs, λ)``, for the cross-attention (IP-Adapter).
+        """
+        cfg = self.cfg
         wanted = (return_hidden,) if isinstance(return_hidden, int) else tuple(return_hidden)
         for layer in wanted:
-            if not isinstance(layer, int) or not 1 <= layer <= self.cfg.depth:
-                raise ValueError(f"return_hidden must hold block indices in [1, {self.cfg.depth}]")
+            if not isinstance(layer, int) or not 1 <= layer <= cfg.depth:
+                raise ValueError(f"return_hidden must hold block indices in [1, {cfg.depth}]")
+        control = list(control) if control is not None else []
+        if len(control) > cfg.depth:
+            raise ValueError(f"control has {len(control)} residuals for {cfg.depth} blocks")
+        pairs, scale = [None] * cfg.depth, 0.0
+        if image_prompt is not None:
+            if cfg.text_mode != "cross" or not cfg.text_vocab:
+                raise ValueError("image_prompt needs a DiT with text_mode='cross'")
+            pairs, scale = image_prompt
+            if len(pairs) != cfg.depth:
+                raise ValueError(f"image_prompt needs keys and values for {cfg.depth} blocks")
         h = self.tokens(x)
         c, text, keep = self.condition(t, cond)
         hidden = {}
         for i, block in enumerate(self.blocks, 1):
-            h, text = block(h, c, self.rope, text, keep)
+            prompt = None if pairs[i - 1] is None else (*pairs[i - 1], scale)
+            h, text = block(h, c, self.rope, text, keep, prompt)
+            if i <= len(control):
+                h = h + control[i - 1]
             if i in wanted:
                 hidden[i] = h
         out = self.decode(h, c)

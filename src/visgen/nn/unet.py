@@ -7,7 +7,8 @@ a middle block (res, self-attention, res) at the lowest resolution; the decoder 
 encoder with skip connections concatenated, and nearest-neighbour upsampling + conv. The last
 conv of every residual block and the output conv start at zero, so each block starts as the
 identity and the untrained network predicts 0. CPU-sized simplification: one attention block
-(only in the middle), no dropout by default.
+(only in the middle), no dropout by default. ``control`` adds ControlNet residuals to every
+skip connection and to the middle block's output (:mod:`visgen.conditioning.controlnet`).
 
 ``size`` must be divisible by 2^(len(mults) − 1); the network is fully convolutional, so it
 also runs at any other size divisible by it (scale-wise generators evaluate it at lower
@@ -147,12 +148,28 @@ class UNet(nn.Module):
         )
         self.shape = (in_channels, size, size)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+    @property
+    def num_skips(self) -> int:
+        """Number of skip connections: the encoder features the decoder concatenates."""
+        return 1 + len(self.down)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, *, control=None):
+        """The prediction shaped like x. ``control``: ControlNet residuals, one per skip
+        connection in the order the encoder stores them, then one for the middle block —
+        added as ControlNet's locked U-Net does (arXiv 2302.05543, Fig. 3)."""
         emb = self.embed(t, cond)
         skips = self.encode(x, emb)
         h = skips[-1]
         for layer in self.mid:
             h = layer(h, emb)
+        if control is not None:
+            if len(control) != self.num_skips + 1:
+                raise ValueError(
+                    f"control must hold {self.num_skips + 1} residuals (one per skip "
+                    f"connection and one for the middle block), got {len(control)}"
+                )
+            skips = [skip + r for skip, r in zip(skips, control)]
+            h = h + control[-1]
         return self.decode(h, skips, emb)
 
     def encode(self, x: torch.Tensor, emb: torch.Tensor, depth: int | None = None) -> list:

@@ -206,6 +206,8 @@ def _train(spec: dict, stem: Path, progress: bool) -> None:
     with torch.random.fork_rng():
         torch.manual_seed(spec["train"]["seed"])
         model = build_model(spec["model"])
+    if hasattr(model, "load_pretrained"):  # an adapter: its frozen parts are assets
+        model.load_pretrained()
     if "init" in spec:
         name, key = spec["init"].split(":")
         if asset_key(name) != key:
@@ -321,6 +323,11 @@ ASSETS: Registry[Callable[[], dict]] = Registry(
         "visgen.efficient.teachers",
         "visgen.ar.training",
         "visgen.threed.training",
+        "visgen.conditioning.clip",
+        "visgen.conditioning.text",
+        "visgen.conditioning.controlnet",
+        "visgen.conditioning.ip_adapter",
+        "visgen.conditioning.transfusion",
     ),
 )
 """Named recipes: a function returning a spec (evaluated at call time, so budgets apply).

@@ -32,6 +32,7 @@ from torch import nn
 
 from visgen._checks import check_choice
 from visgen._registry import Registry
+from visgen.data.shapes import drop_attributes
 from visgen.nn.embeddings import drop_labels
 from visgen.objectives import (
     Discrete,
@@ -58,6 +59,9 @@ class Diffusion:
             in this t = 1-noise convention) and ``t_shift`` SD3's resolution shift of the
             drawn times (:func:`~visgen.objectives.resolution_shift` gives it per resolution).
         label_dropout: probability of replacing a condition by the null condition (CFG).
+        attribute_dropout: for caption conditions, the probability of removing each attribute
+            phrase of a caption (:func:`visgen.data.drop_attributes`), so the model also
+            learns partial prompts; applied before ``label_dropout``.
         prediction: what the fm network outputs, ``velocity`` (default), ``x0`` (JiT),
             ``eps`` or ``v``; ``loss`` the space the error is measured in, ``velocity`` (the
             v-loss, default), ``x0`` or ``eps``; ``t_eps`` JiT's clamp of the v-loss.
@@ -75,6 +79,7 @@ class Diffusion:
         *,
         t_sampler: str = "uniform",
         label_dropout: float = 0.0,
+        attribute_dropout: float = 0.0,
         sigma_min: float = 0.01,
         sigma_max: float = 10.0,
         levels: int = 10,
@@ -92,6 +97,8 @@ class Diffusion:
         check_choice(loss, "loss", ("velocity", "x0", "eps"))
         if not 0 <= label_dropout <= 1:
             raise ValueError(f"label_dropout must be in [0, 1], got {label_dropout}")
+        if not 0 <= attribute_dropout <= 1:
+            raise ValueError(f"attribute_dropout must be in [0, 1], got {attribute_dropout}")
         fm_options = {
             "prediction": (prediction, "velocity"),
             "loss": (loss, "velocity"),
@@ -104,10 +111,12 @@ class Diffusion:
         changed = {k: v for k, (v, default) in fm_options.items() if v != default}
         if name != "fm" and changed:
             raise ValueError(f"options {sorted(changed)} apply to the fm method only")
-        self.label_dropout = label_dropout
+        self.label_dropout, self.attribute_dropout = label_dropout, attribute_dropout
         self.loss_space, self.t_eps = loss, t_eps
         self.repa = _repa_options(repa) if repa is not None else None
         self.spec = {"name": name, "label_dropout": label_dropout}
+        if attribute_dropout:
+            self.spec["attribute_dropout"] = attribute_dropout
         if name == "ddpm":
             self.schedule, self.prediction = VPDiscrete(), "eps"
             self.t_sampler = Discrete(self.schedule)
@@ -134,8 +143,13 @@ class Diffusion:
         out = dict(batch)
         out["t"] = self.t_sampler(x0.shape[0], generator, x0.dtype)
         out["noise"] = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-        if self.label_dropout > 0 and batch.get("cond") is not None:
-            out["cond"] = drop_labels(batch["cond"], self.label_dropout, generator)
+        cond = batch.get("cond")
+        if self.attribute_dropout > 0 and cond is not None:
+            if cond.dim() != 2:
+                raise ValueError("attribute_dropout needs caption conditions (N, L)")
+            cond = out["cond"] = drop_attributes(cond, self.attribute_dropout, generator)
+        if self.label_dropout > 0 and cond is not None:
+            out["cond"] = drop_labels(cond, self.label_dropout, generator)
         return out
 
     def loss(self, model, batch: dict) -> torch.Tensor:
@@ -236,6 +250,10 @@ METHODS: Registry[type] = Registry(
         "visgen.video.distill",
         "visgen.ar.training",
         "visgen.threed.training",
+        "visgen.conditioning.clip",
+        "visgen.conditioning.controlnet",
+        "visgen.conditioning.ip_adapter",
+        "visgen.conditioning.transfusion",
     ),
 )
 """Training methods by spec name; modules that add one are its ``providers``
