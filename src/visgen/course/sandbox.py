@@ -237,6 +237,14 @@ def _build_root(config: dict) -> Path:
     root.mkdir(mode=0o700, exist_ok=True)
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=16m,mode=0755")
+    uid = config["uid"]
+    # private /tmp and $HOME first: a checkout under /tmp (CI's mktemp -d) is then bound
+    # inside the private /tmp (read-only, root's) instead of being hidden by it
+    for path, size, mode in (("/tmp", "256m", 0o1777), (STUDENT_HOME, "64m", 0o700)):
+        target = root / path.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
+        os.chown(target, uid, uid)
     for path in _view(config["protect"]):
         _bind(path, root)
     for name in ("bin", "lib", "lib32", "lib64", "sbin"):
@@ -253,7 +261,6 @@ def _build_root(config: dict) -> Path:
         os.symlink(f"/proc/self/fd/{i}", root / "dev" / name)
     (root / "proc").mkdir()
     _mount("proc", root / "proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-    uid = config["uid"]
     etc = root / "etc"
     etc.mkdir(exist_ok=True)
     (etc / "passwd").write_text(
@@ -261,11 +268,6 @@ def _build_root(config: dict) -> Path:
     )
     (etc / "group").write_text(f"root:x:0:\nstudent:x:{uid}:\n")
     (etc / "hostname").write_text("sandbox\n")
-    for path, size, mode in (("/tmp", "256m", 0o1777), (STUDENT_HOME, "64m", 0o700)):
-        target = root / path.lstrip("/")
-        target.mkdir(parents=True, exist_ok=True)
-        _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
-        os.chown(target, uid, uid)
     work = root / WORK.lstrip("/")
     work.mkdir()
     _mount("tmpfs", work, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1g,mode=0700")
