@@ -102,9 +102,11 @@ def steps_for_nfe(nfe: int, solver: str | Solver) -> int:
     info = _solver(solver)
     if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
         raise ValueError(f"nfe must be a positive int, got {nfe!r}")
-    for steps in range(1, nfe + 1):
-        if info.nfe(steps) == nfe:
-            return steps
+    if nfe == 1:
+        return 1
+    steps, rest = divmod(nfe - 1 - info.warmup, info.per_step)  # NFE(k) inverted, k ≥ 2
+    if rest == 0 and steps >= 1:
+        return steps + 1
     reachable = sorted({info.nfe(k) for k in range(1, nfe + 2)})
     near = [n for n in reachable if abs(n - nfe) <= info.per_step]
     raise ValueError(

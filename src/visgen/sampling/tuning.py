@@ -19,7 +19,8 @@ monotone, uniform-in-λ at a = b = 1, last point λ_e free), then every point fr
 warp stage alone generalises best when evaluations are scarce; the free stage refines it.
 Measured (``benchmarks/solvers.py``, BENCHMARKS.md): on the course's Gaussian-mixture problem
 the best tuned grid has 0.13–0.16× the error of diffusers' best of 350 scheduler configurations
-at 5–20 NFE (0.32× at 4); on the digits teacher 0.31–0.53× at 5–20 NFE.
+at 5–20 NFE (0.32× at 4); on the digits MLP 0.31–0.53× at 5–20 NFE; on the digits U-Net it
+loses at 4–5 NFE (the search stays near the standard grids, whose last point is close to t = 0).
 """
 
 from __future__ import annotations
