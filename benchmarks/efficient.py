@@ -108,15 +108,7 @@ def frontier(teachers, z, y, fit, deltas) -> list[dict]:
         for zc, yc in calib:
             sample_euler(den, zc, uniform(STEPS), yc)
 
-    students = []
-    for task_name, teacher in (("digits", "MLP"), ("digits_unet", "U-Net")):
-        task = get_task(task_name)
-        for method in l07._methods():
-            if task_name == "digits_unet" and method not in l07.UNET_METHODS:
-                continue
-            student = l07._student(method, task)
-            if student is not None:
-                students.append((method, teacher, student))
+    students = l07.trained_students()
     all_levers = levers(
         teachers,
         students=students,

@@ -45,6 +45,21 @@ def _student(method: str, task):
         return None
 
 
+def trained_students() -> list[tuple[str, str, object]]:
+    """(method, teacher label, student) for every student this chapter trains: every method on
+    the digits MLP, :data:`UNET_METHODS` on the digits U-Net (lecture 10 compares them all)."""
+    students = []
+    for task_name, teacher in (("digits", "MLP"), ("digits_unet", "U-Net")):
+        task = get_task(task_name)
+        for method in _methods():
+            if task_name == "digits_unet" and method not in UNET_METHODS:
+                continue
+            student = _student(method, task)
+            if student is not None:
+                students.append((method, teacher, student))
+    return students
+
+
 def _drift_section(ctx) -> None:
     g = ctx.generator(1)
     data = eight_gaussians().sample(400, g)

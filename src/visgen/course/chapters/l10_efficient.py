@@ -292,15 +292,7 @@ def _frontier_section(ctx, teachers, fit, delta) -> None:
     test = get_dataset("digits", "test")
     y = test.labels[: budget(full=len(test), fast=100)]
     z = torch.randn(len(y), 1, 8, 8, generator=ctx.generator(7))
-    students = []
-    for task_name, teacher in (("digits", "MLP"), ("digits_unet", "U-Net")):
-        task = get_task(task_name)
-        for method in l07._methods():
-            if task_name == "digits_unet" and method not in l07.UNET_METHODS:
-                continue
-            student = l07._student(method, task)
-            if student is not None:
-                students.append((method, teacher, student))
+    students = l07.trained_students()
     rows, refs = [], {}
     for lever in levers(teachers, students=students, solver_nfes=(5, 10),
                         deepcache_intervals=(3,), fora_intervals=(2,),
