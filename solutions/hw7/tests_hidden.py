@@ -38,10 +38,10 @@ def _gen(seed):
 
 def _net(chunk, seed=0):
     """A causal video DiT of the homework model's architecture with random weights."""
-    arch = {k: v for k, v in architecture(chunk).items() if k != "name"}
+    config = architecture(chunk)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        net = VideoDiT(**arch)
+        net = VideoDiT(**{key: value for key, value in config.items() if key != "name"})
     return randomize_zero_init(net, seed).eval()
 
 
