@@ -454,7 +454,8 @@ def row(name, position, video, base=None):
             out[f"Δ {label} vs rolling"] = f"{float(diff.mean()):+.3f} ± {se:.3f}"
         else:
             out[f"Δ {label} vs rolling"] = ""
-    out["median |acceleration|"] = float(acceleration(video[:, CONTEXT - 2 : 2 * T]).median())
+    accel = acceleration(video[:, CONTEXT - 2 : 2 * T])  # |p̂_{f+1} − 2 p̂_f + p̂_{f−1}|
+    out["median acceleration (px/frame²)"] = float(accel.median())
     return out
 
 
@@ -473,8 +474,8 @@ record_results(
     "with the 4-step sampler. Position error (px) of the tracked shape against the physics "
     f"over frames {CONTEXT}–{T - 1} (1×), {T}–{2 * T - 1} (2×) and {T}–{4 * T - 1} (4×); Δ: the "
     "mean paired difference to the rolling cache (same clip, same seed) ± its standard "
-    "error; median |second difference| of the tracked centre over frames 2–15 (0 in free "
-    "flight).",
+    "error; median acceleration: the median absolute second difference of the tracked "
+    "centre over frames 2–15 (0 in free flight).",
 )
 
 # %%
