@@ -27,6 +27,9 @@ token-forwards (P tokens per frame, C clean context frames; :func:`token_forward
 C = 0, k = 1 these are T·P·(S + 1) and S·P·T(T + 1)/2. With a rolling cache the attention of
 a chunk spans at most (sink + window + k) frames, so its cost per step no longer grows with T
 (:func:`kv_cache_bytes` gives the memory).
+
+:class:`ExplicitCacheModel` is the same network with the caches passed in and handed back as
+tensors (``past_key_values`` style): the caller holds the cache — homework 7's interface.
 """
 
 from __future__ import annotations
