@@ -279,8 +279,9 @@ assert row["energy distance"] < max(6 * floor, 0.02) and row["smallest mode"] > 
 # ## 5. The same DDPM on digits
 #
 # Nothing above was specific to 2D. `asset("ddpm_digits")` is the same MLP (width 256) trained
-# with `ddpm_loss` on the 1 797 scikit-learn digits scaled to [−1, 1], class-conditional with
-# 10 % of labels dropped (for classifier-free guidance later); it is trained once and cached.
+# with `ddpm_loss` on the 1 400 training digits (of scikit-learn's 1 797) in [−1, 1],
+# class-conditional with 10 % of labels dropped (for classifier-free guidance later); it is
+# trained once and cached.
 # Digits have no closed-form density, so the floor is empirical: the **Fréchet distance**
 # between the features (of visgen's own small digit classifier) of real training digits and
 # of the test digits.
