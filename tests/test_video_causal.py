@@ -170,7 +170,7 @@ def test_token_forward_counts_are_the_closed_forms(chunk, context):
     assert counted["cached"] == token_forwards(frames, chunk, STEPS, p, context=context)
     assert counted["recompute"] == token_forwards(frames, chunk, STEPS, p, context=context,
                                                   cached=False)  # fmt: skip
-    if chunk == 1 and not context:  # WAVE2's forms: T·P·(S+1) and P·S·T(T+1)/2
+    if chunk == 1 and not context:  # the closed forms T·P·(S+1) and P·S·T(T+1)/2
         assert counted["cached"] == frames * p * (STEPS + 1)
         assert counted["recompute"] == p * STEPS * frames * (frames + 1) // 2
 
