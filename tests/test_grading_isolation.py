@@ -169,6 +169,17 @@ def mmd_rbf(x, y, sigma):
     return k(x, x).mean((-1, -2)) + k(y, y).mean((-1, -2)) - 2 * k(x, y).mean((-1, -2))
 ''',
     ),
+    "hw6": (
+        "masked_flow_loss",
+        '''
+def masked_flow_loss(head, z, target, mask, t, noise):
+    """The loss on every token, masked or not."""
+    d, c = target.shape[-1], z.shape[-1]
+    return flow_loss(
+        head, target.reshape(-1, d), z.reshape(-1, c), t.reshape(-1), noise.reshape(-1, d)
+    ).mean()
+''',
+    ),
 }
 
 
@@ -196,6 +207,11 @@ def test_every_called_function_is_covered():
     assert by["hw2", 2] == (["dpm1_step", "dpm2m_step", "euler_step", "fm_eps_x0"], ["dpm2_step"])
     assert by["hw4", 1] == (["cfg_x0_eps", "pseudo_huber", "q_sample"], ["ddim_step"])
     assert "teacher_features" in by["hw5", "all"][0] and "ladd_step" in by["hw5", "all"][1]
+    assert by["hw6", 1] == (
+        ["cfg_forward", "cfg_scale", "cosine_schedule", "flow_loss", "patchify"],
+        ["masked_flow_loss", "sample_head"],
+    )
+    assert by["hw6", "all"][1] == ["mar_forward", "sample_tokens"]
     assert set(MISTAKES) == set(list_homeworks())
 
 
