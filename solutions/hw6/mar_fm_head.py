@@ -212,6 +212,8 @@ class TimeEmbedding(nn.Module):
 
 
 class AdaLNBlock(nn.Module):
+    """h ← adaln_block(h, c, norm, mlp, ada): one residual AdaLN block of width `width`."""
+
     def __init__(self, width):
         super().__init__()
         self.norm = nn.LayerNorm(width, eps=1e-6)
