@@ -46,7 +46,7 @@ def _randomise(module, seed, std=0.3):
     g = _gen(seed)
     with torch.no_grad():
         for p in module.parameters():
-            p.copy_(std * torch.randn(p.shape, generator=g))
+            p.copy_(torch.randn(p.shape, generator=g) * std)
     return module.eval()
 
 
@@ -375,7 +375,7 @@ def _masked_batch():
     b, n, d, c = 4, 6, 3, 5
     z = torch.randn(b, n, c, generator=_gen(24), dtype=F64)
     target = torch.randn(b, n, d, generator=_gen(25), dtype=F64)
-    mask = torch.zeros(b, n, dtype=torch.bool)
+    mask = torch.full((b, n), False)
     mask[0, [1, 4]] = True  # 2 masked tokens
     mask[1] = True  # all 6
     mask[2, 3] = True  # 1; row 3: none (the mean is over the batch's masked tokens)
@@ -526,7 +526,7 @@ def test_cfg_scale(sub):
     n, w = 16, 3.0
     for steps in (1, 4, 16):
         counts = cosine_mask_schedule(n, steps)
-        after = [n - sum(counts[: s + 1]) for s in range(steps)]
+        after = [n - sum(counts[:step]) - c for step, c in enumerate(counts)]
         for schedule, start in (("constant", 0), ("linear", 0), ("interval", 0), ("interval", 2)):
             got = [
                 float(sub.cfg_scale(schedule, w, s, steps, a, n, start))
