@@ -197,6 +197,17 @@ def generate_video(model, encode, cond, shape, chunk, ts, generator=None, contex
     return torch.cat(video, 1)
 ''',
     ),
+    "hw6": (
+        "masked_flow_loss",
+        '''
+def masked_flow_loss(head, z, target, mask, t, noise):
+    """The loss on every token, masked or not."""
+    d, c = target.shape[-1], z.shape[-1]
+    return flow_loss(
+        head, target.reshape(-1, d), z.reshape(-1, c), t.reshape(-1), noise.reshape(-1, d)
+    ).mean()
+''',
+    ),
 }
 
 
@@ -229,6 +240,11 @@ def test_every_called_function_is_covered():
         ["generate_video"],
     )
     assert by["hw7", 1] == (["roll_cache", "sample_chunk"], ["generate_chunk"])
+    assert by["hw6", 1] == (
+        ["cfg_forward", "cfg_scale", "cosine_schedule", "flow_loss", "patchify"],
+        ["masked_flow_loss", "sample_head"],
+    )
+    assert by["hw6", "all"][1] == ["mar_forward", "sample_tokens"]
     assert set(MISTAKES) == set(list_homeworks())
 
 
