@@ -8,7 +8,7 @@ The table is ``tour_costs.json`` beside this module, one section per budget (``f
                     "entries": [cache keys it uses (models, students, grids)],
                     "measured": a key of sources}}
     entries:  {key: {"kind", "name", "file" (relative to the cache folder), "cpu_s": the CPU-s
-                     of training it, nested entries excluded}}
+                     of training it, nested entries excluded, "measured": a key of sources}}
     sources:  {tag: the run the numbers come from (date, command, machine, load average)}
 
 A chapter measured before the accounting existed has only ``"cpu_s"`` (its fresh total) and
@@ -151,9 +151,14 @@ def budget_report(ids: list[str], fast: bool, jobs: int, *, table=None, root=Non
                  + ("" if len(known) == len(ids) else "  (chapters marked ? not counted)"))  # fmt: skip
     lines.append(
         f"expected wall on {jobs} idle core(s), order {' '.join(order)}: "
-        f"{makespan(known, jobs) / 60:.1f} min (a lower bound where costs are unknown)"
+        f"{makespan(known, jobs) / 60:.1f} min"
+        + ("" if len(known) == len(ids) else " (a lower bound: costs unknown)")
     )
-    tags = sorted({section["chapters"][c]["measured"] for c in ids if c in section["chapters"]})
+    tags = {section["chapters"][c]["measured"] for c in ids if c in section["chapters"]}
+    for c in ids:
+        for key in section["chapters"].get(c, {}).get("entries") or []:
+            tags.add(section["entries"].get(key, {}).get("measured"))
+    tags = sorted(tags - {None})
     lines += [f"measured ({tag}): {section['sources'].get(tag, '')}" for tag in tags]
     lines.append(f"table: {TABLE.name} (regenerate: python -m visgen.course.costs METRICS.json)")
     return "\n".join(lines)
@@ -167,26 +172,32 @@ def record(report: dict, table: dict) -> dict:
     load = report.get("load_average") or [None]
     load_text = "" if None in load else f", load average {load[0]:.1f} → {load[1]:.1f}"
     tag = f"run {report['date']}"
+    events = [e for c in report["chapters"].values() for e in c.get("cost", {}).get("entries", [])]
+    trained = len({e["key"] for e in events if e["trained"]})
+    loaded = len({e["key"] for e in events}) - trained
     section["sources"][tag] = (
-        f"{report['date']}, `visgen tour` --jobs {report['jobs']} ({', '.join(report['chapters'])})"
-        f", {report['machine']}{load_text}; recorded from its metrics.json"
+        f"{report['date']}, `visgen tour{' --fast' if report['fast'] else ''} --jobs "
+        f"{report['jobs']}` ({', '.join(report['chapters'])}): {trained} cache entries trained, "
+        f"{loaded} loaded; {report['machine']}{load_text}; recorded from its metrics.json"
     )
     for cid, chapter in report["chapters"].items():
         if chapter.get("status") != "ok" or "cost" not in chapter:
             continue
-        events = chapter["cost"]["entries"]
-        for e in events:
+        for e in chapter["cost"]["entries"]:
             old = section["entries"].get(e["key"], {})
-            section["entries"][e["key"]] = {
-                "kind": e["kind"],
-                "name": e["name"],
-                "file": e["file"],
-                "cpu_s": round(e["cpu_s"], 1) if e["trained"] else old.get("cpu_s"),
-            }
-        trained = sum(e["cpu_s"] for e in events if e["trained"])
+            if e["trained"] or not old:
+                section["entries"][e["key"]] = {
+                    "kind": e["kind"],
+                    "name": e["name"],
+                    "file": e["file"],
+                    "cpu_s": round(e["cpu_s"], 1) if e["trained"] else None,
+                    "measured": tag if e["trained"] else None,
+                }
+        mine = chapter["cost"]["entries"]
+        training = sum(e["cpu_s"] for e in mine if e["trained"])
         section["chapters"][cid] = {
-            "base_cpu_s": round(chapter["cost"]["cpu_s"] - trained, 1),
-            "entries": list(dict.fromkeys(e["key"] for e in events)),
+            "base_cpu_s": round(chapter["cost"]["cpu_s"] - training, 1),
+            "entries": list(dict.fromkeys(e["key"] for e in mine)),
             "measured": tag,
         }
     return table
@@ -194,24 +205,31 @@ def record(report: dict, table: dict) -> dict:
 
 def readme_table(table: dict | None = None) -> str:
     """README's cost table (full budgets), between the markers the test looks for."""
-    section = _section(load_table() if table is None else table, False)
+    table = load_table() if table is None else table
+    section = _section(table, False)
+    ids = sorted(section["chapters"])
+    tags = sorted({row["measured"] for row in section["chapters"].values()}
+                  | {e["measured"] for e in section["entries"].values() if e.get("measured")})  # fmt: skip
     lines = [README_BEGIN, "",
              "| chapter | fresh CPU-s | of it training (cache entries) | measured |",
              "|---|---|---|---|"]  # fmt: skip
-    tags = sorted({row["measured"] for row in section["chapters"].values()})
-    total = 0.0
-    for cid in sorted(section["chapters"]):
+    for cid in ids:
         costs = chapter_costs(section, cid)
-        row = section["chapters"][cid]
         fresh = "?" if costs["fresh"] is None else f"{costs['fresh']:.0f}"
-        total += costs["fresh"] or 0.0
+        used = {section["chapters"][cid]["measured"]}
         if costs["entries"] is None:
             training = "not broken down"
         else:
-            known = [section["entries"][k].get("cpu_s") for k in costs["entries"]]
-            training = f"{sum(c for c in known if c is not None):.0f} ({len(known)})"
-        lines.append(f"| {cid} | {fresh} | {training} | [{tags.index(row['measured']) + 1}] |")
-    lines += [f"| all | {total:.0f} | | |", ""]
+            entries = [section["entries"][k] for k in costs["entries"]]
+            known = [e["cpu_s"] for e in entries if e.get("cpu_s") is not None]
+            training = f"{sum(known):.0f} ({len(entries)})"
+            used |= {e.get("measured") for e in entries} - {None}
+        refs = ", ".join(f"[{tags.index(tag) + 1}]" for tag in sorted(used))
+        lines.append(f"| {cid} | {fresh} | {training} | {refs} |")
+    # a whole fresh run trains each shared entry once (the empty cache: a folder that is not)
+    run = estimate(ids, False, table=table, root=Path("/nonexistent/visgen-cache"))
+    known = [r["expected"] for r in run if r["expected"] is not None]
+    lines += [f"| all, fresh (shared entries once) | {sum(known):.0f} | | |", ""]
     lines += [f"[{i}] {section['sources'].get(tag, tag)}  " for i, tag in enumerate(tags, 1)]
     lines += ["", README_END]
     return "\n".join(lines)

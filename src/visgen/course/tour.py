@@ -281,16 +281,16 @@ def _cost_rows(chapters: list[Chapter], results: dict) -> list[dict]:
     rows = []
     for ch in chapters:
         cost = results[ch.id]["cost"]
-        trained = [e for e in cost["entries"] if e["trained"]]
-        loaded = [e for e in cost["entries"] if not e["trained"]]
+        trained = {e["key"]: e for e in cost["entries"] if e["trained"]}
+        loaded = {e["key"]: e for e in cost["entries"] if e["key"] not in trained}
         rows.append(
             {
                 "id": ch.id,
                 "cpu": cost["cpu_s"],
                 "wall": cost["wall_s"],
                 "trained_cpu": cost["trained_cpu_s"],
-                "trained": ", ".join(f"{e['name']} ({e['cpu_s']:.0f} s)" for e in trained),
-                "loaded": ", ".join(e["name"] for e in loaded),
+                "trained": ", ".join(f"{e['name']} ({e['cpu_s']:.0f} s)" for e in trained.values()),
+                "loaded": ", ".join(e["name"] for e in loaded.values()),
                 "wait": cost["wait_s"],
             }
         )
@@ -328,15 +328,17 @@ def _run_chapter(ch: Chapter, out: Path, progress: bool) -> dict:
 
 
 def _cost(run: dict) -> dict:
-    """A chapter's cost for ``metrics.json`` and the page: CPU and wall seconds, what it
-    trained (CPU-s of training, nested entries excluded) and what it loaded from the cache."""
-    trained = [e for e in run["cache"] if e["trained"]]
+    """A chapter's cost for ``metrics.json`` and the page: CPU and wall seconds, the cache
+    entries it trained (CPU-s of training, nested entries excluded) and those it only loaded
+    (counted once each; ``entries`` lists every use)."""
+    trained = {e["key"]: e for e in run["cache"] if e["trained"]}
+    loaded = {e["key"]: e for e in run["cache"] if e["key"] not in trained}
     return {
         "cpu_s": round(run["cpu"], 2),
         "wall_s": round(run["seconds"], 2),
-        "trained_cpu_s": round(sum(e["cpu_s"] for e in trained), 2),
+        "trained_cpu_s": round(sum(e["cpu_s"] for e in trained.values()), 2),
         "trained": len(trained),
-        "loaded": len(run["cache"]) - len(trained),
+        "loaded": len(loaded),
         "wait_s": round(sum(e["wait_s"] for e in run["cache"]), 2),
         "entries": [
             {**e, **{k: round(e[k], 3) for k in ("cpu_s", "wall_s", "wait_s")}}
