@@ -60,6 +60,7 @@ def test_first_run_trains_second_run_loads(tmp_path, cache, demo_module):
     # the run's total counts the worker processes, so it covers the chapters' CPU
     assert first["cpu_seconds"] >= first["chapters_cpu_seconds"] - 0.2
     assert len(first["load_average"]) == 2 and sorted(first["order"]) == ["L94", "L96"]
+    assert first["jobs"] == 2  # chapters that ran at once
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert saved["chapters"]["L94"]["cost"]["entries"][0]["trained"] is True
     page = (tmp_path / "a" / "index.html").read_text()

@@ -276,13 +276,18 @@ def _load_average() -> float | None:
         return None
 
 
+def _split(events: list[dict]) -> tuple[dict, dict]:
+    """({key: event} of the entries trained, {key: event} of those only loaded)."""
+    trained = {e["key"]: e for e in events if e["trained"]}
+    return trained, {e["key"]: e for e in events if e["key"] not in trained}
+
+
 def _cost_rows(chapters: list[Chapter], results: dict) -> list[dict]:
-    """Rows of the page's cost table: one per chapter, then the entries it trained / loaded."""
+    """Rows of the page's cost table, one per chapter."""
     rows = []
     for ch in chapters:
         cost = results[ch.id]["cost"]
-        trained = {e["key"]: e for e in cost["entries"] if e["trained"]}
-        loaded = {e["key"]: e for e in cost["entries"] if e["key"] not in trained}
+        trained, loaded = _split(cost["entries"])
         rows.append(
             {
                 "id": ch.id,
@@ -331,8 +336,7 @@ def _cost(run: dict) -> dict:
     """A chapter's cost for ``metrics.json`` and the page: CPU and wall seconds, the cache
     entries it trained (CPU-s of training, nested entries excluded) and those it only loaded
     (counted once each; ``entries`` lists every use)."""
-    trained = {e["key"]: e for e in run["cache"] if e["trained"]}
-    loaded = {e["key"]: e for e in run["cache"] if e["key"] not in trained}
+    trained, loaded = _split(run["cache"])
     return {
         "cpu_s": round(run["cpu"], 2),
         "wall_s": round(run["seconds"], 2),
@@ -402,11 +406,12 @@ def run_tour(
     # resolve every chapter's slide and code links first: a bad one fails before any training
     links = {ch.id: _links(ch, out) for ch in chapters}
     start, start_cpu, load_start = time.perf_counter(), cpu_seconds(), _load_average()
-    order = chapters
+    order, processes = chapters, 1
     if jobs > 1 and len(chapters) > 1:
         by_id = {ch.id: ch for ch in chapters}
         order = [by_id[cid] for cid in schedule(list(by_id), fast_now)]
-        runs = _run_parallel(order, out, fast_now, min(jobs, len(chapters)), log)
+        processes = min(jobs, len(chapters))
+        runs = _run_parallel(order, out, fast_now, processes, log)
     else:
 
         def sequential():
@@ -449,7 +454,7 @@ def run_tour(
     total, total_cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
     meta = {
         "fast": fast_now,
-        "jobs": jobs,
+        "jobs": processes,  # chapters run at once (1: in this process)
         "order": [ch.id for ch in order],  # the order chapters started in
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "seconds": round(total, 1),
