@@ -32,20 +32,20 @@ def cache(tmp_path, monkeypatch):
 def demo_module():
     import importlib
 
-    import tour_demo_chapters
+    import tour_cost_chapters
 
     if "L94" not in tour._REGISTRY:  # popped by an earlier test: register again
-        importlib.reload(sys.modules["tour_demo_chapters"])
-    yield tour_demo_chapters
-    for cid in ("L94", "L96", "L97"):
-        tour._REGISTRY.pop(cid, None)
+        importlib.reload(sys.modules["tour_cost_chapters"])
+    yield tour_cost_chapters
+    tour._REGISTRY.pop("L94")
+    tour._REGISTRY.pop("L93")
 
 
 def test_first_run_trains_second_run_loads(tmp_path, cache, demo_module):
     quiet = {"progress": False, "log": lambda s: None}
     key = spec_key(demo_module.TINY_SPEC)
-    first = run_tour(tmp_path / "a", ["L94", "L96"], fast=True, jobs=2, **quiet)
-    second = run_tour(tmp_path / "b", ["L94", "L96"], fast=True, jobs=2, **quiet)
+    first = run_tour(tmp_path / "a", ["L94", "L93"], fast=True, jobs=2, **quiet)
+    second = run_tour(tmp_path / "b", ["L94", "L93"], fast=True, jobs=2, **quiet)
     a, b = first["chapters"]["L94"]["cost"], second["chapters"]["L94"]["cost"]
     assert [(e["key"], e["kind"], e["trained"]) for e in a["entries"]] == [(key, "model", True)]
     assert [(e["key"], e["trained"]) for e in b["entries"]] == [(key, False)]
@@ -56,10 +56,10 @@ def test_first_run_trains_second_run_loads(tmp_path, cache, demo_module):
     # the same model both times, and a chapter that uses no cache has no entries
     values = first["chapters"]["L94"]["values"], second["chapters"]["L94"]["values"]
     assert values[0] == values[1]
-    assert first["chapters"]["L96"]["cost"]["entries"] == []
+    assert first["chapters"]["L93"]["cost"]["entries"] == []
     # the run's total counts the worker processes, so it covers the chapters' CPU
     assert first["cpu_seconds"] >= first["chapters_cpu_seconds"] - 0.2
-    assert len(first["load_average"]) == 2 and sorted(first["order"]) == ["L94", "L96"]
+    assert len(first["load_average"]) == 2 and sorted(first["order"]) == ["L93", "L94"]
     assert first["jobs"] == 2  # chapters that ran at once
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert saved["chapters"]["L94"]["cost"]["entries"][0]["trained"] is True
@@ -120,7 +120,7 @@ RACER = """
 import json, sys, pathlib
 from visgen.train.assets import record_cache_events, train_cached
 sys.path.insert(0, sys.argv[2])
-from tour_demo_chapters import TINY_SPEC
+from tour_cost_chapters import TINY_SPEC
 pathlib.Path(sys.argv[1]).write_text("ready")
 with record_cache_events() as events:
     net = train_cached(TINY_SPEC, progress=False)

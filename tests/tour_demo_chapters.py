@@ -22,18 +22,3 @@ def random_numbers(ctx):
 @chapter("L97", "A failing chapter in a worker", lecture=1)
 def broken(ctx):
     raise RuntimeError("deliberate failure in a worker")
-
-
-# a model small enough to train in a fraction of a second: the cost-accounting tests' asset
-TINY_SPEC = {
-    "model": {"name": "mlp", "shape": [2], "width": 16, "depth": 2},
-    "method": {"name": "fm"},
-    "data": "moons",
-    "train": {"steps": 40, "batch_size": 64, "warmup": 5},
-}
-
-
-@chapter("L94", "A chapter that trains a tiny model", lecture=1)
-def trains(ctx):
-    net = ctx.train(TINY_SPEC)
-    ctx.metric("first_weight", float(next(net.model.parameters()).flatten()[0]))
