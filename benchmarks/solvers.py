@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/solvers.py            # all three parts (≈ 1 CPU-hour)
     .venv/bin/python benchmarks/solvers.py --parts a c  # the oracle and the overhead (minutes)
+    .venv/bin/python benchmarks/solvers.py --parts b --teachers fm_digits_unet --nfes 20 --solvers unipc
 
 (a) The Gaussian-mixture oracle. The model is the exact ε-denoiser of the course's eight
     Gaussians under DDPM's discrete schedule (β linear 1e-4..0.02, T = 1000, diffusers'
@@ -51,6 +52,7 @@ from visgen.schedules import VPDiscrete
 NFES = (4, 5, 6, 8, 10, 20)
 TUNED = ("unipc", "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_lowstart")
 STANDARD_GRIDS = ("logsnr", "uniform", "edm")
+TEACHERS = ("fm_digits", "fm_digits_unet")
 
 
 def rms(a, b) -> float:
@@ -244,7 +246,7 @@ def _reachable(solver, nfe) -> bool:
 # --- (b) trained teachers -------------------------------------------------------------------
 
 
-def teacher_part(name: str, n: int) -> None:
+def teacher_part(name: str, n: int, nfes=NFES, solvers=TUNED[:3]) -> None:
     from visgen.train import asset, calibration_set, tuned_grid
 
     teacher = asset(name)
@@ -264,11 +266,11 @@ def teacher_part(name: str, n: int) -> None:
     print("| NFE | diffusers best (configuration) | error | FD | visgen LD3 (solver) | "
           "error | FD | error ratio |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
-    for nfe in NFES:
+    for nfe in nfes:
         cname, make = diffusers_best(configs, den, nfe, xc, refc, lc)
         theirs = run_diffusers(make, nfe, den, x, labels)[0]
         ours = min(
-            ((rms(out, ref), s, out) for s in TUNED[:3] if _reachable(SOLVERS[s], nfe)
+            ((rms(out, ref), s, out) for s in solvers if _reachable(SOLVERS[s], nfe)
              for out in [sample(den, x, nfe, s, tuned_grid(name, s, nfe), labels)]),
             key=lambda r: r[0],
         )  # fmt: skip
@@ -357,6 +359,10 @@ def main(argv=None) -> None:
     parser.add_argument("--points", type=int, default=1000, help="held-out points in (a)")
     parser.add_argument("--samples", type=int, default=1000, help="samples per teacher in (b)")
     parser.add_argument("--reps", type=int, default=100, help="timed runs per sampler in (c)")
+    parser.add_argument("--teachers", nargs="+", default=list(TEACHERS), choices=TEACHERS)
+    parser.add_argument("--nfes", nargs="+", type=int, default=list(NFES), help="NFEs in (b)")
+    parser.add_argument("--solvers", nargs="+", default=list(TUNED[:3]), choices=TUNED[:3],
+                        help="solvers whose LD3 grids (b) fits; the best one is reported")  # fmt: skip
     args = parser.parse_args(argv)
     set_threads(1)
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -368,8 +374,8 @@ def main(argv=None) -> None:
     if "a" in args.parts:
         oracle_part(args.points)
     if "b" in args.parts:
-        for name in ("fm_digits", "fm_digits_unet"):
-            teacher_part(name, args.samples)
+        for name in args.teachers:
+            teacher_part(name, args.samples, args.nfes, args.solvers)
     if "c" in args.parts:
         overhead_part(args.reps)
 

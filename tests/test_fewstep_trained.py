@@ -1,6 +1,6 @@
 """Lecture-7 generators trained on the 8-Gaussian target (FAST budgets, fixed seeds).
 
-Bars (METHODS §2.1 and the lecture-7 cards): 1-NFE energy distance ≤ 0.02 with every mode
+Bars (lecture 7): 1-NFE energy distance ≤ 0.02 with every mode
 holding ≥ 6 % of the samples for DMD (5 fake-score updates per generator update) and
 Drifting; SDS without a fake score collapses (energy distance > 0.5, all samples in one
 blob of RMS spread < 10 % of the data's); ADD/LADD at 4 NFE

@@ -1,7 +1,7 @@
 """Lecture 6 flow maps against exact oracles.
 
 For Gaussian data N(μ, c² I) the flow-matching PF-ODE is linear and its flow map Ψ_{t→r} is
-closed-form (``visgen.oracles.gaussian_pfode``, METHODS §3.2), so the average velocity
+closed-form (``visgen.oracles.gaussian_pfode``), so the average velocity
 u = (x − Ψ_{t→r}(x))/(t − r) is exact: the consistency, semigroup and MeanFlow identities hold
 to float64 round-off and every lecture-6 loss must vanish on it.
 """

@@ -1,6 +1,6 @@
 """Lecture 6 students trained on the exact 8-Gaussian teacher (fixed seeds, FAST budgets).
 
-Bars from METHODS §2.1/§4 (lecture 6 card): 1-NFE energy distance ≤ 0.02 with every mode
+Bars (lecture 6): 1-NFE energy distance ≤ 0.02 with every mode
 ≥ 6 % for consistency distillation, ≤ 0.05 for MeanFlow; multi-boundary CD with K = 4 sampled
 in 4 jumps no worse than 1-step CD. Noise floor of the energy distance at 2000 vs 2000
 points: ≈ 0.004 (docs/metrics.md).

@@ -324,6 +324,36 @@ def test_recorded_results_reach_the_readme(tmp_path):
     )
 
 
+def test_recorded_animations_reach_the_readme_and_the_student_folder(tmp_path, monkeypatch):
+    import torch
+
+    from visgen.course.build import expected_files, render_readme
+    from visgen.course.homework import ANIMATIONS_FILE, record_animation
+
+    monkeypatch.chdir(tmp_path)  # the notebook's working folder
+    video = torch.zeros(2, 3, 1, 4, 4)
+    record_animation(video, "clip.gif", "Two black clips.")
+    record_animation(video + 1, "clip.gif", "Two white clips.")  # replaces its entry
+    listed = json.loads(Path(ANIMATIONS_FILE).read_text())
+    assert listed == [{"file": "clip.gif", "caption": "Two white clips."}]
+    gif = Path("clip.gif").read_bytes()
+    assert gif.startswith(b"GIF89a")
+    with pytest.raises(ValueError, match="plain name ending in .gif"):
+        record_animation(video, "../clip.gif", "Outside the folder.")
+    solutions = tmp_path / "solutions"
+    shutil.copytree(FIXTURE / "hwx", solutions / "hwx")
+    shutil.copy("clip.gif", solutions / "hwx" / "clip.gif")  # what --measure full keeps
+    (solutions / "hwx" / "fixture.py").write_text("# %%\nX = 1\n")  # a one-cell notebook
+    (solutions / "hwx" / "runtime.json").write_text(
+        json.dumps({"full": {"seconds": 61.0, "date": "d", "machine": "m", "animations": listed}})
+    )
+    hw = load_homework("hwx", solutions)
+    assert "## Generated videos (full budget)\n\nTwo white clips.\n\n![clip.gif](clip.gif)\n" in (
+        render_readme(hw)
+    )
+    assert expected_files(hw)["clip.gif"] == gif
+
+
 def test_input_files_are_read_only_inside_the_submission(tmp_path):
     """`inputs` are copied from the notebook's folder, never through a link that leaves it."""
     secret = tmp_path / "elsewhere"

@@ -169,6 +169,34 @@ def mmd_rbf(x, y, sigma):
     return k(x, x).mean((-1, -2)) + k(y, y).mean((-1, -2)) - 2 * k(x, y).mean((-1, -2))
 ''',
     ),
+    "hw7": (
+        "generate_video",
+        '''
+def generate_video(model, encode, cond, shape, chunk, ts, generator=None, context=None,
+                   window=None, sink=0):
+    """Places each chunk at the frames the cache holds (its fill level) instead of its absolute
+    frame index: right until the rolling cache first evicts."""
+    batch, frames = shape[0], shape[1]
+    text = encode(cond)
+    past, video, start, tokens = None, [], 0, None
+    if context is not None:
+        start = context.shape[1]
+        _, past = model(context, 0.0, None, start_frame=0, text=text)
+        tokens = past[0][0].shape[-2] // start
+        if window is not None:
+            past = roll_cache(past, window * tokens, sink * tokens)
+        video.append(context)
+    for s in range(start, frames, chunk):
+        noise = torch.randn((batch, chunk, *shape[2:]), generator=generator)
+        held = 0 if past is None else past[0][0].shape[-2] // tokens
+        x, past = generate_chunk(model, noise, ts, past, held, text, generator)
+        tokens = tokens or past[0][0].shape[-2] // chunk
+        if window is not None:
+            past = roll_cache(past, window * tokens, sink * tokens)
+        video.append(x)
+    return torch.cat(video, 1)
+''',
+    ),
 }
 
 
@@ -196,6 +224,11 @@ def test_every_called_function_is_covered():
     assert by["hw2", 2] == (["dpm1_step", "dpm2m_step", "euler_step", "fm_eps_x0"], ["dpm2_step"])
     assert by["hw4", 1] == (["cfg_x0_eps", "pseudo_huber", "q_sample"], ["ddim_step"])
     assert "teacher_features" in by["hw5", "all"][0] and "ladd_step" in by["hw5", "all"][1]
+    assert by["hw7", "all"] == (
+        ["generate_chunk", "roll_cache", "sample_chunk"],
+        ["generate_video"],
+    )
+    assert by["hw7", 1] == (["roll_cache", "sample_chunk"], ["generate_chunk"])
     assert set(MISTAKES) == set(list_homeworks())
 
 

@@ -79,7 +79,7 @@ def test_digits_metrics_separate_real_data_from_noise():
         assert real[key] < floor[key] + 4 * floor[f"{key}_std"]
         assert noise[key] > 10 * floor[key]
     assert noise["confidence"] < real["confidence"]
-    # the evaluation classifier itself: test accuracy (METHODS §2.2: logistic regression 0.98)
+    # the evaluation classifier itself: test accuracy (logistic regression on pixels reaches 0.98)
     labelled = image_metrics(test.x, "digits", cond=test.labels)
     assert labelled["agreement"] >= 0.95
     assert math.isclose(sum(labelled["histogram"]), 1.0)

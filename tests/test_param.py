@@ -40,7 +40,7 @@ def test_conversions_agree_with_definitions(sch, gen):
 
 
 def test_flow_matching_identities(gen):
-    # METHODS §5 (lecture 5): x̂ = x_t − t v, ε̂ = x_t + (1 − t) v
+    # lecture 5: x̂ = x_t − t v, ε̂ = x_t + (1 − t) v
     x = torch.randn(5, 2, generator=gen, dtype=torch.float64)
     v = torch.randn(5, 2, generator=gen, dtype=torch.float64)
     t = torch.full((5,), 0.3, dtype=torch.float64)

@@ -31,7 +31,7 @@ SCHEDULES = [VPDiscrete(), VPLinear(), VPCosine(), VE(0.01, 50.0), EDM(), Linear
 
 LAMBDA_SOLVERS = [n for n in SOLVERS if n not in ("euler", "heun", "ddim")]
 
-T0, T1 = 0.99, 0.02  # METHODS §3.3: flow matching, λ-uniform grid, away from λ = ±∞
+T0, T1 = 0.99, 0.02  # flow matching, λ-uniform grid, away from λ = ±∞
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +243,7 @@ def test_logsnr_grid_is_uniform_in_lambda_and_clipped(sch):
 def test_edm_grid():
     # on the EDM schedule, whose σ(t) is the ρ-warped interval, the grid is uniform in t
     assert torch.allclose(grids.edm(8, EDM()), grids.uniform(8), atol=1e-12)
-    # on flow matching, t = σ/(1 + σ) with Karras' σ_i (METHODS §3.4)
+    # on flow matching, t = σ/(1 + σ) with Karras' σ_i
     rho, lo, hi = 7.0, 0.002, 80.0
     i = torch.arange(9, dtype=torch.float64) / 8
     sigma = (hi ** (1 / rho) + i * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho

@@ -1,6 +1,6 @@
 """Trained 2D models against the exact 8-Gaussian oracle (FAST budgets, fixed seeds).
 
-Bars from METHODS §2.1 / §4 (lectures 1 and 3): "teacher OK" = energy distance ≤ 0.01 with
+Bars (lectures 1 and 3): "teacher OK" = energy distance ≤ 0.01 with
 every mode ≥ 8 % of the samples (the data-vs-data floor is 0.0025 ± 0.0012 at N = 2000,
 docs/metrics.md); the learned velocity within 10 % relative L2 of the analytic one.
 """

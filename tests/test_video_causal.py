@@ -9,6 +9,8 @@
   (sink + window) × tokens-per-frame entries;
 * token-forward counts of cached and recomputed sampling are the closed forms;
 * the cross-attention cache is computed once per video; the memory estimate is exact;
+* the caches passed as tensors (``ExplicitCacheModel``, homework 7) give what the library's
+  cache gives, also after eviction, where the chunk's position comes from ``start_frame``;
 
 and what each training method feeds the causal model:
 
@@ -33,6 +35,7 @@ from visgen.video.distill import FEW_STEPS, CausVid, rollout
 from visgen.video.dit import randomize_zero_init
 from visgen.video.forcing import Forcing, chunk_times
 from visgen.video.sampling import (
+    ExplicitCacheModel,
     denoise_chunk,
     generate,
     generate_recompute,
@@ -167,7 +170,7 @@ def test_token_forward_counts_are_the_closed_forms(chunk, context):
     assert counted["cached"] == token_forwards(frames, chunk, STEPS, p, context=context)
     assert counted["recompute"] == token_forwards(frames, chunk, STEPS, p, context=context,
                                                   cached=False)  # fmt: skip
-    if chunk == 1 and not context:  # WAVE2's forms: T·P·(S+1) and P·S·T(T+1)/2
+    if chunk == 1 and not context:  # the closed forms T·P·(S+1) and P·S·T(T+1)/2
         assert counted["cached"] == frames * p * (STEPS + 1)
         assert counted["recompute"] == p * STEPS * frames * (frames + 1) // 2
 
@@ -196,6 +199,45 @@ def test_kv_memory_estimate_is_exact():
     # 21 frames in bf16 → 2 × 30 × 32 760 × 1536 × 2 bytes ≈ 6.0 GB per video
     wan = type("Cfg", (), dict(depth=30, tokens_per_frame=1560, heads=12, dim=1536))
     assert kv_cache_bytes(wan, 21, bytes_per_value=2) == 2 * 30 * 21 * 1560 * 1536 * 2
+
+
+def test_explicit_cache_model_is_the_library_cache_held_by_the_caller():
+    model = causal_model(2)
+    step = ExplicitCacheModel(model)
+    text, lib_text = step.encode(captions(2)), model.encode_condition(captions(2), 2)
+    cache = model.new_cache(window=2, sink=2)  # the library's rolling cache …
+    past, frames, p = None, clip(10, seed=4), model.cfg.tokens_per_frame
+    for s in range(0, 10, 2):
+        x = frames[:, s : s + 2]
+        out, _ = step(x, 0.3, past, start_frame=s, text=text)
+        expected = model.forward_chunk(x, 0.3, cache, start_frame=s, text=lib_text)
+        assert (out - expected).abs().max() <= 1e-6
+        model.forward_chunk(x, 0.0, cache, start_frame=s, text=lib_text, commit=True)
+        _, present = step(x, 0.0, past, start_frame=s, text=text)
+        assert present[0][0].shape[-2] == 2 * p  # the chunk's own keys only
+        if past is not None:  # append the chunk block by block: [keys; new keys], [values; …]
+            present = [tuple(torch.cat(kv, -2) for kv in zip(*pair)) for pair in zip(past, present)]
+        past = present
+        if past[0][0].shape[-2] > 4 * p:  # … and the same eviction by the caller
+            past = [(torch.cat([k[..., : 2 * p, :], k[..., -2 * p :, :]], -2),
+                     torch.cat([v[..., : 2 * p, :], v[..., -2 * p :, :]], -2)) for k, v in past]  # fmt: skip
+        for layer, (k, v) in enumerate(past):
+            assert (k - cache.keys[layer]).abs().max() <= 1e-6
+            assert (v - cache.values[layer]).abs().max() <= 1e-6
+    assert len(cache) < cache.committed  # frames were evicted: positions came from start_frame
+    x = frames[:, :2]
+    with pytest.raises(ValueError, match="past must be None or 2"):
+        step(x, 0.5, past[:1], start_frame=10, text=text)
+    with pytest.raises(ValueError, match="several chunks at once need the whole past"):
+        step(frames[:, :4], 0.0, past, start_frame=10, text=text)
+    with pytest.raises(ValueError, match="start_frame must be a non-negative int"):
+        step(x, 0.5, None, start_frame=-2, text=text)
+    with pytest.raises(ValueError, match="text must be the"):
+        step(x, 0.5, None, start_frame=0, text=text[0])
+    with pytest.raises(ValueError, match="cond must hold the captions"):
+        step.encode(None)
+    with pytest.raises(TypeError, match="frame-block-causal"):
+        ExplicitCacheModel(VideoDiT(1, 16))
 
 
 @pytest.mark.parametrize(

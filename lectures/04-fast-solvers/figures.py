@@ -208,6 +208,7 @@ def tuned_grids(results):
             results[f"ld3_dig_{key}_{nfe}_err"] = num(_rms(out, converged), 2)
             results[f"ld3_dig_{key}_{nfe}_fd"] = num(image_metrics(out, "digits")["fd"], 3)
         if nfe == 10:
+            results["ld3_dig_last_10"] = num(ts_ld3[-2].item(), 2)
             axes[1].plot(range(11), ts_plain.tolist(), "o--", c=GREY, ms=3, label="λ-uniform")
             axes[1].plot(range(11), ts_ld3.tolist(), "s-", c=BLUE, ms=4, label="LD3, digits MLP")
     axes[1].set_xlabel("grid point $i$")

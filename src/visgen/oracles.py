@@ -1,7 +1,7 @@
 r"""Exact oracles: closed-form marginals, scores, denoisers and PF-ODE solutions.
 
 For data :math:`p_0 = \sum_k w_k \mathcal N(\mu_k, s_k^2 I)` and any schedule (α_t, σ_t) the
-noisy marginal is again a mixture (METHODS §3.1):
+noisy marginal is again a mixture:
 
 .. math::
     p_t = \sum_k w_k \mathcal N(\alpha_t \mu_k, (\alpha_t^2 s_k^2 + \sigma_t^2) I), \quad
@@ -187,7 +187,7 @@ class GaussianMixture:
 
         Each component's posterior is N(m_k, τ_k² I) with τ_k² = s_k² σ²/(α² s_k² + σ²), so
         tr Cov = Σ_k r_k (D τ_k² + ‖m_k‖²) − ‖Σ_k r_k m_k‖². The irreducible ε-MSE is
-        (α/σ)² times this (METHODS §3.1).
+        (α/σ)² times this.
         """
         logits, var, alpha, means, stds = self._responsibilities(x, t, schedule, cond)
         r = torch.softmax(logits, 1)
@@ -231,7 +231,7 @@ class _PosteriorMeanModel:
 class DiracMixture(GaussianMixture):
     """A finite data set as a mixture of Diracs; its posterior mean is the ideal denoiser.
 
-    D*(x_t) = Σ_j softmax_j(−‖x_t − α_t x_j‖² / 2σ_t²) x_j (METHODS §3.1). As σ → 0 it returns
+    D*(x_t) = Σ_j softmax_j(−‖x_t − α_t x_j‖² / 2σ_t²) x_j. As σ → 0 it returns
     the nearest training point (memorisation); as σ → ∞ the (class) mean.
 
     Args:
@@ -271,7 +271,7 @@ def gaussian_pfode(x, t, r, schedule: Schedule | str, mean=0.0, std=1.0) -> torc
     r"""Closed-form PF-ODE flow map Ψ_{t→r} for Gaussian data N(μ, c² I), any schedule.
 
     The marginal is N(α_t μ, s_t² I) with s_t = sqrt(α_t² c² + σ_t²); the PF-ODE is linear,
-    so the standardised coordinate (x − α_t μ)/s_t is conserved (METHODS §3.2):
+    so the standardised coordinate (x − α_t μ)/s_t is conserved:
 
     .. math:: Ψ_{t→r}(x) = α_r μ + (s_r / s_t)(x − α_t μ).
 

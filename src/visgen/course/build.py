@@ -4,13 +4,15 @@ For each ``solutions/hwN`` this writes ``assignments/hwN/``:
 
 * ``<notebook>.ipynb`` — the starter (:func:`visgen.course.notebook.build_notebook`);
 * ``<document>.pdf`` — the Typst task sheet without solutions;
-* ``README.md`` — files, the points table and the measured CPU run times.
+* ``README.md`` — files, the points table and the measured CPU run times;
+* the GIFs the full run saved (:func:`visgen.course.homework.record_animation`).
 
 ``--check`` compares instead of writing (CI fails on a stale or leaking starter);
 ``--instructor`` also writes the solution notebook and the PDF with worked solutions to
 ``build/instructor/hwN/``; ``--measure full|fast`` runs the solution notebook end to end and
 records its wall time (and the table the notebook saved with
-:func:`visgen.course.homework.record_results`) in ``solutions/hwN/runtime.json``.
+:func:`visgen.course.homework.record_results`) in ``solutions/hwN/runtime.json``, and the
+full run's GIFs (:func:`visgen.course.homework.record_animation`) in ``solutions/hwN/``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import nbformat
 
 from visgen.course.document import compile_document
 from visgen.course.homework import (
+    ANIMATIONS_FILE,
     RESULTS_FILE,
     Homework,
     list_homeworks,
@@ -109,6 +112,11 @@ def render_readme(hw: Homework) -> str:
         for row in results["rows"]:
             cells = (f"{v:.3g}" if isinstance(v, float) else str(v) for v in row)
             lines.append("| " + " | ".join(cells) + " |")
+    animations = hw.animations()
+    if animations:
+        lines += ["", "## Generated videos (full budget)"]
+        for a in animations:
+            lines += ["", a["caption"], "", f"![{a['file']}]({a['file']})"]
     lines += [
         "",
         "## Check your work",
@@ -143,6 +151,8 @@ def expected_files(hw: Homework) -> dict[str, bytes]:
     files = {f"{hw.notebook}.ipynb": (text if text.endswith("\n") else text + "\n").encode()}
     if hw.document_path is not None:
         files[f"{hw.document}.pdf"] = compile_document(hw.document_path)
+    for a in hw.animations():
+        files[a["file"]] = (hw.dir / a["file"]).read_bytes()
     files["README.md"] = render_readme(hw).encode()
     return files
 
@@ -234,6 +244,11 @@ def measure(hw: Homework, mode: str) -> float:
         seconds = time.perf_counter() - start
         results = Path(tmp) / RESULTS_FILE
         results = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
+        index = Path(tmp) / ANIMATIONS_FILE
+        animations = json.loads(index.read_text(encoding="utf-8")) if index.is_file() else []
+        if mode == "full":  # the README shows the full run's videos
+            for a in animations:
+                _write_bytes(hw.dir / a["file"], (Path(tmp) / a["file"]).read_bytes())
     runtime = hw.runtime()
     runtime[mode] = {
         "seconds": round(seconds, 1),
@@ -244,6 +259,8 @@ def measure(hw: Homework, mode: str) -> float:
     }
     if results is not None:
         runtime[mode]["results"] = results
+    if animations and mode == "full":
+        runtime[mode]["animations"] = animations
     _write_bytes(hw.runtime_path, (json.dumps(runtime, indent=2) + "\n").encode())
     return seconds
 

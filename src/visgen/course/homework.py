@@ -9,6 +9,7 @@ Each homework lives in ``solutions/hwN/``:
 ``homework.json``            title, file names, limits and the rubric (below)
 ``runtime.json``             measured run times of the solution (written by ``--measure``) and
                              the table it saved with :func:`record_results` (full run)
+``<name>.gif``               animations the full run saved with :func:`record_animation`
 ===========================  =================================================================
 
 ``homework.json``::
@@ -30,16 +31,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "ANIMATIONS_FILE",
     "RESULTS_FILE",
     "Homework",
     "ManualItem",
     "RubricItem",
     "list_homeworks",
     "load_homework",
+    "record_animation",
     "record_results",
     "repo_root",
 ]
@@ -49,6 +53,8 @@ DEFAULT_MEMORY_MB = 4096  # address space of the grading process
 DEFAULT_STATEMENT_TIME_S = 30.0  # each import / UPPERCASE constant while loading a notebook
 DEFAULT_LOAD_TIME_S = 120.0  # hard cap on loading the notebook and the hidden tests
 RESULTS_FILE = "results.json"  # a solution notebook's measured results, next to it
+ANIMATIONS_FILE = "animations.json"  # the animations it saved: [{"file", "caption"}]
+_ANIMATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*\.gif$")
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,11 @@ class Homework:
             return {}
         return json.loads(self.runtime_path.read_text(encoding="utf-8"))
 
+    def animations(self) -> list[dict]:
+        """The GIFs of the full run (``[{"file", "caption"}]``, files in the homework's
+        folder), [] if none."""
+        return (self.runtime().get("full") or {}).get("animations", [])
+
     def __repr__(self) -> str:
         return f"Homework({self.name!r}, {self.title!r})"
 
@@ -206,6 +217,34 @@ def record_results(rows: list[dict], caption: str, path: str | Path = RESULTS_FI
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+    return path
+
+
+def record_animation(
+    videos, file: str, caption: str, *, nrow: int | None = None, scale: int = 4, fps: float = 4.0
+) -> Path:
+    """Save videos (N, F, C, H, W) in [−1, 1] as the looping GIF ``file`` (a plain name such
+    as ``rollouts.gif``) in the working folder and list it with its caption in
+    :data:`ANIMATIONS_FILE`. ``python -m visgen.course.build --measure full`` keeps the GIFs
+    of the full run in ``solutions/hwN/``; ``make assignments`` copies them to the student
+    folder and the homework's README shows them."""
+    from visgen.viz import animation_bytes
+
+    if not isinstance(file, str) or not _ANIMATION_NAME.match(file):
+        raise ValueError(f"file must be a plain name ending in .gif, got {file!r}")
+    if not isinstance(caption, str) or not caption.strip():
+        raise ValueError("caption must be a non-empty string")
+    path = Path(file)
+    data = animation_bytes(videos, nrow, scale=scale, fps=fps)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    index = Path(ANIMATIONS_FILE)
+    listed = json.loads(index.read_text(encoding="utf-8")) if index.is_file() else []
+    listed = [a for a in listed if a["file"] != file] + [{"file": file, "caption": caption}]
+    tmp = index.with_name(f".{index.name}.tmp")
+    tmp.write_text(json.dumps(listed, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, index)
     return path
 
 

@@ -85,8 +85,8 @@ def _section(readme: str, title: str) -> str:
 
 
 def student_readme(root: Path) -> str:
-    """The release's README: what is inside, the two commands, the tour, the lectures and the
-    homeworks (from their manifests)."""
+    """The release's README: what is inside, the two commands, how to open a notebook, the tour,
+    the lectures, the homeworks (from their manifests) and the credits."""
     readme = (root / "README.md").read_text(encoding="utf-8")
     lines = [
         "# visgen — Visual Generative Modelling, the course on a laptop CPU (student release)",
@@ -108,6 +108,7 @@ def student_readme(root: Path) -> str:
         "Both need only `python3` (≥ 3.10) and `make`; the first run creates `.venv` (PyTorch CPU,",
         "pinned in `constraints.txt`).",
         "",
+        _section(readme, "Notebooks"),
         _section(readme, "The tour"),
         _section(readme, "Lectures"),
         "## Homeworks",
@@ -128,7 +129,7 @@ def student_readme(root: Path) -> str:
         lines.append(
             f"| {name[2:]} | {hw.title} | {files} | {hw.auto_points:g} + {hw.manual_points:g} |"
         )
-    lines += ["", _section(readme, "Licence")]
+    lines += ["", _section(readme, "Credits"), _section(readme, "Licence")]
     return "\n".join(lines)
 
 

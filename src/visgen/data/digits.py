@@ -1,6 +1,6 @@
 """scikit-learn's bundled 8×8 handwritten digits (1797 images, 10 classes), no download.
 
-Pixels 0…16 are scaled to [−1, 1] by x/8 − 1 (METHODS §2.2). The train/test split is fixed
+Pixels 0…16 are scaled to [−1, 1] by x/8 − 1. The train/test split is fixed
 (a seeded permutation, 1400 train / 397 test, stratification not needed at this size), so every
 model, metric and homework sees the same held-out images. ``size=16`` upsamples bilinearly.
 """

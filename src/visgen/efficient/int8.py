@@ -11,7 +11,7 @@ on x86: ≈ 400 GOP/s on one core of the course machine against ≈ 60–90 GFLO
 matmul). Numerically it is the fake-quantised W8A8 layer of :mod:`visgen.efficient.quant`
 (per-channel weights, per-token activations), up to float rounding in the rescale.
 
-**Why a naive wrapper is slower than fp32** (WAVE2 §2.1 measured 0.73×): the quantise and
+**Why a naive wrapper is slower than fp32** (measured 0.73× during development): the quantise and
 rescale passes allocate fresh tensors of the layer's size on every call — on this machine the
 fresh pages cost more than the arithmetic (the fp32 layer pays that once, for its output; a
 naive W8A8 layer pays it for |X|, X/s, the int8 copy, the int32 product and its float copy),
@@ -20,7 +20,7 @@ one workspace per layer for every intermediate (``out=`` and in-place ops), conv
 float with one vectorised copy and folds the two rescales and the bias into an in-place
 multiply and one ``addcmul``; only the output is allocated, as for ``nn.Linear``.
 
-**Why this path** (torch 2.13, WAVE2 §2.1): ``torch.ao.quantization.quantize_dynamic`` is
+**Why this path** (torch 2.13): ``torch.ao.quantization.quantize_dynamic`` is
 deprecated ("will be removed in 2.10"); torchao's INT8 is fast only under ``torch.compile``
 (minutes of compilation per shape) and is an extra dependency; ``torch._int_mm`` is the
 matmul torchao's own eager fallback calls, so it is the piece most likely to stay. If it is

@@ -23,7 +23,7 @@ the masked pairs costs that fraction (counted by :func:`masked_flops`).
   kept tile is full (:func:`sliding_tile_mask`).
 
 On a CPU a boolean mask in ``scaled_dot_product_attention`` computes every pair anyway (no
-speedup, WAVE2 §2.2): the savings here are counted, not timed. The one layout that does run
+speedup, measured): the savings here are counted, not timed. The one layout that does run
 faster on any device is a mask that is a reshape — :func:`frame_attention` computes the
 same-frame (window 1) spatial mask as per-frame attention.
 """

@@ -28,8 +28,8 @@ def sample_consistency(
 
     The network is evaluated at every time of ``ts`` except the last (0): ``len(ts) − 1`` NFE.
     ``[1, 0]`` is one-step generation; ``[1, 0.5, 0]`` re-noises once to t = 0.5. Levels must
-    be visited in decreasing order and each re-noising goes to the *next* level (METHODS §4,
-    lecture 6 pitfalls).
+    be visited in decreasing order and each re-noising goes to the *next* level (a
+    lecture-6 pitfall).
     """
     ts = check_grid(ts)
     if ts[-1] != 0:

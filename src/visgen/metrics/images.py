@@ -7,7 +7,7 @@ Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 20
 
 CPU-scale simplification: the feature extractor is either a small CNN trained by visgen
 (:class:`ClassifierFeatures`, the ``classifier_<data>`` asset; its penultimate layer plays
-Inception's role) or a PCA of the training pixels (:class:`PCAFeatures`, METHODS §2.2's
+Inception's role) or a PCA of the training pixels (:class:`PCAFeatures`,
 FD_pca16). FD is biased upwards at finite n, so a value is only meaningful next to the
 **data-vs-data floor** at the same n (:func:`data_floor`): held-out test images vs as many
 training images.

@@ -3,7 +3,7 @@ r"""Two-sample distances and mode coverage for point clouds (B, D).
 Noise floors (data vs independent data, 2000 vs 2000 points of the 8-Gaussian target) are
 measured by ``python -m visgen.metrics.floors`` and listed in docs/metrics.md. Use N ≥ 2000
 and always pair a distance with :func:`mode_coverage`: a distance alone can hide a dropped
-low-weight mode (METHODS §6.10).
+low-weight mode (docs/metrics.md).
 """
 
 from __future__ import annotations

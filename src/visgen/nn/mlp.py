@@ -3,7 +3,7 @@
 x (B, *shape) is flattened, then ``depth`` hidden layers h ← SiLU(W_i h + U_i e(t, cond)) of
 size ``width`` each add the condition embedding e (time + class), and a final linear layer
 maps back to the input size. It is the workhorse of the 2D toys and of the
-digits baseline (METHODS §2.2: 3 × 256 on 8×8 digits).
+digits baseline (3 × 256 on 8×8 digits).
 """
 
 from __future__ import annotations

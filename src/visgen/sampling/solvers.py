@@ -129,17 +129,20 @@ def grid_for_nfe(
     (default: the schedule's clipped start, :func:`~visgen.sampling.grids.default_ends`) to
     its clipped end, then the denoising step to t = 0. ``options`` go to the grid builder
     (``rho``, ``sigma_min``, ``sigma_max`` for ``edm``; ``shift`` for ``sd3``). Built once
-    per arguments (a sampling loop asks for the same grid every batch)."""
+    per arguments (a sampling loop asks for the same grid every batch); each call returns a
+    copy (cheaper than a tensor built from floats)."""
     check_choice(kind, "kind", GRID_KINDS)
     steps = steps_for_nfe(nfe, solver)
     key = tuple(sorted(options.items()))
-    return torch.tensor(
-        _grid(steps, get_schedule(schedule), kind, t_start, key), dtype=torch.float64
-    )
+    return _grid(steps, get_schedule(schedule), kind, t_start, key).clone()
 
 
 @functools.lru_cache(maxsize=256)
-def _grid(steps: int, schedule, kind: str, t_start: float | None, options: tuple) -> tuple:
+def _grid(steps: int, schedule, kind: str, t_start: float | None, options: tuple) -> torch.Tensor:
+    return torch.tensor(_grid_points(steps, schedule, kind, t_start, options), dtype=torch.float64)
+
+
+def _grid_points(steps: int, schedule, kind: str, t_start: float | None, options: tuple) -> tuple:
     options = dict(options)
     default_start, t_end = grids.default_ends(schedule)
     t_start = default_start if t_start is None else t_start

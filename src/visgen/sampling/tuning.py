@@ -19,8 +19,8 @@ monotone, uniform-in-λ at a = b = 1, last point λ_e free), then every point fr
 warp stage alone generalises best when evaluations are scarce; the free stage refines it.
 Measured (``benchmarks/solvers.py``, BENCHMARKS.md): on the course's Gaussian-mixture problem
 the best tuned grid has 0.13–0.16× the error of diffusers' best of 350 scheduler configurations
-at 5–20 NFE (0.32× at 4); on the digits MLP 0.31–0.53× at 5–20 NFE; on the digits U-Net it
-loses at 4–5 NFE (the search stays near the standard grids, whose last point is close to t = 0).
+at 5–20 NFE (0.32× at 4); on the digits MLP 0.31–0.53× at 5–20 NFE; on the digits U-Net see
+BENCHMARKS.md (the starts that end one step earlier were added for its 4–5 NFE grids).
 """
 
 from __future__ import annotations
@@ -112,14 +112,19 @@ def optimize_grid(
         w = np.exp(z - z.max())
         return lam_0 + span * np.cumsum(w / w.sum())[:-1]
 
-    # stage 0: the standard grids of the same cost, started at t_start
+    # stage 0: the standard grids of the same cost, started at t_start, each also ending one
+    # step earlier (the grid of one more step without its clipped last point): at 4–5 NFE a
+    # step from t_end ≈ 0 to 0 is nearly wasted, and a network's best grid may jump to 0
+    # from far above it (diffusers' "trailing" spacing does)
     standard = []
     for kind in ("logsnr", "uniform", "edm"):
-        lam = schedule.logsnr(grid_for_nfe(nfe, info, schedule, kind)[1:-1]).numpy()
-        standard.append((error_of(lam), lam))
-    # stage 1: from each standard grid (the search is not convex: several starts), the Beta
-    # warp closest to it, then Nelder–Mead on its three parameters
-    for _, lam in sorted(standard, key=lambda e: e[0]):
+        longer = grid_for_nfe(nfe + info.per_step, info, schedule, kind)
+        for interior in (grid_for_nfe(nfe, info, schedule, kind)[1:-1], longer[1:-2]):
+            lam = schedule.logsnr(interior).numpy()
+            standard.append((error_of(lam), lam))
+    # stage 1: from the three best standard grids (the search is not convex: several starts),
+    # the Beta warp closest to it, then Nelder–Mead on its three parameters
+    for _, lam in sorted(standard, key=lambda e: e[0])[:3]:
         fit = minimize(lambda p, lam=lam: float(((warp(p) - lam) ** 2).sum()),
                        np.array([0.0, 0.0, 0.0]), method="Nelder-Mead")  # fmt: skip
         minimize(lambda p: error_of(warp(p)), fit.x, method="Nelder-Mead",

@@ -22,7 +22,7 @@ from visgen.train.checkpoint import atomic_write_bytes
 __all__ = ["calibration_set", "tuned_grid"]
 
 REFERENCE_NFE = 400
-VERSION = 1  # bump when optimize_grid changes what it returns: cached grids are then refitted
+VERSION = 2  # bump when optimize_grid changes what it returns: cached grids are then refitted
 
 
 def calibration_set(name: str, n: int, seed: int = 0):

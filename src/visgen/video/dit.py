@@ -7,7 +7,7 @@ embedding gives each token its position inside the frame; the **frame index ente
 through RoPE** (:func:`visgen.nn.attention.rope_1d`, arXiv 2104.09864): the queries and keys of
 frame f are rotated by the angles f ω_i, so attention scores depend on frame *offsets*, and a
 chunk generated later must be rotated by its **absolute** frame index (Self-Forcing's
-``start_frame``; the pitfall of METHODS.md lecture 9). The time t — one per video (B,) or one
+``start_frame``; a classic lecture-9 pitfall). The time t — one per video (B,) or one
 per frame (B, F) for diffusion forcing — conditions every block by adaLN-Zero per frame (DiT,
 arXiv 2212.09748, §3.2; the blocks are :class:`visgen.nn.dit.Stream`).
 

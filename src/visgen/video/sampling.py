@@ -27,6 +27,9 @@ token-forwards (P tokens per frame, C clean context frames; :func:`token_forward
 C = 0, k = 1 these are T·P·(S + 1) and S·P·T(T + 1)/2. With a rolling cache the attention of
 a chunk spans at most (sink + window + k) frames, so its cost per step no longer grows with T
 (:func:`kv_cache_bytes` gives the memory).
+
+:class:`ExplicitCacheModel` is the same network with the caches passed in and handed back as
+tensors (``past_key_values`` style): the caller holds the cache — homework 7's interface.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from visgen.video.dit import TextCache, VideoDiT, check_window
 
 __all__ = [
     "PREDICTION",
+    "ExplicitCacheModel",
     "SCHEDULE",
     "chunk_denoiser",
     "denoise_chunk",
@@ -251,6 +255,84 @@ def generate_recompute(
         video = torch.cat([video, chunk], 1)
         seen = torch.cat([seen, _context(chunk, context_noise, generator)], 1)
     return video
+
+
+class ExplicitCacheModel:
+    """A causal :class:`VideoDiT` that takes its caches as tensors and hands back the new
+    keys and values, like ``past_key_values`` in Hugging Face transformers and the
+    ``kv_cache`` buffers Self-Forcing's pipeline passes into CausalWanModel (arXiv 2506.08009,
+    Alg. 1): the caller holds the cache and decides what is stored (homework 7).
+
+    * ``encode(cond)`` — the cross-attention cache of captions ``cond`` (B, text_len) as
+      plain tensors ``(keys, values, keep)`` (:class:`~visgen.video.dit.TextCache`'s fields);
+    * ``model(x, t, past, start_frame=s, text=text)`` — the x0-prediction for the chunk x
+      (B, k, C, H, W) at absolute frames s … s + k − 1 at time t, its queries attending to
+      ``past`` (None, or one ``(keys, values)`` pair per layer, (B, heads, N, head_dim), keys
+      rotated at their own frames) and to the chunk itself; returns ``(x0, present)`` with
+      ``present`` the chunk's own pairs (k·P tokens), rotated at frames s … s + k − 1. The
+      frames before s may have been evicted from ``past`` (a rolling cache), so the RoPE
+      offset comes from ``start_frame``, never from the length of ``past``; a wrong
+      ``start_frame`` is not an error, it silently places the chunk at the wrong distance
+      from every cached key (the bug the homework's tests catch by value).
+
+    Inference only (no gradients). Several chunks at once (clean context frames) need the
+    whole past, nothing evicted (their block-causal mask reads its positions).
+    """
+
+    def __init__(self, model: VideoDiT):
+        if not isinstance(model, VideoDiT) or not model.cfg.chunk:
+            raise TypeError("model must be a frame-block-causal VideoDiT (chunk > 0)")
+        self.model = model
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.model.cfg.tokens_per_frame
+
+    @torch.no_grad()
+    def encode(self, cond) -> tuple | None:
+        """The cross-attention cache of ``cond`` as ``(keys, values, keep)``, or None for a
+        model without captions."""
+        if cond is None and self.model.text is not None:
+            raise ValueError("cond must hold the captions (B, text_len); all −1 = null caption")
+        text = self.model.encode_condition(cond, None if cond is None else len(cond))
+        return None if text is None else (text.keys, text.values, text.keep)
+
+    def _cache(self, past, start_frame: int, frames: int) -> KVCache:
+        cfg, p = self.model.cfg, self.tokens_per_frame
+        if not isinstance(start_frame, int) or isinstance(start_frame, bool) or start_frame < 0:
+            raise ValueError(f"start_frame must be a non-negative int, got {start_frame!r}")
+        cache = self.model.new_cache()
+        held = 0
+        if past is not None:
+            if not isinstance(past, (list, tuple)) or len(past) != cfg.depth:
+                raise ValueError(f"past must be None or {cfg.depth} (keys, values) pairs, one "
+                                 "per layer")  # fmt: skip
+            if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in past):
+                raise ValueError("past must hold one (keys, values) pair per layer")
+            held = past[0][0].shape[-2]
+            if any(k.shape[-2] != held or v.shape != k.shape for k, v in past):
+                raise ValueError("every layer of past must hold keys and values of the same "
+                                 "tokens")  # fmt: skip
+            cache.keys, cache.values = [k for k, _ in past], [v for _, v in past]
+        if frames > cfg.chunk and held != start_frame * p:
+            raise ValueError("several chunks at once need the whole past (nothing evicted)")
+        cache.committed = start_frame * p  # the absolute position: RoPE reads start_frame
+        return cache
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, t, past=None, *, start_frame: int, text=None):
+        """``(x0, present)`` for the chunk x at absolute frame ``start_frame`` (class doc)."""
+        self.model._check_video(x)
+        cache = self._cache(past, start_frame, x.shape[1])
+        held = len(cache)
+        if text is not None:
+            if not isinstance(text, (list, tuple)) or len(text) != 3:
+                raise ValueError("text must be the (keys, values, keep) of encode(cond)")
+            text = TextCache(list(text[0]), list(text[1]), text[2])
+        out = self.model.forward_chunk(x, t, cache, start_frame=start_frame, text=text,
+                                       commit=True)  # fmt: skip
+        present = [(k[..., held:, :], v[..., held:, :]) for k, v in zip(cache.keys, cache.values)]
+        return out, present
 
 
 def token_forwards(
