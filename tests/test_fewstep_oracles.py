@@ -208,6 +208,36 @@ def test_feature_tap_reads_hidden_layers_and_leaves_no_hooks(gen):
         FeatureTap(net, [("nope", False)])
 
 
+def test_feature_tap_stops_after_the_last_tapped_layer(gen):
+    """The tap's features equal a full pass's (recorded by plain hooks), bit for bit, with
+    their gradients; the modules after the last tapped layer never run."""
+    unet = UNet(1, 8, channels=8, mults=(1, 2), num_classes=3)
+    x = torch.randn(4, 1, 8, 8, generator=gen, requires_grad=True)
+    t, y = torch.rand(4, generator=gen), torch.tensor([0, 1, 2, 0])
+    full = []
+    handle = unet.mid[-1].register_forward_hook(lambda m, a, o: full.append(o))
+    unet(x, t, y)
+    handle.remove()
+    ran = []
+    after = [m for name, m in unet.named_modules() if name.startswith(("up", "out"))]
+    assert after  # the decoder's modules exist...
+    handles = [m.register_forward_hook(lambda m, a, o: ran.append(m)) for m in after]
+    (f,) = FeatureTap(unet)(x, t, y)
+    for h in handles:
+        h.remove()
+    assert ran == []  # ...and none of them ran
+    assert torch.equal(f, full[0])
+    (g_tap,) = torch.autograd.grad(f.square().sum(), x)
+    (g_full,) = torch.autograd.grad(full[0].square().sum(), x)
+    assert torch.equal(g_tap, g_full)
+    # an MLP: every hidden vector, the output layer skipped
+    net = MLP(2, width=16, depth=3)
+    outs = []
+    net.out.register_forward_hook(lambda m, a, o: outs.append(o))
+    feats = FeatureTap(net)(torch.randn(5, 2, generator=gen), torch.rand(5, generator=gen))
+    assert len(feats) == 3 and outs == []
+
+
 def test_discriminator_gradients_reach_only_the_intended_modules(gen):
     teacher = MLP(2, width=16, depth=2).requires_grad_(False)
     disc = Discriminator(FeatureTap(teacher), torch.randn(2, 2, generator=gen))

@@ -2,7 +2,7 @@
 
     visgen train --method fm --data digits --steps 2000 --out runs/fm-digits
     visgen sample --checkpoint runs/fm-digits/checkpoint.json --sampler euler --steps 50 --n 64 --out samples.png
-    visgen tour --out runs/tour [--fast] [--only L03] [--jobs 2]
+    visgen tour --out runs/tour [--fast] [--only L03] [--jobs 2] [--budget]
     visgen grade hw1 notebook.ipynb          (needs the notebooks extra)
 
 ``visgen train`` also runs data-parallel under ``torchrun --nproc_per_node N -m visgen train ...``.
@@ -189,6 +189,16 @@ def _tour(args) -> int:
         for ch in select_chapters(None):
             print(f"{ch.id}  {ch.title}")
         return 0
+    if args.budget:
+        from visgen.config import is_fast
+        from visgen.course.costs import budget_report
+
+        try:
+            ids = [ch.id for ch in select_chapters(args.only)]
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from err
+        print(budget_report(ids, bool(args.fast) or is_fast(), args.jobs))
+        return 0
     try:
         report = run_tour(
             args.out,
@@ -299,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fast", action="store_true", help="FAST budgets (smoke test, about 2 minutes)")
     r.add_argument("--only", nargs="+", metavar="ID", help="run only these chapters, e.g. L03 or 3")
     r.add_argument("--list", action="store_true", help="list the chapters and exit")
+    r.add_argument(
+        "--budget",
+        action="store_true",
+        help="print each chapter's measured fresh cost and what this run would cost given "
+        "the cache, without running anything",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument(
         "--jobs",

@@ -13,12 +13,20 @@ docs/ARCHITECTURE.md ("Adding a tour chapter") for a complete example.
 that share the cache of trained models) and writes ``index.html`` (Jinja2 template, images
 embedded as data URIs and also saved beside it as PNG files) and ``metrics.json``.
 A chapter that raises is reported in the page with its traceback; the others still run.
+
+Every chapter's cost is accounted: CPU seconds (its process and the children it waited for)
+and wall seconds, and every cache entry it used (:func:`visgen.train.record_cache_events`:
+trained now or loaded, the CPU-s of training, the wait for another process training it) —
+a table in the page and ``cost`` in ``metrics.json``. With ``jobs > 1`` the chapters start
+longest first by the committed table of measured costs (:mod:`visgen.course.costs`, also
+behind ``visgen tour --budget``).
 """
 
 from __future__ import annotations
 
 import base64
 import concurrent.futures
+import dataclasses
 import datetime
 import html
 import importlib
@@ -38,8 +46,9 @@ from pathlib import Path
 
 import torch
 
-from visgen.config import fast_mode, is_fast, set_threads
-from visgen.train.assets import Trained, asset, train_cached
+from visgen.config import cpu_seconds, fast_mode, is_fast, set_threads
+from visgen.course.costs import schedule
+from visgen.train.assets import Trained, asset, record_cache_events, train_cached
 from visgen.train.checkpoint import atomic_write_bytes
 from visgen.viz import animation_bytes, image_grid, png_bytes
 
@@ -260,6 +269,39 @@ def _links(ch: Chapter, out: Path) -> tuple[dict | None, list[dict]]:
     return slides, code
 
 
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not available on this platform
+        return None
+
+
+def _split(events: list[dict]) -> tuple[dict, dict]:
+    """({key: event} of the entries trained, {key: event} of those only loaded)."""
+    trained = {e["key"]: e for e in events if e["trained"]}
+    return trained, {e["key"]: e for e in events if e["key"] not in trained}
+
+
+def _cost_rows(chapters: list[Chapter], results: dict) -> list[dict]:
+    """Rows of the page's cost table, one per chapter."""
+    rows = []
+    for ch in chapters:
+        cost = results[ch.id]["cost"]
+        trained, loaded = _split(cost["entries"])
+        rows.append(
+            {
+                "id": ch.id,
+                "cpu": cost["cpu_s"],
+                "wall": cost["wall_s"],
+                "trained_cpu": cost["trained_cpu_s"],
+                "trained": ", ".join(f"{e['name']} ({e['cpu_s']:.0f} s)" for e in trained.values()),
+                "loaded": ", ".join(e["name"] for e in loaded.values()),
+                "wait": cost["wait_s"],
+            }
+        )
+    return rows
+
+
 def _render(out: Path, sections: list[dict], meta: dict) -> None:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -273,18 +315,39 @@ def _render(out: Path, sections: list[dict], meta: dict) -> None:
 def _run_chapter(ch: Chapter, out: Path, progress: bool) -> dict:
     """Run one chapter; what the report needs of it (blocks, metrics, times, traceback)."""
     ctx = Context(ch, out, progress)
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     error = None
-    try:
-        ch.run(ctx)
-    except Exception:
-        error = traceback.format_exc()
+    with record_cache_events() as events:
+        try:
+            ch.run(ctx)
+        except Exception:
+            error = traceback.format_exc()
     return {
         "blocks": ctx.blocks,
         "metrics": ctx.metrics,
         "seconds": time.perf_counter() - t0,
-        "cpu": time.process_time() - c0,
+        "cpu": cpu_seconds() - c0,
+        "cache": [dataclasses.asdict(e) for e in events],
         "error": error,
+    }
+
+
+def _cost(run: dict) -> dict:
+    """A chapter's cost for ``metrics.json`` and the page: CPU and wall seconds, the cache
+    entries it trained (CPU-s of training, nested entries excluded) and those it only loaded
+    (counted once each; ``entries`` lists every use)."""
+    trained, loaded = _split(run["cache"])
+    return {
+        "cpu_s": round(run["cpu"], 2),
+        "wall_s": round(run["seconds"], 2),
+        "trained_cpu_s": round(sum(e["cpu_s"] for e in trained.values()), 2),
+        "trained": len(trained),
+        "loaded": len(loaded),
+        "wait_s": round(sum(e["wait_s"] for e in run["cache"]), 2),
+        "entries": [
+            {**e, **{k: round(e[k], 3) for k in ("cpu_s", "wall_s", "wait_s")}}
+            for e in run["cache"]
+        ],
     }
 
 
@@ -309,7 +372,10 @@ def _run_parallel(chapters: list[Chapter], out: Path, fast: bool, jobs: int, log
             pool.submit(_run_chapter_in_worker, ch.run.__module__, ch.id, out, fast): ch.id
             for ch in chapters
         }
-        log(f"[tour] {len(chapters)} chapters in {jobs} processes: {' '.join(futures.values())}")
+        log(
+            f"[tour] {len(chapters)} chapters in {jobs} processes, longest expected first: "
+            f"{' '.join(futures.values())}"
+        )
         for future in concurrent.futures.as_completed(futures):
             yield futures[future], future.result()
 
@@ -339,9 +405,13 @@ def run_tour(
     fast_now = is_fast() if fast is None else fast
     # resolve every chapter's slide and code links first: a bad one fails before any training
     links = {ch.id: _links(ch, out) for ch in chapters}
-    start = time.perf_counter()
+    start, start_cpu, load_start = time.perf_counter(), cpu_seconds(), _load_average()
+    order, processes = chapters, 1
     if jobs > 1 and len(chapters) > 1:
-        runs = _run_parallel(chapters, out, fast_now, min(jobs, len(chapters)), log)
+        by_id = {ch.id: ch for ch in chapters}
+        order = [by_id[cid] for cid in schedule(list(by_id), fast_now)]
+        processes = min(jobs, len(chapters))
+        runs = _run_parallel(order, out, fast_now, processes, log)
     else:
 
         def sequential():
@@ -377,21 +447,26 @@ def run_tour(
             "seconds": round(run["seconds"], 2),
             "cpu_seconds": round(run["cpu"], 2),  # ≈ wall time on an idle machine (1 thread)
             "status": "error" if run["error"] else "ok",
+            "cost": _cost(run),
             **run["metrics"],
         }
-    total, total_cpu = time.perf_counter() - start, sum(r["cpu"] for r in done.values())
+    # the pool's workers have ended and been waited for: cpu_seconds() counts them
+    total, total_cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
     meta = {
         "fast": fast_now,
-        "jobs": jobs,
+        "jobs": processes,  # chapters run at once (1: in this process)
+        "order": [ch.id for ch in order],  # the order chapters started in
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "seconds": round(total, 1),
-        "cpu_seconds": round(total_cpu, 1),
+        "cpu_seconds": round(total_cpu, 1),  # chapters + process start-up and the report
+        "chapters_cpu_seconds": round(sum(r["cpu"] for r in done.values()), 1),
+        "load_average": [load_start, _load_average()],  # 1-minute, at the start and the end
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
         "version": importlib.import_module("visgen").__version__,
     }
     failed = [ch.id for ch in chapters if done[ch.id]["error"]]
     report = {**meta, "failed": failed, "chapters": results}
     atomic_write_bytes(out / "metrics.json", json.dumps(_json_safe(report), indent=1).encode())
-    _render(out, sections, meta)
+    _render(out, sections, {**meta, "costs": _cost_rows(chapters, results)})
     log(f"[tour] wrote {out / 'index.html'} in {total:.1f} s ({total_cpu:.1f} s CPU)")
     return report

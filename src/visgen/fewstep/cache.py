@@ -14,14 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 
 import torch
 
 from visgen._checks import check_choice
 from visgen.fewstep.base import METHODS, FewStepGenerator, Task
 from visgen.fewstep.tasks import get_task
-from visgen.train.assets import CACHE_VERSION, _locked, cache_dir
-from visgen.train.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from visgen.train.assets import CACHE_VERSION, cache_dir, cache_entry
+from visgen.train.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["trained"]
 
@@ -50,11 +51,11 @@ def trained(
         sort_keys=True,
     )
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    root = (cache_dir() if cache is None else cache) / "fewstep"
-    stem = root / f"{task.name}-{method}-{digest}"
-    with _locked(root / f"{stem.name}.lock"):
-        if checkpoint_paths(stem)[1].exists():
-            tensors, config = load_checkpoint(stem)
+    root = cache_dir() if cache is None else Path(cache)
+    stem = f"fewstep/{task.name}-{method}-{digest}"
+    with cache_entry(root, stem, kind="student", name=f"{method} on {task.name}") as cached:
+        if cached:
+            tensors, config = load_checkpoint(root / stem)
             student = train(task, 0, torch.Generator().manual_seed(seed), **options)
             student.model.load_state_dict(tensors)
             student.info = config["info"]
@@ -63,5 +64,7 @@ def trained(
         student = train(task, steps, torch.Generator().manual_seed(seed), **options)
         student.info["wall_s"] = time.perf_counter() - start
         tensors = {k: v.contiguous() for k, v in student.model.state_dict().items()}
-        save_checkpoint(stem, tensors, {"method": method, "task": task.key, "info": student.info})
+        save_checkpoint(
+            root / stem, tensors, {"method": method, "task": task.key, "info": student.info}
+        )
     return student

@@ -6,7 +6,14 @@ training it only if no checkpoint for that exact spec exists. The cache key is a
 the normalised spec (defaults filled in, so equivalent specs share an entry) and of
 :data:`CACHE_VERSION`, bumped whenever a change to the code would change what a spec trains.
 Entries are ordinary checkpoints (:mod:`visgen.train.checkpoint`, atomic); a file lock
-lets parallel processes (pytest workers, the tour) train each entry once.
+lets parallel processes (pytest workers, the tour) train each entry once: a second process
+that needs an entry being trained waits for the lock, then loads it.
+
+Every cached computation — models here, few-step students (:func:`visgen.fewstep.trained`),
+tuned grids (:func:`visgen.train.tuned_grid`) — goes through :func:`cache_entry`, which
+records a :class:`CacheEvent` (trained or loaded, CPU and wall seconds, time spent waiting
+for another process) for every :func:`record_cache_events` block that is open: the tour's
+cost accounting.
 
 The cache folder is ``$VISGEN_CACHE`` if set, else ``.cache/visgen`` in the repository root
 (``~/.cache/visgen`` for an installed package). Delete it to retrain everything.
@@ -28,6 +35,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +44,7 @@ import torch
 from torch import nn
 
 from visgen._registry import Registry
-from visgen.config import budget
+from visgen.config import budget, cpu_seconds
 from visgen.data.registry import Dataset, get_dataset
 from visgen.nn import build_model
 from visgen.param import Denoiser
@@ -47,13 +55,16 @@ from visgen.train.trainer import TrainConfig, Trainer
 __all__ = [
     "ASSETS",
     "CACHE_VERSION",
+    "CacheEvent",
     "Trained",
     "asset",
     "asset_key",
     "cache_dir",
+    "cache_entry",
     "classifier_recipe",
     "load_trained",
     "normalize_spec",
+    "record_cache_events",
     "register_asset",
     "spec_key",
     "train_cached",
@@ -191,15 +202,101 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def train_cached(spec: dict, *, progress: bool = True, cache: Path | None = None) -> Trained:
-    """The model ``spec`` describes, from the cache or trained now (seeded by ``train.seed``)."""
+@dataclass(frozen=True)
+class CacheEvent:
+    """One use of a cache entry, recorded by :func:`record_cache_events`.
+
+    ``cpu_s`` and ``wall_s`` are spent inside the entry by this process (and its waited-for
+    children), *excluding* nested entries (a fine-tune that trains its initial asset first
+    records two events that add up); ``wait_s`` is the wall time spent waiting for the
+    entry's lock while another process computed it.
+    """
+
+    kind: str  # "model" (train_cached), "student" (fewstep.trained), "grid" (tuned_grid)
+    name: str  # the asset name, or the entry's readable stem
+    key: str  # the entry's file name in the cache (without extension)
+    file: str  # path, relative to the cache folder, of the file whose existence means "cached"
+    trained: bool  # computed now (True) or loaded (False)
+    cpu_s: float
+    wall_s: float
+    wait_s: float
+
+
+@dataclass
+class _Frame:  # an open cache_entry: the time its nested entries took, to subtract
+    nested_cpu: float = 0.0
+    nested_wall: float = 0.0
+
+
+_RECORDERS: list[list[CacheEvent]] = []
+_OPEN: list[_Frame] = []
+
+
+@contextlib.contextmanager
+def record_cache_events() -> Iterator[list[CacheEvent]]:
+    """Collect the :class:`CacheEvent` of every cache entry used inside the block (in the
+    order the entries finish; nested blocks each get every event)."""
+    events: list[CacheEvent] = []
+    _RECORDERS.append(events)
+    try:
+        yield events
+    finally:
+        _RECORDERS.remove(events)
+
+
+@contextlib.contextmanager
+def cache_entry(root: Path, stem: str, *, kind: str, name: str) -> Iterator[bool]:
+    """Hold the lock of cache entry ``root/stem`` and yield whether it is cached
+    (``root/stem.json`` exists); the block computes and writes the entry when it is not.
+
+    The lock (``root/stem.lock``) makes a second process that needs the same entry wait
+    until the first has written it, then load it: every entry is computed once. The use is
+    recorded as a :class:`CacheEvent` (see :func:`record_cache_events`).
+    """
+    root = Path(root)
+    start_wall, start_cpu = time.perf_counter(), cpu_seconds()
+    frame = _Frame()
+    with _locked(root / f"{stem}.lock"):
+        wait = time.perf_counter() - start_wall
+        cached = (root / f"{stem}.json").exists()
+        _OPEN.append(frame)
+        try:
+            yield cached
+        finally:
+            _OPEN.pop()
+    wall, cpu = time.perf_counter() - start_wall, cpu_seconds() - start_cpu
+    if _OPEN:  # the enclosing entry does not count this one's time as its own
+        _OPEN[-1].nested_cpu += cpu
+        _OPEN[-1].nested_wall += wall
+    event = CacheEvent(
+        kind=kind,
+        name=name,
+        key=Path(stem).name,
+        file=f"{stem}.json",
+        trained=not cached,
+        cpu_s=max(cpu - frame.nested_cpu, 0.0),
+        wall_s=max(wall - wait - frame.nested_wall, 0.0),
+        wait_s=wait,
+    )
+    for events in _RECORDERS:
+        events.append(event)
+
+
+def train_cached(
+    spec: dict, *, progress: bool = True, cache: Path | None = None, name: str | None = None
+) -> Trained:
+    """The model ``spec`` describes, from the cache or trained now (seeded by ``train.seed``).
+
+    ``name`` labels the entry in the cost accounting (:func:`asset` passes the asset's name;
+    by default the readable part of the key, ``<data>-<method>-<model>``)."""
     spec = normalize_spec(spec)
     root = Path(cache) if cache is not None else cache_dir()
-    stem = root / spec_key(spec)
-    with _locked(root / f"{stem.name}.lock"):
-        if not checkpoint_paths(stem)[1].exists():
-            _train(spec, stem, progress)
-    return load_trained(stem)
+    key = spec_key(spec)
+    label = name or key.rsplit("-", 1)[0]
+    with cache_entry(root, key, kind="model", name=label) as cached:
+        if not cached:
+            _train(spec, root / key, progress)
+    return load_trained(root / key)
 
 
 def _train(spec: dict, stem: Path, progress: bool) -> None:
@@ -344,4 +441,4 @@ def register_asset(name: str, recipe: Callable[[], dict]) -> None:
 
 def asset(name: str, *, progress: bool = True) -> Trained:
     """The standard trained asset ``name`` (see :data:`ASSETS`), trained on first use."""
-    return train_cached(ASSETS.lookup(name)(), progress=progress)
+    return train_cached(ASSETS.lookup(name)(), progress=progress, name=name)

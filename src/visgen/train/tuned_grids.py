@@ -16,7 +16,7 @@ import torch
 
 from visgen.sampling.solvers import SOLVERS, grid_for_nfe, sample
 from visgen.sampling.tuning import noise_start, optimize_grid
-from visgen.train.assets import _locked, asset, asset_key, cache_dir, training_data
+from visgen.train.assets import asset, asset_key, cache_dir, cache_entry, training_data
 from visgen.train.checkpoint import atomic_write_bytes
 
 __all__ = ["calibration_set", "tuned_grid"]
@@ -45,11 +45,12 @@ def tuned_grid(
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
     if not isinstance(calibration, int) or calibration < 2:
         raise ValueError(f"calibration must be an int >= 2, got {calibration!r}")
-    root = cache_dir() / "grids"
-    stem = f"{asset_key(name)}-{solver}-{nfe}-n{calibration}-s{seed}-v{VERSION}"
-    path = root / f"{stem}.json"
-    with _locked(root / f"{stem}.lock"):
-        if not path.exists():
+    stem = f"grids/{asset_key(name)}-{solver}-{nfe}-n{calibration}-s{seed}-v{VERSION}"
+    path = cache_dir() / f"{stem}.json"
+    with cache_entry(
+        cache_dir(), stem, kind="grid", name=f"{solver} {nfe} NFE grid of {name}"
+    ) as cached:
+        if not cached:
             den = asset(name, progress=False).denoiser()
             x, labels = calibration_set(name, calibration, seed)
             start = noise_start(den.schedule)
