@@ -23,6 +23,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 from torch import nn
 
 import visgen.fewstep  # noqa: F401  (registers fm_digits_unet)
@@ -244,7 +245,9 @@ def caching(results):
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9))
     axes[0].scatter(fit.x, fit.y, s=4, alpha=0.35, color=GREY, label="calibration pairs")
     grid = np.linspace(0, fit.x.max(), 100)
-    axes[0].plot(grid, np.polyval(fit.coefficients, grid), color="k", label="degree-4 fit")
+    # the cache reads max(f, 0) (teacache.py): the raw polynomial dips below 0 near r = 0
+    axes[0].plot(grid, np.maximum(np.polyval(fit.coefficients, grid), 0), color="k",
+                 label="degree-4 fit, clamped at 0")  # fmt: skip
     axes[0].set_xlabel("input change (rel. L1)")
     axes[0].set_ylabel("output change (rel. L1)")
     axes[0].set_title("TeaCache calibration (DiT)")
@@ -278,15 +281,7 @@ def frontier_rows():
         for zc, yc in calib:
             _euler(den, zc, yc)
 
-    students = []
-    for task_name, teacher in (("digits", "MLP"), ("digits_unet", "U-Net")):
-        task = get_task(task_name)
-        for method in l07._methods():
-            if task_name == "digits_unet" and method not in l07.UNET_METHODS:
-                continue
-            student = l07._student(method, task)
-            if student is not None:
-                students.append((method, teacher, student))
+    students = l07.trained_students()
     y = get_dataset("digits", "test").labels
     z = torch.randn(len(y), 1, 8, 8, generator=torch.Generator().manual_seed(7))
     rows, refs = [], {}
@@ -318,6 +313,7 @@ def frontier(results):
     results["floor_fd"] = num(floor["FD (classifier)"], 3)
     unet, dit = _row(rows, "U-Net teacher", "U-Net"), _row(rows, "DiT teacher", "DiT")
     results["unet_fd"], results["dit_fd"] = num(unet["fd"], 3), num(dit["fd"], 3)
+    results["mlp_fd"] = num(_row(rows, "MLP teacher", "MLP")["fd"], 3)
     for key, technique, teacher in (("dc3", "DeepCache N = 3", "U-Net"),
                                     ("fora2", "FORA N = 2", "DiT")):  # fmt: skip
         r = _row(rows, technique, teacher)
@@ -345,20 +341,28 @@ def frontier(results):
     best = min(one_step, key=lambda r: r["fd"])
     results["best_student_fd"] = num(best["fd"], 3)
     results["best_student"] = f"{best['technique'].split(',')[0]} on the {best['teacher']} teacher"
-    fig, axes = plt.subplots(1, 2, figsize=(13.0, 4.6))
+    saving = [1 / r["fraction"] for r in rows if r["family"] == "few-step (L6–7)"]
+    results["student_saving"] = f"{num(min(saving), 2)}–{num(max(saving), 2)}"
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.6))
     for ax, key, label in ((axes[0], "flops", "FLOPs per generated digit"),
                            (axes[1], "cpu_s", f"CPU seconds for {n} digits (one thread)")):  # fmt: skip
         for family, (colour, marker, name) in FAMILIES.items():
             pts = [r for r in rows if r["family"] == family]
             ax.scatter([r[key] for r in pts], [r["fd"] for r in pts], c=colour, marker=marker,
-                       s=70 if marker == "*" else 26, label=name, zorder=3)  # fmt: skip
+                       s=110 if marker == "*" else 40, label=name, zorder=3)  # fmt: skip
         ax.axhline(floor["FD (classifier)"], color=GREY, ls=":", label="real digits (floor)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("FD (classifier features)")
-    axes[0].legend(fontsize=10, loc="upper right")
-    fig.tight_layout()
+        ax.set_yticks([10, 20, 50, 100, 200], minor=False)  # plain FD values, not powers of 10
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    # one legend for both panels, below them: inside the axes it covered the points
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.15, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=12, frameon=False,
+               bbox_to_anchor=(0.5, 0), columnspacing=1.2, handletextpad=0.3)  # fmt: skip
     return fig
 
 
