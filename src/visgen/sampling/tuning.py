@@ -18,9 +18,10 @@ grid of the same cost (the objective is not convex) — first a three-parameter 
 monotone, uniform-in-λ at a = b = 1, last point λ_e free), then every point from there. The
 warp stage alone generalises best when evaluations are scarce; the free stage refines it.
 Measured (``benchmarks/solvers.py``, BENCHMARKS.md): on the course's Gaussian-mixture problem
-the best tuned grid has 0.13–0.16× the error of diffusers' best of 350 scheduler configurations
-at 5–20 NFE (0.32× at 4); on the digits MLP 0.31–0.53× at 5–20 NFE; on the digits U-Net see
-BENCHMARKS.md (the starts that end one step earlier were added for its 4–5 NFE grids).
+the best tuned grid has 0.14–0.20× the error of diffusers' best of 350 scheduler configurations
+at 5–20 NFE (0.34× at 4); on the digits MLP 0.31–0.62× at 4–20 NFE; on the digits U-Net
+0.46–0.99× at 4–20 NFE (0.88× and 0.91× at 4 and 5 NFE, where it lost before the starts that
+end one step earlier were added).
 """
 
 from __future__ import annotations
