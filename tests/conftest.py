@@ -1,3 +1,4 @@
+import importlib
 import os
 
 import pytest
@@ -15,3 +16,23 @@ torch.set_num_threads(1)
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def chapter_module():
+    """``load(name, ids)``: import the tests' module ``name``, which registers the tour chapters
+    ``ids`` on import (again, if an earlier test unregistered them); unregistered afterwards."""
+    from visgen.course import tour
+
+    registered = []
+
+    def load(name: str, ids: tuple[str, ...]):
+        module = importlib.import_module(name)
+        if any(i not in tour._REGISTRY for i in ids):
+            module = importlib.reload(module)
+        registered.extend(ids)
+        return module
+
+    yield load
+    for i in registered:
+        tour._REGISTRY.pop(i, None)

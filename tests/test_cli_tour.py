@@ -224,17 +224,8 @@ def test_chapter_registry_rejects_bad_ids():
 
 
 @pytest.fixture
-def demo_module():
-    import importlib
-    import sys
-
-    import tour_demo_chapters
-
-    if "L96" not in tour._REGISTRY:  # popped by an earlier test: register again
-        importlib.reload(sys.modules["tour_demo_chapters"])
-    yield tour_demo_chapters
-    tour._REGISTRY.pop("L96")
-    tour._REGISTRY.pop("L97")
+def demo_module(chapter_module):
+    return chapter_module("tour_demo_chapters", ("L96", "L97"))
 
 
 def test_parallel_tour_writes_the_same_report(tmp_path, demo_module):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import visgen.course.tour as tour
 from visgen.cli import main
 from visgen.config import cpu_seconds, is_fast
 from visgen.course import costs, run_tour
@@ -29,16 +28,8 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def demo_module():
-    import importlib
-
-    import tour_cost_chapters
-
-    if "L94" not in tour._REGISTRY:  # popped by an earlier test: register again
-        importlib.reload(sys.modules["tour_cost_chapters"])
-    yield tour_cost_chapters
-    tour._REGISTRY.pop("L94")
-    tour._REGISTRY.pop("L93")
+def demo_module(chapter_module):
+    return chapter_module("tour_cost_chapters", ("L94", "L93"))
 
 
 def test_first_run_trains_second_run_loads(tmp_path, cache, demo_module):
