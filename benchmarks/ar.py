@@ -9,8 +9,9 @@ for the same class labels and reports, per generator,
 * sampling time (CPU seconds of the one thread: on a loaded machine wall-clock would measure
   the other jobs) and its ratio to raster AR, the median of ``--repeats`` runs interleaved over
   the generators, at two batch sizes: ``--latency-batch`` samples (1: each pass is short and
-  the count of sequential passes decides the time, as for interactive generation on a GPU)
-  and all ``--n`` (compute-bound on a CPU: then the token evaluations decide);
+  the count of sequential passes decides the time, as for interactive generation on a GPU;
+  the median of ``--latency-repeats`` rounds) and all ``--n`` (compute-bound on a CPU: then
+  the token evaluations decide);
 * Fréchet distance on the evaluation classifier's features (and on PCA-16 pixels), classifier
   confidence and agreement with the requested class, next to the real-data floor and the
   tokenizers' own reconstructions.
@@ -51,7 +52,14 @@ RUNS = {
     "mar_4": {"steps": 4},
     "mar_16": {"steps": 16},
 }
-TOKENIZERS = ("vq_digits_plain", "vq_digits", "fsq_digits", "vqgan_digits", "msvq_digits")
+TOKENIZERS = (
+    "vq_digits_plain",
+    "vq_digits",
+    "fsq_digits",
+    "vqgan_digits",
+    "msvq_digits",
+    "msvq_digits_uncentered",
+)
 
 
 def _tokenizers() -> list[dict]:
@@ -98,7 +106,10 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=budget(full=1000, fast=300))
     p.add_argument("--seeds", default="0", help="sample seeds, comma-separated")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per generator")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs of all --n per generator")
+    p.add_argument(
+        "--latency-repeats", type=int, default=50, help="timed small calls per generator"
+    )
     p.add_argument("--latency-batch", type=int, default=1, help="samples per timed small call")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -111,9 +122,13 @@ def main(argv=None) -> dict:
     small = cond[: args.latency_batch]
     latency = {name: [] for name in RUNS}
     times = {name: [] for name in RUNS}
+    # a small call lasts milliseconds, so one busy moment of the machine moves it: many
+    # rounds, each over every generator in turn, and the median
+    for r in range(args.latency_repeats):
+        for name, sample in samplers.items():
+            latency[name].append(_timed(sample, small, 1234 + r)[2])
     for _ in range(args.repeats):
         for name, sample in samplers.items():
-            latency[name].append(_timed(sample, small, 1234)[2])
             times[name].append(_timed(sample, cond, 1234)[2])
     results = {}
     for name, sample in samplers.items():
@@ -165,7 +180,7 @@ def _print(out: dict) -> None:
     print(f"# {out['date']}, {out['machine']}, load {load}, n = {out['n']}, seeds "
           f"{out['seeds']}, FAST = {out['fast']}\n")  # fmt: skip
     small = out["latency_batch"]
-    head = (f"| generator | passes | token evals / sample | attention pairs | CPU s for {small} "
+    head = (f"| generator | passes | token evals / sample | attention pairs | CPU ms for {small} "
             f"sample(s) (speed-up over raster) | CPU s for {out['n']} (speed-up) | FD | FD PCA-16 "
             "| confidence | right class |")  # fmt: skip
     print(head + "\n" + "|---" * 10 + "|")
@@ -181,7 +196,7 @@ def _print(out: dict) -> None:
         fast = raster["latency_seconds"] / r["latency_seconds"]
         bulk = raster["seconds"] / r["seconds"]
         print(f"| {name} | {r['passes']} | {r['token_evals_per_sample']:.0f} | "
-              f"{r['attention_pairs']} | {r['latency_seconds']:.3f} ({fast:.2f}×) | "
+              f"{r['attention_pairs']} | {1e3 * r['latency_seconds']:.2f} ({fast:.2f}×) | "
               f"{r['seconds']:.2f} ({bulk:.2f}×) | {_spread(r['fd'])} | {_spread(r['fd_pca16'])} | "
               f"{_spread(r['confidence'])} | {_spread(r['agreement'])} |")  # fmt: skip
     print("\n| tokenizer | PSNR dB | MSE | usage per scale | perplexity per scale | cumulative MSE "

@@ -111,6 +111,30 @@ def test_multiscale_residuals_shrink_and_the_last_scale_is_exact_without_refinem
     assert errors[-1] < errors[0]
 
 
+def test_centred_multiscale_starts_from_the_running_mean_latent():
+    g = torch.Generator().manual_seed(5)
+    f = torch.randn(8, 2, 4, 4, generator=g) + torch.tensor([3.0, -2.0])[:, None, None]
+    plain = ar.MultiScaleQuantizer(16, 2, (1, 2, 4), 4, ema_decay=0.9)
+    q = ar.MultiScaleQuantizer(16, 2, (1, 2, 4), 4, ema_decay=0.9, centered=True)
+    plain(f), q(f)  # one training step each
+    assert torch.equal(plain.start(3), torch.zeros(3, 2, 4, 4))  # VAR: f̂_0 = 0
+    mean = f.mean((0, 2, 3))
+    assert torch.allclose(q.offset, mean) and torch.allclose(q.start(1)[0, :, 2, 3], mean)
+    q(f + 1.0)  # later steps move μ by the EMA: μ + (1 − 0.9) · 1
+    assert torch.allclose(q.offset, mean + 0.1, atol=1e-6)
+    q.eval()
+    out = q(f)
+    # the 1×1 code quantises the deviation from μ, and every f̂_k = μ + Σ_{j≤k} refinements
+    for a, b in zip(q.reconstruct(out.indices), out.cumulative):
+        assert torch.allclose(a, b, atol=1e-6)
+    with torch.no_grad():
+        frozen = q.offset.clone()
+        q(f + 5.0)
+    assert torch.equal(q.offset, frozen)  # eval mode never moves μ
+    with pytest.raises(ValueError, match="centered needs quantizer 'multiscale'"):
+        ar.Tokenizer(1, 8, centered=True)
+
+
 def test_tokenizer_round_trip_shapes_and_bad_input():
     tok = ar.Tokenizer(1, 8, num_codes=16, latent_dim=4, width=8).eval()
     x = torch.rand(3, 1, 8, 8) * 2 - 1
@@ -174,6 +198,8 @@ def test_next_scale_cached_generation_equals_the_block_causal_full_forward():
                 on = torch.arange(30) < (30 if off is None else 5)
                 full = torch.where(on[None, :, None], guided, full)
             assert (full - out.logits).abs().max() <= 1e-5, (attention, cfg, off)
+            # the latent built while sampling is the one the token maps reconstruct
+            assert (out.latents - q.reconstruct(out.tokens)[-1]).abs().max() <= 1e-6
 
 
 def test_attention_pair_counts_and_token_evaluations_of_var_and_switti():

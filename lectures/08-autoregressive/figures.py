@@ -56,6 +56,7 @@ TOKENIZERS = {
     "fsq_digits": ("FSQ (8 × 4 levels)", "fsq"),
     "vqgan_digits": ("VQGAN-style", "vqgan"),
     "msvq_digits": ("VAR multi-scale", "ms"),
+    "msvq_digits_uncentered": (r"VAR, $\hat f_0 = 0$", "msu"),
 }
 GENERATORS = {
     "raster": ("raster AR", {}),
@@ -94,7 +95,7 @@ def tokenizers(results):
         results[f"{key}_ppl"] = " / ".join(num(perplexity(i, tok.num_codes), 2) for i in maps)
         results[f"{key}_codes"] = str(tok.num_codes)
         rows.append((label, recon[:10]))
-        if tok.multiscale:
+        if key == "ms":
             latent = tok.encode(test)
             cumulative = tok.quantizer.reconstruct(indices)
             for k, f in enumerate(cumulative, 1):
@@ -103,6 +104,8 @@ def tokenizers(results):
             means = latent.mean((2, 3))
             results["ms_mean_std"] = num(float(means.std(0).mean()), 2)
             results["ms_latent_std"] = num(float(latent.std((0, 2, 3)).mean()), 2)
+            unit = torch.nn.functional.normalize(means, dim=1)
+            results["ms_mean_cos"] = num(float((unit @ unit.T).mean()), 2)
     results["digit_mean_std"] = num(float(test.mean((1, 2, 3)).std()), 2)
     results["digit_pixel_std"] = num(float(test.std()), 2)
     fig, axes = plt.subplots(len(rows), 10, figsize=(7.0, 0.72 * len(rows)))
@@ -182,6 +185,18 @@ def samples(results):
         results[f"{key}_s"] = num(float(np.median(times)), 2)
         rows.append((label, x[:10]))
     results["speedup"] = num(float(results["raster_s"]) / float(results["var_s"]), 2)
+    # one sample per call: each pass is short, so the count of sequential passes decides;
+    # 50 rounds interleaved over the generators (one busy moment moves a millisecond call)
+    latency = {name: [] for name in ("raster", "var", "switti")}
+    small = {name: sampler(name) for name in latency}
+    for r in range(50):
+        for name, sample in small.items():
+            start = time.process_time()
+            sample(cond[:1], torch.Generator().manual_seed(r))
+            latency[name].append(time.process_time() - start)
+    for name in ("var", "switti"):
+        ratio = np.median(latency["raster"]) / np.median(latency[name])
+        results[f"{name}_latency_speedup"] = num(float(ratio), 2)
     results["cfgoff_saved"] = (
         f"{1 - float(results['switticfgoff_evals']) / float(results['switti_evals']):.0%}"
     )

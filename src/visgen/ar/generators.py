@@ -59,17 +59,18 @@ def sampler(name: str, **options):
     model = asset(model_name, progress=False).model
     tok = tokenizer(tok_name) if tok_name else None
 
+    @torch.inference_mode()
     def sample(cond: torch.Tensor, generator: torch.Generator | None = None):
         if name == "mar":
             out = sample_tokens(model, cond, generator=generator, **settings)
             return out.images.clamp(-1, 1), out.stats
         if name == "raster":
             out = generate_raster(model, cond, generator=generator, **settings)
-            tokens = out.tokens.reshape(len(cond), tok.side, tok.side)
+            images = tok.decode_tokens(out.tokens.reshape(len(cond), tok.side, tok.side))
         else:
             out = generate_next_scale(model, tok.quantizer, cond, generator=generator, **settings)
-            tokens = out.tokens
-        return tok.decode_tokens(tokens).clamp(-1, 1), out.stats
+            images = tok.decode(out.latents)
+        return images.clamp(-1, 1), out.stats
 
     return sample
 

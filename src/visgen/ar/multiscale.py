@@ -23,6 +23,12 @@ each scale's residuals are weighted by 1/s_k², so every scale pulls on the code
 1×1 residuals (one per image, tightly clustered) would otherwise get a single code, the
 collapse of the coarse scales that VAR re-implementers report (Infinity issue #80).
 
+**Centring** (``centered=True``, visgen's addition; VAR starts at f̂_0 = 0): f̂_0 = μ, the
+running mean latent per channel (an EMA over training batches), so every scale quantises a
+deviation from the average image. On digits the 1×1 residual of VAR's start, the image's mean
+latent, is nearly the same for every image (pairwise cosine ≈ 0.99 over the held-out digits):
+with f̂_0 = 0 it takes 2 of the 32 codes, centred it spreads over all of them.
+
 CPU-scale simplification: one φ per scale (VAR shares 4 across 10 scales).
 """
 
@@ -72,12 +78,38 @@ class MultiScaleQuantizer(nn.Module):
     (B, dim, side, side); ``vq_options`` go to the shared
     :class:`~visgen.ar.quantize.VectorQuantizer`."""
 
-    def __init__(self, num_codes: int, dim: int, scales, side: int, *, ratio: float = 0.5, **vq):
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        scales,
+        side: int,
+        *,
+        ratio: float = 0.5,
+        centered: bool = False,
+        **vq,
+    ):
         super().__init__()
         self.scales, self.side, self.ratio = check_scales(scales, side), side, ratio
         self.vq = VectorQuantizer(num_codes, dim, **vq)
-        self.num_codes, self.dim = num_codes, dim
+        self.num_codes, self.dim, self.centered = num_codes, dim, centered
         self.phi = nn.ModuleList(nn.Conv2d(dim, dim, 3, padding=1) for _ in self.scales)
+        self.register_buffer("offset", torch.zeros(dim))
+
+    def start(self, batch: int) -> torch.Tensor:
+        """f̂_0 (batch, dim, h, h): zeros, or with ``centered`` the mean latent μ."""
+        return self.offset.view(1, -1, 1, 1).expand(batch, -1, self.side, self.side).clone()
+
+    @torch.no_grad()
+    def _track_offset(self, f: torch.Tensor) -> None:
+        """μ ← EMA of the batch's mean latent per channel (set on the first step)."""
+        if not (self.training and self.centered):
+            return
+        mean = f.mean((0, 2, 3))
+        if int(self.vq.steps) == 0:
+            self.offset.copy_(mean)
+        else:
+            self.offset.lerp_(mean, 1 - self.vq.ema_decay if self.vq.ema_decay else 0.01)
 
     @property
     def tokens_per_scale(self) -> list[int]:
@@ -106,10 +138,12 @@ class MultiScaleQuantizer(nn.Module):
     def forward(self, f: torch.Tensor) -> MultiScaleOutput:
         self._check(f)
         plain = f.detach()
-        rest, f_hat = plain.clone(), torch.zeros_like(plain)
+        self._track_offset(plain)
+        f_hat = self.start(f.shape[0])
+        rest = plain - f_hat
         indices, residuals, weights, cumulative = [], [], [], []
         codebook = commit = f.new_zeros(f.shape[0])
-        self.vq.maybe_init(self.vq.flatten(plain))
+        self.vq.maybe_init(self.vq.flatten(rest))
         for k, side in enumerate(self.scales):
             z = self.down(rest, side).detach()
             flat = self.vq.flatten(z)
@@ -162,7 +196,7 @@ class MultiScaleQuantizer(nn.Module):
         """Teacher-forced inputs of scales 2…K from ground-truth token maps:
         (B, Σ_{k≥2} s_k², dim), the k-th block down_{s_k}(f̂_{k−1})."""
         indices = self.check_indices(indices)
-        f_hat = self.vq.codebook.new_zeros(len(indices[0]), self.dim, self.side, self.side)
+        f_hat = self.start(len(indices[0]))
         inputs = []
         for k, idx in enumerate(indices[:-1]):
             f_hat, nxt = self.step(k, f_hat, idx)
@@ -172,7 +206,7 @@ class MultiScaleQuantizer(nn.Module):
     def reconstruct(self, indices) -> list[torch.Tensor]:
         """The cumulative latents f̂_1, …, f̂_K of token maps."""
         indices = self.check_indices(indices)
-        f_hat = self.vq.codebook.new_zeros(len(indices[0]), self.dim, self.side, self.side)
+        f_hat = self.start(len(indices[0]))
         out = []
         for k, idx in enumerate(indices):
             f_hat, _ = self.step(k, f_hat, idx)

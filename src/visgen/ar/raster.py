@@ -40,11 +40,13 @@ __all__ = ["ARSample", "RasterAR", "check_labels", "generate_raster"]
 @dataclass
 class ARSample:
     """Generated token indices, the logits each token was drawn from (after CFG, before
-    temperature and filtering) and the generation's cost."""
+    temperature and filtering) and the generation's cost; next-scale models also return the
+    final latent f̂_K they built scale by scale (decoded directly, as VAR's sampler does)."""
 
     tokens: torch.Tensor | list[torch.Tensor]
     logits: torch.Tensor
     stats: GenerationStats
+    latents: torch.Tensor | None = None
 
 
 def check_labels(cond, num_classes: int) -> torch.Tensor:

@@ -48,6 +48,8 @@ class Tokenizer(nn.Module):
         quantizer: ``vq`` | ``fsq`` | ``multiscale``.
         num_codes: codebook size K (``vq``, ``multiscale``).
         scales: token-map sides of ``multiscale`` (increasing, the last = the latent side).
+        centered: ``multiscale`` only: quantise f − μ, μ the running mean latent
+            (:class:`~visgen.ar.multiscale.MultiScaleQuantizer`).
         beta, ema_decay, kmeans_init, restart_below, cosine: codebook options (see
             :class:`~visgen.ar.quantize.VectorQuantizer`).
         fsq_levels: levels per channel of ``fsq`` (K = their product).
@@ -65,6 +67,7 @@ class Tokenizer(nn.Module):
         quantizer: str = "vq",
         num_codes: int = 32,
         scales=(),
+        centered: bool = False,
         beta: float = 0.25,
         ema_decay: float = 0.0,
         kmeans_init: bool = False,
@@ -80,6 +83,8 @@ class Tokenizer(nn.Module):
         check_choice(quantizer, "quantizer", ("vq", "fsq", "multiscale"))
         if size % 2**levels:
             raise ValueError(f"size {size} must be divisible by 2^levels = {2**levels}")
+        if centered and quantizer != "multiscale":
+            raise ValueError(f"centered needs quantizer 'multiscale', got {quantizer!r}")
         if quantizer == "fsq":
             if not fsq_levels:
                 raise ValueError("quantizer 'fsq' needs fsq_levels")
@@ -94,6 +99,7 @@ class Tokenizer(nn.Module):
             "quantizer": quantizer,
             "num_codes": num_codes,
             "scales": list(scales),
+            "centered": centered,
             "beta": beta,
             "ema_decay": ema_decay,
             "kmeans_init": kmeans_init,
@@ -114,7 +120,9 @@ class Tokenizer(nn.Module):
         elif quantizer == "fsq":
             self.quantizer = FSQ(fsq_levels)
         else:
-            self.quantizer = MultiScaleQuantizer(num_codes, latent_dim, scales, self.side, **vq)
+            self.quantizer = MultiScaleQuantizer(
+                num_codes, latent_dim, scales, self.side, centered=centered, **vq
+            )
         self.num_codes = self.quantizer.num_codes
         self.discriminator = (
             PatchDiscriminator(in_channels, discriminator_width) if discriminator_width else None

@@ -14,19 +14,20 @@ trainer run them like any diffusion method):
 
 Assets (:func:`visgen.train.asset`), all on 8×8 digits with codebooks of K = 32:
 
-===================  ==========================================================================
-``vq_digits_plain``  VQ-VAE, codebook trained by the codebook loss, random init (the baseline)
-``vq_digits``        VQ-VAE with k-means init, EMA codebook and dead-code restarts (4×4 tokens)
-``fsq_digits``       FSQ, levels (8, 4)
-``vqgan_digits``     ``vq_digits`` + patch discriminator (hinge) + classifier-feature loss
-``msvq_digits``      VAR's multi-scale residual VQ, scales 1, 2, 3, 4 (30 tokens)
-``ar_digits``        raster AR (LlamaGen-style) on ``vq_digits`` tokens
-``var_digits``       VAR (block-causal) on ``msvq_digits`` tokens
-``switti_digits``    Switti (block-diagonal) on ``msvq_digits`` tokens
-``mar_digits``       MAR on 2×2 pixel patches (16 tokens of 4 values), flow-matching head —
-                     the frozen backbone of homework 6
-``mar_digits_diffusion``  the same with the diffusion head
-===================  ==========================================================================
+==========================  ======================================================================
+``vq_digits_plain``         VQ-VAE, codebook trained by the codebook loss, random init (the baseline)
+``vq_digits``               VQ-VAE with k-means init, EMA codebook and dead-code restarts (4×4 tokens)
+``fsq_digits``              FSQ, levels (8, 4)
+``vqgan_digits``            ``vq_digits`` + patch discriminator (hinge) + classifier-feature loss
+``msvq_digits``             VAR's multi-scale residual VQ, scales 1, 2, 3, 4 (30 tokens), centred
+``msvq_digits_uncentered``  the same with VAR's f̂_0 = 0 (the deck's comparison)
+``ar_digits``               raster AR (LlamaGen-style) on ``vq_digits`` tokens
+``var_digits``              VAR (block-causal) on ``msvq_digits`` tokens
+``switti_digits``           Switti (block-diagonal) on ``msvq_digits`` tokens
+``mar_digits``              MAR on 2×2 pixel patches (16 tokens of 4 values), flow-matching head —
+                            the frozen backbone of homework 6
+``mar_digits_diffusion``    the same with the diffusion head
+==========================  ======================================================================
 """
 
 from __future__ import annotations
@@ -337,10 +338,10 @@ register_asset(
         **_CODEBOOK,
     ),
 )
-register_asset(
-    "msvq_digits",
-    _tokenizer_recipe(quantizer="multiscale", scales=_SCALES, cosine=True, **_CODEBOOK),
-)
+_MULTISCALE = {"quantizer": "multiscale", "scales": _SCALES, "cosine": True, **_CODEBOOK}
+register_asset("msvq_digits", _tokenizer_recipe(centered=True, **_MULTISCALE))
+# VAR's own start f̂_0 = 0, for the lecture's comparison: its 1×1 scale uses 2 of 32 codes
+register_asset("msvq_digits_uncentered", _tokenizer_recipe(**_MULTISCALE))
 register_asset(
     "ar_digits", _ar_recipe({"name": "raster_ar", "vocab": 32, "length": 16}, "vq_digits")
 )

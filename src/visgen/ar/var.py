@@ -189,7 +189,7 @@ def generate_next_scale(
     cache = KVCache(model.transformer.depth) if model.attention == "causal" else None
     stats = GenerationStats()
     h = (model.start + c[:, None]).expand(-1, model.scales[0] ** 2, -1)
-    f_hat = quantizer.vq.codebook.new_zeros(b, quantizer.dim, quantizer.side, quantizer.side)
+    f_hat = quantizer.start(b)
     tokens, all_logits = [], []
     for k, side in enumerate(model.scales):
         if guided and cfg_off_from is not None and k >= cfg_off_from and len(c) == 2 * b:
@@ -209,4 +209,4 @@ def generate_next_scale(
         if nxt is not None:
             h = model.word(nxt)
             h = torch.cat([h, h]) if len(c) == 2 * b else h
-    return ARSample(tokens, torch.cat(all_logits, 1), stats)
+    return ARSample(tokens, torch.cat(all_logits, 1), stats, f_hat)

@@ -79,8 +79,9 @@ def _tokenizer_section(ctx) -> None:
                  "usage per scale": "", "perplexity per scale": "", "_floor": True})  # fmt: skip
     ctx.table(rows, "Tokenizers on the 397 held-out digits: reconstruction error, and how many "
               "of the K = 32 codes are used (usage) and how evenly (perplexity, 32 at most), "
-              "per scale for VAR's tokenizer. Its 1×1 scale holds the image's mean latent, which "
-              "hardly varies between digits, so it uses very few codes.")  # fmt: skip
+              "per scale for VAR's tokenizer. It starts from the running mean latent (f̂₀ = μ; "
+              "VAR: 0): the 1×1 scale then codes how a digit's mean differs from the average "
+              "one, which with f̂₀ = 0 is nearly constant and takes 2 of the 32 codes.")  # fmt: skip
 
 
 def _generator_section(ctx) -> None:
