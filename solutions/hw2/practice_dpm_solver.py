@@ -28,6 +28,7 @@ import torch
 
 import visgen
 from visgen import budget
+from visgen.course import helpers
 from visgen.oracles import GaussianMixture, reference_pfode
 from visgen.param import Denoiser
 
@@ -69,23 +70,9 @@ class Teacher:
         return self.den(x, t, y).velocity
 
 
-def show_digits(x, nrow, titles=None, scale=0.9):
-    """Plot flattened 8×8 digits (B, 64) in [-1, 1] as a grid with nrow rows."""
-    ncol = math.ceil(len(x) / nrow)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(scale * ncol, scale * nrow + 0.3), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, im) in enumerate(zip(axes.flat, x.detach())):
-        ax.imshow(im.reshape(8, 8).clamp(-1, 1), cmap="gray", vmin=-1, vmax=1)
-        if titles is not None:
-            ax.set_title(titles[i], fontsize=7)
-    plt.tight_layout()
-    plt.show()
-
-
 mixture = make_digits_teacher()
 teacher = Teacher(mixture)
-show_digits(
+helpers.show_digits(
     mixture.sample(30, torch.Generator().manual_seed(0), cond=torch.arange(30) % 10), nrow=3
 )
 
@@ -382,7 +369,7 @@ for _w in W_VALUES:
         f"w = {_w:3.1f}: p(y | x0) = {_post.mean():.3f}, diversity = {_div:.2f}, mean |x| = {_xs.abs().mean():.3f}"
     )
     _rows.append(_xs[:10])
-show_digits(
+helpers.show_digits(
     torch.cat(_rows), nrow=len(W_VALUES), titles=[f"w={w:g}" for w in W_VALUES for _ in range(10)]
 )
 
@@ -410,7 +397,7 @@ for _name in ("linear", "sd3", "edm"):
     _ts = schedule_fn(_name, N_STEPS)
     _x = sample(guided(GUIDANCE, labels), float(_ts[0]) * noise, _ts, "euler")
     print(f"{_name:6s}: error {rms_error(_x, ref_noise):.4f}")
-    show_digits(_x[:10], nrow=1, titles=[_name] * 10)
+    helpers.show_digits(_x[:10], nrow=1, titles=[_name] * 10)
 
 # %% [markdown]
 # **Conclusions 4.2.** Which schedule is best for Euler here and why? Relate it to where
@@ -511,7 +498,7 @@ _axes[0].legend()
 plt.tight_layout()
 plt.show()
 _x = float(schedule_fn("edm", 2)[0]) * noise
-show_digits(
+helpers.show_digits(
     torch.cat(
         [
             sample(
@@ -605,7 +592,7 @@ for _name, _budgets in NFE_BUDGETS.items():
             f"trained teacher, {_name:6s} {_m:5s}: "
             + ", ".join(f"{n} NFE {e:.4f}" for n, e in zip(_budgets, _errs))
         )
-show_digits(
+helpers.show_digits(
     torch.cat(
         [
             sample(

@@ -37,7 +37,7 @@ import torch
 
 import visgen
 from visgen import budget
-from visgen.course.helpers import digits_floor_row
+from visgen.course.helpers import digits_floor_row, show_digits
 from visgen.course.homework import record_results
 from visgen.data import get_dataset
 from visgen.fewstep.flowmap import FlowMap, FlowMapNet
@@ -61,20 +61,6 @@ teacher = trained_teacher.denoiser()
 schedule = teacher.schedule
 train_set, test_set = get_dataset("digits"), get_dataset("digits", "test")
 print(f"teacher: {trained_teacher.config['model']}, schedule {schedule!r}")
-
-
-def show_digits(x, nrow, titles=None, scale=0.9):
-    """Plot digits (B, 1, 8, 8) in [-1, 1] as a grid with nrow rows."""
-    ncol = math.ceil(len(x) / nrow)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(scale * ncol, scale * nrow + 0.3), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, im) in enumerate(zip(axes.flat, x.detach())):
-        ax.imshow(im.reshape(8, 8).clamp(-1, 1), cmap="gray", vmin=-1, vmax=1)
-        if titles is not None:
-            ax.set_title(titles[i], fontsize=7)
-    plt.tight_layout()
-    plt.show()
 
 
 def at(values, x):

@@ -58,20 +58,6 @@ test = get_dataset("digits", "test")  # 397 held-out digits; we sample with thei
 print(teacher_net.__class__.__name__, "middle block:", teacher_net.mid)
 
 
-def show_digits(x, nrow, titles=None, scale=0.9):
-    """Plot digits (B, 1, 8, 8) in [-1, 1] as a grid with nrow rows."""
-    ncol = math.ceil(len(x) / nrow)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(scale * ncol, scale * nrow + 0.3), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, im) in enumerate(zip(axes.flat, x.detach())):
-        ax.imshow(im.reshape(8, 8).clamp(-1, 1), cmap="gray", vmin=-1, vmax=1)
-        if titles is not None:
-            ax.set_title(titles[i], fontsize=7)
-    plt.tight_layout()
-    plt.show()
-
-
 # %% [markdown]
 # ### The teacher at 50 and at 4 steps
 #
@@ -106,7 +92,7 @@ def print_rows(rows):
 
 
 print_rows(rows)
-show_digits(torch.cat([teacher_50[:10], teacher_4[:10]]), nrow=2)
+helpers.show_digits(torch.cat([teacher_50[:10], teacher_4[:10]]), nrow=2)
 
 # %% [markdown]
 # ## Part 1. LADD
@@ -609,7 +595,7 @@ record_results(
     f"Digits, the {len(labels)} labels of the test split, one noise draw; students trained "
     f"{LADD_STEPS} (LADD, generator updates) and {MMD_STEPS} (MMD) steps on batches of {BATCH}.",
 )
-show_digits(
+helpers.show_digits(
     torch.cat([teacher_50[:10], teacher_4[:10], ladd_4[:10], mmd_4[:10]]),
     nrow=4,
     titles=[name for name in ("teacher 50", "teacher 4", "LADD 4", "MMD 4") for _ in range(10)],

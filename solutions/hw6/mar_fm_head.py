@@ -80,20 +80,6 @@ train_data = get_dataset("digits")
 print(f"{len(train_data)} training digits; {SEQ_LEN} tokens of {TOKEN_DIM} values per image")
 
 
-def show_digits(x, nrow, titles=None, scale=0.9):
-    """Plot digits (B, 1, 8, 8) in [-1, 1] as a grid with nrow rows."""
-    ncol = math.ceil(len(x) / nrow)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(scale * ncol, scale * nrow + 0.3), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, im) in enumerate(zip(axes.flat, x.detach())):
-        ax.imshow(im.reshape(8, 8).clamp(-1, 1), cmap="gray", vmin=-1, vmax=1)
-        if titles is not None:
-            ax.set_title(titles[i], fontsize=7)
-    plt.tight_layout()
-    plt.show()
-
-
 # %% [markdown]
 # ## 1. Tokens
 #
@@ -727,7 +713,7 @@ record_results(
     f"{EMA_DECAY}); linear CFG schedule, w = {CFG}, unless stated. Floor: {N_EVAL} real "
     "training digits vs the test split (mean of 5 draws).",
 )
-show_digits(
+helpers.show_digits(
     torch.cat([samples[1, 20][:10], samples[4, 20][:10], samples[16, 20][:10], _orig[:10]]),
     nrow=4,
     titles=[
