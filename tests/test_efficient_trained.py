@@ -24,15 +24,13 @@ from visgen import budget
 from visgen.data import get_dataset
 from visgen.efficient import (
     calibrate_teacache,
+    compare_at_matched_skips,
     deepcache,
     fora,
     int8_linears,
     quantize_linears,
-    teacache,
-    threshold_for_skips,
-    uniform_cache,
 )
-from visgen.metrics import image_metrics, psnr
+from visgen.metrics import image_metrics
 from visgen.param import Denoiser
 from visgen.sampling import grids, sample_euler, uniform
 from visgen.train import ASSETS, asset, train_cached
@@ -97,22 +95,9 @@ def test_teacache_beats_uniform_caching_at_equal_skips(dit):
     runs = [(torch.randn(16, 1, 8, 8, generator=g), torch.arange(16) % 10) for _ in range(6)]
     fit = calibrate_teacache(dit, runs, sample_euler, ts)
     z, labels = torch.randn(64, 1, 8, 8, generator=g), torch.arange(64) % 10
-    plain = sample_euler(dit, z, ts, labels)
-    base = uniform_cache(dit, steps=STEPS, interval=2)
-    x_uniform = sample_euler(base, z, ts, labels)
-    delta, tea = threshold_for_skips(
-        lambda d: teacache(dit, steps=STEPS, threshold=d, coefficients=fit.coefficients),
-        lambda den: sample_euler(den, z, ts, labels),
-        base.stats["computed"],
-        low=1e-3,
-        high=1.0,
-        iterations=8,
-    )
-    tea.reset()
-    x_tea = sample_euler(tea, z, ts, labels)
-    assert tea.stats["computed"] <= base.stats["computed"]  # at least as many skips
-    gain = float(psnr(x_tea, plain).mean() - psnr(x_uniform, plain).mean())
-    assert gain >= 1.0, (delta, gain)
+    matched = compare_at_matched_skips(dit, fit.coefficients, z, labels, sample_euler, ts)
+    assert matched.teacache_computed == matched.uniform_computed == 26  # 24 of 50 skipped
+    assert matched.gain >= 1.0, (matched.threshold, matched.gain)
 
 
 def test_w8a8_keeps_fd_and_int8_is_the_same_model(dit, batch, plain):

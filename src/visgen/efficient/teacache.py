@@ -37,13 +37,16 @@ import torch
 from visgen._checks import check_choice, check_positive
 from visgen.efficient.cache import CachedDenoiser, CacheHook
 from visgen.efficient.fora import check_image_dit
+from visgen.metrics import psnr
 from visgen.nn.dit import DiT
 
 __all__ = [
+    "MatchedComparison",
     "TeaCacheConfig",
     "TeaCacheFit",
     "UniformCacheConfig",
     "calibrate_teacache",
+    "compare_at_matched_skips",
     "modulated_input",
     "relative_l1",
     "teacache",
@@ -254,3 +257,67 @@ def threshold_for_skips(
         else:
             low = mid
     return high, best
+
+
+@dataclass
+class MatchedComparison:
+    """TeaCache against the uniform cache on one batch at the same number of full calls
+    (:func:`compare_at_matched_skips`). PSNRs are means over the batch of the per-sample PSNR
+    (dB) against the uncached samples from the same noise; ``samples`` holds the three
+    batches (``plain``, ``uniform``, ``teacache``)."""
+
+    threshold: float
+    interval: int
+    calls: int
+    uniform_computed: int
+    teacache_computed: int
+    uniform_fraction: float
+    teacache_fraction: float
+    uniform_psnr: float
+    teacache_psnr: float
+    samples: dict
+
+    @property
+    def gain(self) -> float:
+        """TeaCache's PSNR minus the uniform cache's (dB)."""
+        return self.teacache_psnr - self.uniform_psnr
+
+
+@torch.no_grad()
+def compare_at_matched_skips(
+    den, coefficients, noise, cond, sampler, ts, *, interval: int = 2,
+    indicator: str = "modulated_input", plain=None,
+) -> MatchedComparison:  # fmt: skip
+    """The course's one way to compare TeaCache with fixed-schedule caching: run the uniform
+    cache (blocks every ``interval`` calls and the last) on this batch, find TeaCache's
+    threshold that runs the blocks on the *same number* of calls of the same batch
+    (:func:`threshold_for_skips` with its defaults), and compare both to the uncached samples
+    ``plain`` (computed when not given) by PSNR. ``sampler(den, noise, ts, cond)`` is any
+    visgen sampler; one network call per step is assumed (``steps = len(ts) − 1``).
+
+    TeaCache decides once per call for the whole batch (as the official code does for its
+    batch), so the matched threshold and the gain belong to the batch, not to one sample."""
+    steps = len(ts) - 1
+    if plain is None:
+        plain = sampler(den, noise, ts, cond)
+    base = uniform_cache(den, steps=steps, interval=interval)
+    x_uniform = sampler(base, noise, ts, cond)
+    outputs = {}
+
+    def run(cached):
+        outputs[id(cached)] = sampler(cached, noise, ts, cond)
+
+    delta, tea = threshold_for_skips(
+        lambda d: teacache(den, steps=steps, threshold=d, coefficients=coefficients,
+                           indicator=indicator),
+        run, base.stats["computed"],
+    )  # fmt: skip
+    x_tea = outputs[id(tea)]
+    return MatchedComparison(
+        threshold=delta, interval=interval, calls=base.stats["calls"],
+        uniform_computed=base.stats["computed"], teacache_computed=tea.stats["computed"],
+        uniform_fraction=base.stats["fraction"], teacache_fraction=tea.stats["fraction"],
+        uniform_psnr=float(psnr(x_uniform, plain).mean()),
+        teacache_psnr=float(psnr(x_tea, plain).mean()),
+        samples={"plain": plain, "uniform": x_uniform, "teacache": x_tea},
+    )  # fmt: skip

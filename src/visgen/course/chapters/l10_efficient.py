@@ -21,6 +21,7 @@ from visgen.efficient import (
     CachedDenoiser,
     QuantLinear,
     calibrate_teacache,
+    compare_at_matched_skips,
     deepcache,
     density,
     fora,
@@ -35,7 +36,6 @@ from visgen.efficient import (
     spatial_mask,
     teacache,
     temporal_mask,
-    threshold_for_skips,
     uniform_cache,
     video_heads_problem,
 )
@@ -129,20 +129,14 @@ def _caching_section(ctx, unet, dit, z, y):
             dit, steps=STEPS, threshold=d, coefficients=fit.coefficients))
            for d in budget(full=(0.1, 0.2, 0.4), fast=(0.2,))},
     }, z, y)  # fmt: skip
-    uniform2 = next(
-        r for r in dit_rows if r["method"].startswith("uniform") and r["setting"] == "N = 2"
-    )
-    delta, matched = threshold_for_skips(
-        lambda d: teacache(dit, steps=STEPS, threshold=d, coefficients=fit.coefficients),
-        lambda den: _euler(den, z, y), uniform2["computed calls"], low=1e-3, high=1.0,
-        iterations=8)  # fmt: skip
-    matched.reset()
-    x = _euler(matched, z, y)
-    dit_rows.append({"method": "TeaCache at uniform N = 2's compute", "setting": f"δ = {delta:.3g}",
-                     "computed calls": matched.stats["computed"],
-                     "FLOP fraction": matched.stats["fraction"],
-                     "PSNR (dB)": float(psnr(x, plain_dit).mean())})  # fmt: skip
-    gain = dit_rows[-1]["PSNR (dB)"] - uniform2["PSNR (dB)"]
+    matched = compare_at_matched_skips(dit, fit.coefficients, z, y, sample_euler, uniform(STEPS),
+                                       plain=plain_dit)  # fmt: skip
+    dit_rows.append({"method": "TeaCache at uniform N = 2's compute",
+                     "setting": f"δ = {matched.threshold:.3g}",
+                     "computed calls": matched.teacache_computed,
+                     "FLOP fraction": matched.teacache_fraction,
+                     "PSNR (dB)": matched.teacache_psnr})  # fmt: skip
+    gain, delta = matched.gain, matched.threshold
     ctx.metric("teacache.matched_gain_db", gain)
     ctx.metric("teacache.fit_r2", fit.r2)
     fig, axes = figure(3, size=3.4)
