@@ -92,11 +92,11 @@ def main(argv=None) -> None:
                         "computed (uniform / TeaCache)": f"{m.uniform_computed} / "
                         f"{m.teacache_computed}",
                         "uniform PSNR": m.uniform_psnr, "TeaCache PSNR": m.teacache_psnr,
-                        "gain (dB)": m.gain}  # fmt: skip
+                        "gain (dB)": m.gain, "TeaCache schedule": m.schedule}  # fmt: skip
                 cells.append(cell)
                 print(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                  for k, v in cell.items()), flush=True)  # fmt: skip
-    print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {len(labels)} test labels, "
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {len(labels)} {args.labels} labels, "
           f"{args.calibration_runs} calibration runs of 16, {time.process_time() - start_cpu:.0f} "
           f"CPU s, {time.perf_counter() - start_wall:.0f} s wall, load {load} → {_load()}\n")  # fmt: skip
     print("| grid | cell (calibration seed, noise seed): gain dB | mean | min | max |")

@@ -13,18 +13,22 @@ stored and the sum restarts at 0. The first and last calls always compute.
 
 ``indicator`` picks what is watched: ``modulated_input`` (above; the paper's FLUX and
 HunyuanVideo code) or ``timestep_modulation``, the first block's adaLN modulation vector of
-the condition alone (the official Wan2.1 variant, "e0"). An adaptive schedule can only beat a
-fixed one where steps differ: on the digits DiT with a uniform 50-step grid every step moves
-the output about equally and TeaCache's schedule comes out nearly uniform (+0.75 dB over the
-uniform cache at equal compute); on SD3's shifted grid, as flow models are sampled, it gains
-several dB (tests/test_efficient_trained.py, BENCHMARKS.md).
+the condition alone (the official Wan2.1 variant, "e0").
+
+An adaptive schedule gains most where the steps differ. Against the uniform cache at the same
+26 of 50 full calls (:func:`compare_at_matched_skips`) on the full-budget digits DiT, 256
+digits, 3 noise × 2 calibration seeds (``benchmarks/teacache_matched.py``, BENCHMARKS.md): on SD3's shifted grid,
+as flow models are sampled, +5.4 to +6.2 dB; on a uniform grid every step moves the output
+about equally, TeaCache's schedule comes out nearly uniform and the gain, +0.5 to +1.7 dB
+(mean +1.35), depends on which few calls the matched threshold moves.
 
 * :func:`calibrate_teacache`: plain sampling runs give pairs (r_t, output change) at every
   step; ``np.polyfit(·, ·, 4)`` (the official answer to "coefficients for a new model",
   TeaCache issue #2). f(r) is clamped at 0 from below (it estimates a non-negative change),
   so δ = 0 never skips and is bit-identical to the plain DiT.
 * :func:`uniform_cache`: the same residual reuse on a fixed schedule (every N-th call and the
-  last), the baseline an adaptive policy must beat at an equal skip rate.
+  last), the baseline an adaptive policy must beat at an equal skip rate;
+  :func:`compare_at_matched_skips` is the course's one way of making that comparison.
 """
 
 from __future__ import annotations
@@ -264,7 +268,8 @@ class MatchedComparison:
     """TeaCache against the uniform cache on one batch at the same number of full calls
     (:func:`compare_at_matched_skips`). PSNRs are means over the batch of the per-sample PSNR
     (dB) against the uncached samples from the same noise; ``samples`` holds the three
-    batches (``plain``, ``uniform``, ``teacache``)."""
+    batches (``plain``, ``uniform``, ``teacache``); ``schedule`` marks TeaCache's calls that
+    ran the blocks (``x``) or reused the residual (``.``)."""
 
     threshold: float
     interval: int
@@ -275,6 +280,7 @@ class MatchedComparison:
     teacache_fraction: float
     uniform_psnr: float
     teacache_psnr: float
+    schedule: str
     samples: dict
 
     @property
@@ -319,5 +325,7 @@ def compare_at_matched_skips(
         uniform_fraction=base.stats["fraction"], teacache_fraction=tea.stats["fraction"],
         uniform_psnr=float(psnr(x_uniform, plain).mean()),
         teacache_psnr=float(psnr(x_tea, plain).mean()),
+        schedule="".join("x" if c else "." for s in [*tea.finished, *tea.states.values()]
+                         for c in s.computed),
         samples={"plain": plain, "uniform": x_uniform, "teacache": x_tea},
     )  # fmt: skip
