@@ -1,16 +1,20 @@
 """Lecture-10 video bars on the *trained* video DiTs of lecture 9 (FAST budgets; full-budget
 numbers from ``benchmarks/efficient_video.py`` in BENCHMARKS.md).
 
-16 held-out captions, noise seed 0, 50 Euler steps (FAST teachers, measured over seeds 0–2):
+16 held-out captions, noise seed 0, 50 Euler steps (measured over seeds 0–2; FAST teachers,
+full-budget teachers with 64 clips in brackets):
 
 * Sparse VideoGen on ``video_teacher`` (full 3-D attention, 32 tokens): the per-head
-  spatial / temporal masks keep 16–25 % of the pairs but leave **23–93 %** relative error in
-  the attention output at t = 0.9, 0.5, 0.1 (issue 19's ≤ 5 % is met only by the synthetic
-  heads of ``test_efficient_sparse.py``): this model's heads are not spatial or temporal.
+  spatial / temporal masks keep 12.5–25 % of the pairs but leave 23–93 % (full: 18–79 %)
+  relative error in the attention output at t = 0.9, 0.5, 0.1 — issue 19's ≤ 5 % is met only by
+  the synthetic heads of ``test_efficient_sparse.py``: this model's heads are not spatial or
+  temporal. Bar: ≥ 10 % at every step and block.
 * PAB on ``video_teacher_factorised``: between consecutive steps the spatial attention output
-  changes most, then temporal, cross-attention least (the pyramid's premise; mean change
-  about 13 / 9 / 5 %); the pyramid (2, 4, 6) at 0.819 of the FLOPs is 40.5–41.4 dB from the
-  uncached samples, 1.0–1.5 dB above broadcasting every kind every 4 steps (0.806).
+  changes most, then temporal, cross-attention least (the pyramid's premise; mean change about
+  13 / 9 / 5 %, full 9 / 5 / 2 %), falling over the trajectory rather than U-shaped. The
+  pyramid (2, 4, 6) at 0.819 of the FLOPs is 40.5–41.4 dB (full 38.4–39.4) from the uncached
+  samples; broadcasting every kind every 4 steps (0.806) gives 39.6–39.9 (full 38.9–39.8):
+  no reliable advantage of the pyramid on this model (bar: within 2 dB of each other).
 """
 
 import statistics
@@ -62,8 +66,8 @@ def test_sparse_masks_on_the_trained_video_teacher(batch):
             # every query profiled (32 of 32): the per-head choice is the best of the two
             assert r["error"] <= min(r["error_spatial"], r["error_temporal"]) + 1e-6
             errors.append(r["error"])
-    # measured 23–93 % over seeds 0–2 (bar 20 %): far from the synthetic heads' ≤ 5 %
-    assert min(errors) >= 0.2, errors
+    # measured 23–93 % over seeds 0–2 (full budget 18–79 %): far from the synthetic heads' ≤ 5 %
+    assert min(errors) >= 0.1, errors
 
 
 def test_pab_premise_and_pyramid_on_the_trained_factorised_teacher(factorised, batch):
@@ -92,5 +96,6 @@ def test_pab_premise_and_pyramid_on_the_trained_factorised_teacher(factorised, b
         results[ranges] = (cached.stats["fraction"], float(psnr(x, plain).mean()))
     (f_pyramid, p_pyramid), (f_four, p_four) = results[(2, 4, 6)], results[(4, 4, 4)]
     assert f_pyramid <= f_four + 0.02  # about the same compute (measured 0.819 vs 0.806)
-    assert p_pyramid >= 38.0, results  # measured 40.5–41.4 dB
-    assert p_pyramid >= p_four + 0.5, results  # measured +1.0–1.5 dB
+    assert p_pyramid >= 36.0, results  # measured 40.5–41.4 dB (full budget 38.4–39.4)
+    # mean over seeds 0–2: +1.1 dB here (40.9 vs 39.8), −0.4 dB at full budget: no reliable edge
+    assert abs(p_pyramid - p_four) <= 2.0, results
