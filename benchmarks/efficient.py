@@ -49,12 +49,11 @@ from visgen.data import get_dataset
 from visgen.efficient import (
     Int8Linear,
     calibrate_teacache,
+    compare_at_matched_skips,
     deepcache,
     fora,
     int8_linears,
     teacache,
-    threshold_for_skips,
-    uniform_cache,
 )
 from visgen.efficient.frontier import REFERENCE_STEPS, levers, measure
 from visgen.fewstep import get_task
@@ -274,12 +273,10 @@ def main(argv=None) -> None:
     teachers = _teachers()
     fit = _teacache(teachers["DiT"], budget(full=16, fast=4))
     zt, yt = z[: args.timing_samples], y[: args.timing_samples]
-    uniform2 = uniform_cache(teachers["DiT"], steps=STEPS, interval=2)
-    sample_euler(uniform2, zt, uniform(STEPS), yt)
     # TeaCache's threshold at the uniform cache's compute, matched on the timing batch
-    delta, _ = threshold_for_skips(
-        lambda d: teacache(teachers["DiT"], steps=STEPS, threshold=d, coefficients=fit.coefficients),
-        lambda den: sample_euler(den, zt, uniform(STEPS), yt), uniform2.stats["computed"])  # fmt: skip
+    matched = compare_at_matched_skips(teachers["DiT"], fit.coefficients, zt, yt, sample_euler,
+                                       uniform(STEPS))  # fmt: skip
+    delta = matched.threshold
     rows = (
         [] if args.skip_frontier else frontier(teachers, z, y, fit, (delta, 2 * delta, 4 * delta))
     )
@@ -289,7 +286,9 @@ def main(argv=None) -> None:
     )
     floor = helpers.digits_floor_row()
     print(f"\n{time.strftime('%Y-%m-%d')}, {_cpu_model()}, torch {torch.__version__}, 1 thread, "
-          f"{len(y)} samples, TeaCache fit R² {fit.r2:.2f}, matched δ {delta:.3g}, "
+          f"{len(y)} samples, TeaCache fit R² {fit.r2:.2f}, matched δ {delta:.3g} "
+          f"({matched.teacache_computed} / {matched.uniform_computed} calls; PSNR vs uniform "
+          f"N = 2 on the timing batch {matched.teacache_psnr:.2f} vs {matched.uniform_psnr:.2f} dB), "
           f"total {time.perf_counter() - start:.0f} s, load {_load()}\n")  # fmt: skip
     print(markdown(rows, int8, caching, floor))
     if args.json:

@@ -14,6 +14,7 @@ from torch import nn
 from visgen.efficient import (
     CachedDenoiser,
     attention_flops,
+    compare_at_matched_skips,
     deepcache,
     flop_counter,
     flop_table,
@@ -227,3 +228,20 @@ def test_flop_table_closed_forms():
     block = table["blocks.0"]
     parts = sum(table[f"blocks.0.image.{n}"] for n in ("ada", "qkv", "proj", "mlp"))
     assert block - parts == attention_flops(2 * 16 * 16, 16)  # 2 heads × 16² pairs × d=16
+
+
+def test_compare_at_matched_skips_is_one_consistent_comparison(dit):
+    z, y = _inputs()
+    ts = uniform(STEPS)
+    m = compare_at_matched_skips(dit, [1.0, 0.0], z, y, sample_euler, ts)  # f(r) = r
+    assert m.calls == STEPS and m.uniform_computed == 7  # every 2nd call of 12 and the last
+    assert m.teacache_computed <= m.uniform_computed
+    assert len(m.schedule) == STEPS and m.schedule.count("x") == m.teacache_computed
+    assert m.schedule[0] == m.schedule[-1] == "x"  # first and last calls always compute
+    assert torch.equal(m.samples["plain"], sample_euler(dit, z, ts, y))
+    again = teacache(dit, steps=STEPS, threshold=m.threshold, coefficients=[1.0, 0.0])
+    assert torch.equal(sample_euler(again, z, ts, y), m.samples["teacache"])
+    assert m.teacache_psnr == pytest.approx(
+        float(psnr(m.samples["teacache"], m.samples["plain"]).mean())
+    )
+    assert m.gain == m.teacache_psnr - m.uniform_psnr

@@ -20,9 +20,11 @@ from visgen.efficient import (
     masked_flops,
     position_major,
     profile_heads,
+    profile_video_dit,
     sliding_tile_mask,
     spatial_mask,
     temporal_mask,
+    video_attention_inputs,
     video_heads_problem,
 )
 
@@ -102,3 +104,21 @@ def test_bad_input():
         spatial_mask(F, H, W, window=0)
     with pytest.raises(ValueError, match="masks"):
         profile_heads(*torch.randn(3, 1, 2, N, 8), {})
+
+
+def test_video_dit_profiling_reads_every_full_attention_block():
+    from visgen.nn import DiT
+    from visgen.video.dit import VideoDiT
+
+    torch.manual_seed(0)
+    model = VideoDiT(1, 8, patch_size=4, dim=16, depth=2, heads=2).eval()  # 4 tokens per frame
+    x, t = torch.randn(2, 4, 1, 8, 8), torch.full((2,), 0.5)
+    qkv = video_attention_inputs(model, x, t)
+    assert len(qkv) == 2 and qkv[0][0].shape == (2, 2, 16, 8)
+    assert "qkv" not in vars(model.blocks[0])  # the capture is undone
+    rows = profile_video_dit(model, x, t, generator=torch.Generator().manual_seed(0))
+    for r in rows:  # all 16 queries profiled: the per-head choice is the best of the two
+        assert r["error"] <= min(r["error_spatial"], r["error_temporal"]) + 1e-6
+        assert r["density"] == 1 / 4  # 4 frames of 4 tokens: spatial and temporal both 1/4
+    with pytest.raises(TypeError, match="video DiT"):
+        video_attention_inputs(DiT(1, 8, patch_size=2, dim=16, depth=1, heads=2), x, t)

@@ -38,6 +38,7 @@ from visgen.efficient import (
     QuantLinear,
     block_density,
     calibrate_teacache,
+    compare_at_matched_skips,
     deepcache,
     density,
     flop_table,
@@ -55,7 +56,6 @@ from visgen.efficient import (
     spatial_mask,
     teacache,
     temporal_mask,
-    threshold_for_skips,
     uniform_cache,
     video_heads_problem,
 )
@@ -117,17 +117,11 @@ def teacache_fit():
 
 @functools.cache
 def matched_teacache():
-    """TeaCache's threshold at the uniform cache's compute (N = 2) on the PSNR batch."""
-    dit, fit = teachers()["DiT"], teacache_fit()
+    """TeaCache against the uniform cache N = 2 at the same number of full calls on the PSNR
+    batch (``efficient.compare_at_matched_skips``, the course's one matching rule)."""
     z, y = _batch(N_PSNR, 2)
-    base = uniform_cache(dit, steps=STEPS, interval=2)
-    _euler(base, z, y)
-    delta, _ = threshold_for_skips(
-        lambda d: teacache(dit, steps=STEPS, threshold=d, coefficients=fit.coefficients),
-        lambda den: _euler(den, z, y),
-        base.stats["computed"],
-    )
-    return delta
+    return compare_at_matched_skips(teachers()["DiT"], teacache_fit().coefficients, z, y,
+                                    sample_euler, uniform(STEPS))  # fmt: skip
 
 
 def _share(x: float) -> str:
@@ -232,15 +226,12 @@ def caching(results):
                                                   coefficients=fit.coefficients))
            for d in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)},
     }, z, y)  # fmt: skip
-    delta = matched_teacache()
-    tea = teacache(dit, steps=STEPS, threshold=delta, coefficients=fit.coefficients)
-    x = _euler(tea, z, y)
-    uni2 = next(r for r in dit_rows if r[0].startswith("uniform") and r[1] == 2)
+    matched = matched_teacache()
     results["tea_r2"] = num(fit.r2, 2)
-    results["tea_delta"] = num(delta, 2)
-    results["tea_psnr"] = num(float(psnr(x, plain_dit).mean()), 3)
-    results["uni2_psnr"] = num(uni2[4], 3)
-    results["uni2_computed"] = str(uni2[2])
+    results["tea_delta"] = num(matched.threshold, 2)
+    results["tea_psnr"] = num(matched.teacache_psnr, 3)
+    results["uni2_psnr"] = num(matched.uniform_psnr, 3)
+    results["uni2_computed"] = str(matched.uniform_computed)
     results["fora2_computed"] = str(next(r[2] for r in dit_rows if r[0] == "FORA" and r[1] == 2))
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9))
     axes[0].scatter(fit.x, fit.y, s=4, alpha=0.35, color=GREY, label="calibration pairs")
@@ -262,8 +253,7 @@ def caching(results):
         ax.set_ylabel("PSNR vs uncached (dB)")
         ax.set_title(f"{title} teacher, 50 Euler steps")
         ax.legend(fontsize=10)
-    axes[2].plot([tea.stats["fraction"]], [float(psnr(x, plain_dit).mean())], "*", color=ORANGE,
-                 ms=14)  # fmt: skip
+    axes[2].plot([matched.teacache_fraction], [matched.teacache_psnr], "*", color=ORANGE, ms=14)
     fig.tight_layout()
     _cfg_numbers(results)
     return fig
@@ -272,7 +262,7 @@ def caching(results):
 @functools.cache
 def frontier_rows():
     """Every lever on the 397 test labels (the rows of the frontier and the quality tables)."""
-    t, fit, delta = teachers(), teacache_fit(), matched_teacache()
+    t, fit, delta = teachers(), teacache_fit(), matched_teacache().threshold
     dit = t["DiT"]
     calib = [_batch(16, 200 + i) for i in range(2)]
 

@@ -30,11 +30,14 @@ same-frame (window 1) spatial mask as per-frame attention.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
 from visgen._checks import check_positive, check_tensor
 from visgen.efficient.flops import attention_flops
+from visgen.efficient.pab import _attribute
 
 __all__ = [
     "block_density",
@@ -45,9 +48,11 @@ __all__ = [
     "masked_flops",
     "position_major",
     "profile_heads",
+    "profile_video_dit",
     "sliding_tile_mask",
     "spatial_mask",
     "temporal_mask",
+    "video_attention_inputs",
     "video_heads_problem",
     "video_positions",
 ]
@@ -219,3 +224,53 @@ def video_heads_problem(
     q, k = torch.stack(qs, 1), torch.stack(ks, 1)
     v = torch.randn(q.shape, generator=generator)
     return q, k, v
+
+
+@torch.no_grad()
+def video_attention_inputs(model, x, t, cond=None) -> list[tuple]:
+    """The (q, k, v) heads (B, heads, F·P, head_dim) of every full-3-D-attention block of a
+    video DiT (:class:`visgen.video.dit.VideoDiT`, lecture 9) in one forward pass on the clip
+    x_t (B, F, C, H, W): what a sparse kernel of that block would read."""
+    full = [b for b in getattr(model, "blocks", ()) if getattr(b, "kind", None) == "full"]
+    if not full:
+        raise TypeError("model must be a video DiT with full-attention blocks (kind 'full')")
+    captured = []
+    with contextlib.ExitStack() as stack:
+        for block in full:
+
+            def qkv(*args, original=block.qkv, **kwargs):
+                captured.append(original(*args, **kwargs))
+                return captured[-1]
+
+            stack.enter_context(_attribute(block, "qkv", qkv))
+        model(x, t, cond)
+    return captured
+
+
+@torch.no_grad()
+def profile_video_dit(model, x, t, cond=None, *, queries: int = 32, generator=None) -> list[dict]:
+    """Sparse VideoGen on a trained video DiT: for every full-attention block, profile each
+    head as spatial or temporal (same-frame or same-position mask, :func:`profile_heads`) on
+    this step's own queries and keys, and measure the block's attention output under the
+    chosen masks against full attention. Returns one dict per block: ``heads`` (the names),
+    ``density`` of the chosen masks, ``error`` (relative, all heads) and, for reference,
+    ``error_spatial`` / ``error_temporal`` with one mask for every head."""
+    cfg = model.cfg
+    side = cfg.size // cfg.patch_size
+    frames = x.shape[1]
+    masks = {"spatial": spatial_mask(frames, side, side),
+             "temporal": temporal_mask(frames, side, side)}  # fmt: skip
+    rows = []
+    for q, k, v in video_attention_inputs(model, x, t, cond):
+        names, _ = profile_heads(q, k, v, masks, queries=queries, generator=generator)
+        chosen = torch.stack([masks[n] for n in names])
+        exact = masked_attention(q, k, v)
+
+        def error(mask, exact=exact, q=q, k=k, v=v):
+            out = masked_attention(q, k, v, mask)
+            return float((out - exact).norm() / exact.norm())
+
+        rows.append({"heads": names, "density": density(chosen), "error": error(chosen),
+                     "error_spatial": error(masks["spatial"]),
+                     "error_temporal": error(masks["temporal"])})  # fmt: skip
+    return rows

@@ -13,18 +13,22 @@ stored and the sum restarts at 0. The first and last calls always compute.
 
 ``indicator`` picks what is watched: ``modulated_input`` (above; the paper's FLUX and
 HunyuanVideo code) or ``timestep_modulation``, the first block's adaLN modulation vector of
-the condition alone (the official Wan2.1 variant, "e0"). An adaptive schedule can only beat a
-fixed one where steps differ: on the digits DiT with a uniform 50-step grid every step moves
-the output about equally and TeaCache's schedule comes out nearly uniform (+0.75 dB over the
-uniform cache at equal compute); on SD3's shifted grid, as flow models are sampled, it gains
-several dB (tests/test_efficient_trained.py, BENCHMARKS.md).
+the condition alone (the official Wan2.1 variant, "e0").
+
+An adaptive schedule gains most where the steps differ. Against the uniform cache at the same
+26 of 50 full calls (:func:`compare_at_matched_skips`) on the full-budget digits DiT, 256
+digits, 3 noise × 2 calibration seeds (``benchmarks/teacache_matched.py``, BENCHMARKS.md): on SD3's shifted grid,
+as flow models are sampled, +5.4 to +6.2 dB; on a uniform grid every step moves the output
+about equally, TeaCache's schedule comes out nearly uniform and the gain, +0.5 to +1.7 dB
+(mean +1.35), depends on which few calls the matched threshold moves.
 
 * :func:`calibrate_teacache`: plain sampling runs give pairs (r_t, output change) at every
   step; ``np.polyfit(·, ·, 4)`` (the official answer to "coefficients for a new model",
   TeaCache issue #2). f(r) is clamped at 0 from below (it estimates a non-negative change),
   so δ = 0 never skips and is bit-identical to the plain DiT.
 * :func:`uniform_cache`: the same residual reuse on a fixed schedule (every N-th call and the
-  last), the baseline an adaptive policy must beat at an equal skip rate.
+  last), the baseline an adaptive policy must beat at an equal skip rate;
+  :func:`compare_at_matched_skips` is the course's one way of making that comparison.
 """
 
 from __future__ import annotations
@@ -37,13 +41,16 @@ import torch
 from visgen._checks import check_choice, check_positive
 from visgen.efficient.cache import CachedDenoiser, CacheHook
 from visgen.efficient.fora import check_image_dit
+from visgen.metrics import psnr
 from visgen.nn.dit import DiT
 
 __all__ = [
+    "MatchedComparison",
     "TeaCacheConfig",
     "TeaCacheFit",
     "UniformCacheConfig",
     "calibrate_teacache",
+    "compare_at_matched_skips",
     "modulated_input",
     "relative_l1",
     "teacache",
@@ -254,3 +261,71 @@ def threshold_for_skips(
         else:
             low = mid
     return high, best
+
+
+@dataclass
+class MatchedComparison:
+    """TeaCache against the uniform cache on one batch at the same number of full calls
+    (:func:`compare_at_matched_skips`). PSNRs are means over the batch of the per-sample PSNR
+    (dB) against the uncached samples from the same noise; ``samples`` holds the three
+    batches (``plain``, ``uniform``, ``teacache``); ``schedule`` marks TeaCache's calls that
+    ran the blocks (``x``) or reused the residual (``.``)."""
+
+    threshold: float
+    interval: int
+    calls: int
+    uniform_computed: int
+    teacache_computed: int
+    uniform_fraction: float
+    teacache_fraction: float
+    uniform_psnr: float
+    teacache_psnr: float
+    schedule: str
+    samples: dict
+
+    @property
+    def gain(self) -> float:
+        """TeaCache's PSNR minus the uniform cache's (dB)."""
+        return self.teacache_psnr - self.uniform_psnr
+
+
+@torch.no_grad()
+def compare_at_matched_skips(
+    den, coefficients, noise, cond, sampler, ts, *, interval: int = 2,
+    indicator: str = "modulated_input", plain=None,
+) -> MatchedComparison:  # fmt: skip
+    """The course's one way to compare TeaCache with fixed-schedule caching: run the uniform
+    cache (blocks every ``interval`` calls and the last) on this batch, find TeaCache's
+    threshold that runs the blocks on the *same number* of calls of the same batch
+    (:func:`threshold_for_skips` with its defaults), and compare both to the uncached samples
+    ``plain`` (computed when not given) by PSNR. ``sampler(den, noise, ts, cond)`` is any
+    visgen sampler; one network call per step is assumed (``steps = len(ts) − 1``).
+
+    TeaCache decides once per call for the whole batch (as the official code does for its
+    batch), so the matched threshold and the gain belong to the batch, not to one sample."""
+    steps = len(ts) - 1
+    if plain is None:
+        plain = sampler(den, noise, ts, cond)
+    base = uniform_cache(den, steps=steps, interval=interval)
+    x_uniform = sampler(base, noise, ts, cond)
+    outputs = {}
+
+    def run(cached):
+        outputs[id(cached)] = sampler(cached, noise, ts, cond)
+
+    delta, tea = threshold_for_skips(
+        lambda d: teacache(den, steps=steps, threshold=d, coefficients=coefficients,
+                           indicator=indicator),
+        run, base.stats["computed"],
+    )  # fmt: skip
+    x_tea = outputs[id(tea)]
+    return MatchedComparison(
+        threshold=delta, interval=interval, calls=base.stats["calls"],
+        uniform_computed=base.stats["computed"], teacache_computed=tea.stats["computed"],
+        uniform_fraction=base.stats["fraction"], teacache_fraction=tea.stats["fraction"],
+        uniform_psnr=float(psnr(x_uniform, plain).mean()),
+        teacache_psnr=float(psnr(x_tea, plain).mean()),
+        schedule="".join("x" if c else "." for s in [*tea.finished, *tea.states.values()]
+                         for c in s.computed),
+        samples={"plain": plain, "uniform": x_uniform, "teacache": x_tea},
+    )  # fmt: skip
