@@ -47,7 +47,7 @@ def test_deck_builds_cleanly_and_committed_pdf_is_current(deck):
 def test_every_figure_is_drawn_by_the_decks_figures_py(deck):
     entry = MANIFEST[deck.name]
     assert deck.figures_script.is_file()
-    assert entry["figures_py"] == _sha(deck.figures_script), (
+    assert entry["inputs"]["figures.py"] == _sha(deck.figures_script), (
         f"{deck.figures_script} changed since its figures were drawn: run `make slides`"
     )
     assert deck.figure_hashes() == entry["figures"], (
@@ -100,7 +100,7 @@ def test_page_count_out_of_range_fails(tmp_path):
         slides.compile_deck(deck)
 
 
-def test_build_redraws_figures_only_when_figures_py_changes(tmp_path):
+def test_build_redraws_figures_only_when_an_input_changes(tmp_path):
     pages = "".join(f'#slide[S{i}][#image("figures/dot.svg", height: 2cm)]\n' for i in range(24))
     deck = _scratch_lectures(tmp_path, pages)
     (deck.path / "figures.py").write_text(
@@ -119,12 +119,20 @@ def test_build_redraws_figures_only_when_figures_py_changes(tmp_path):
     assert first.error is None and first.figures_s is not None and first.pages == 25
     (second,) = slides.build(lectures)
     assert second.figures_s is None and not second.pdf_changed
-    manifest = json.loads((lectures / slides.MANIFEST).read_text())[deck.name]
-    assert manifest["pages"] == 25 and set(manifest["figures"]) == {"dot.svg", "results.json"}
-    with open(deck.path / "figures.py", "a") as f:
-        f.write("# edited\n")
+    manifest = json.loads((lectures / slides.MANIFEST).read_text())
+    entry = manifest[deck.name]
+    assert entry["pages"] == 25 and set(entry["figures"]) == {"dot.svg", "results.json"}
+    assert entry["inputs"]["figures.py"] == _sha(deck.path / "figures.py")
+    assert "visgen/course/figurebook.py" in entry["inputs"]["modules"]
+    # a library module the figures imported changed since they were drawn: redrawn
+    entry["inputs"]["modules"]["visgen/course/figurebook.py"] = "0" * 64
+    (lectures / slides.MANIFEST).write_text(json.dumps(manifest))
     (third,) = slides.build(lectures)
     assert third.figures_s is not None
+    with open(deck.path / "figures.py", "a") as f:
+        f.write("# edited\n")
+    (fourth,) = slides.build(lectures)
+    assert fourth.figures_s is not None
 
 
 def test_figurebook_is_deterministic(tmp_path):

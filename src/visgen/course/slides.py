@@ -5,14 +5,21 @@ A deck is a folder ``lectures/NN-slug/`` holding ``slides.typ`` (Typst, importin
 that draws ``figures/*`` with visgen). Adding a lecture means adding such a folder. For each deck
 the build
 
-1. re-runs ``figures.py`` when it or any visgen source it can use (all but the course tooling)
-   changed since the figures were drawn (the key is stored in ``lectures/manifest.json``;
+1. re-runs ``figures.py`` when one of its inputs changed since the figures were drawn — the
+   script, a visgen module the run imported, or the cache key of a trained asset it loaded
+   (:mod:`visgen.course.deck_inputs` records them in ``lectures/manifest.json``;
    ``--figures always|never`` overrides);
 2. compiles ``slides.typ`` to ``slides.pdf`` with :func:`~visgen.course.typeset.typeset`
    (embedded fonts, fixed date, any warning is an error);
 3. checks that every slide fits on its page and that the deck has 25–45 pages;
 4. records pages and hashes in ``lectures/manifest.json``, which the tests compare with the
    sources so a stale PDF or a hand-edited figure fails CI.
+
+``--check`` only recomputes the inputs (no drawing, no training, no compiling) and prints, per
+deck, each input that changed. A deck whose figures are known to be stale is listed in the
+manifest with the reason (``"known_stale"``): the check (and ``tests/test_deck_inputs.py``)
+accepts it while it is stale and fails once it is current, so the list only shrinks; a redraw
+removes the deck from it.
 """
 
 from __future__ import annotations
@@ -24,11 +31,12 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import visgen
+from visgen.course.deck_inputs import stale_inputs
 from visgen.course.typeset import Typeset, TypstBuildError, typeset
 
 __all__ = [
@@ -36,9 +44,9 @@ __all__ = [
     "Deck",
     "SlideCheckError",
     "build",
+    "check_inputs",
     "check_slides",
     "compile_deck",
-    "figures_key",
     "find_decks",
     "main",
 ]
@@ -109,36 +117,35 @@ def find_decks(lectures: Path, only: list[str] | None = None) -> list[Deck]:
     return decks
 
 
-def _visgen_sources() -> list[Path]:
-    """visgen sources a figure can depend on: all but the course tooling (tour, slide build),
-    except the figure helper itself."""
-    pkg = Path(visgen.__file__).resolve().parent
-    keep = []
-    for p in pkg.rglob("*.py"):
-        rel = p.relative_to(pkg)
-        if "__pycache__" not in rel.parts and (
-            rel.parts[0] != "course" or rel.name == "figurebook.py"
-        ):
-            keep.append(p)
-    return sorted(keep)
-
-
-def figures_key(deck: Deck) -> str:
-    """Hash of the deck's figures.py and the visgen sources it can use: the figures' cache key."""
-    h = hashlib.sha256(deck.figures_script.read_bytes())
-    pkg = Path(visgen.__file__).resolve().parent
-    for p in _visgen_sources():
-        h.update(str(p.relative_to(pkg)).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def run_figures(deck: Deck) -> float:
-    """Run the deck's figures.py at full budget (VISGEN_FAST unset); return seconds taken."""
+def run_figures(deck: Deck) -> tuple[float, dict]:
+    """Run the deck's figures.py at full budget (VISGEN_FAST unset) under the input recorder;
+    return the seconds taken and the inputs (:func:`visgen.course.deck_inputs.record`)."""
     env = {k: v for k, v in os.environ.items() if k != "VISGEN_FAST"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, deck.figures_script.name], cwd=deck.path, env=env, check=True)
-    return time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "inputs.json"
+        cmd = [sys.executable, "-m", "visgen.course.deck_inputs", deck.figures_script.name, out]
+        subprocess.run(cmd, cwd=deck.path, env=env, check=True)
+        inputs = json.loads(out.read_text())
+    return time.perf_counter() - start, inputs
+
+
+def check_inputs(
+    lectures: Path, only: list[str] | None = None
+) -> dict[str, tuple[list[str], str | None]]:
+    """Per deck with a figures.py: its changed inputs
+    (:func:`~visgen.course.deck_inputs.stale_inputs`) and its known-stale reason (``None``
+    unless the manifest lists one). No drawing, no training."""
+    manifest = _read_manifest(Path(lectures))
+    out = {}
+    for deck in find_decks(lectures, only):
+        if deck.figures_script.is_file():
+            entry = manifest.get(deck.name, {})
+            out[deck.name] = (
+                stale_inputs(deck.figures_script, entry.get("inputs")),
+                entry.get("known_stale"),
+            )
+    return out
 
 
 def check_slides(doc: Typeset, page_range: tuple[int, int] = PAGE_RANGE) -> int:
@@ -211,13 +218,12 @@ def build(
         entry = dict(manifest.get(deck.name, {}))
         try:
             if deck.figures_script.is_file():
-                key = figures_key(deck)
-                stale = entry.get("figures_key") != key or not deck.figures_dir.is_dir()
+                changed = stale_inputs(deck.figures_script, entry.get("inputs"))
+                stale = bool(changed) or not deck.figures_dir.is_dir()
                 if figures == "always" or (figures == "auto" and stale):
                     print(f"[{deck.name}] drawing figures", flush=True)
-                    rep.figures_s = run_figures(deck)
-                    entry["figures_key"] = key
-                    entry["figures_py"] = _sha256(deck.figures_script.read_bytes())
+                    rep.figures_s, entry["inputs"] = run_figures(deck)
+                    entry.pop("known_stale", None)
                     entry["figures"] = deck.figure_hashes()
                 elif stale:
                     rep.notes.append("figures are stale (kept: --figures never)")
@@ -240,6 +246,25 @@ def build(
     return reports
 
 
+def _report_inputs(checked: dict[str, tuple[list[str], str | None]]) -> int:
+    failed = False
+    for name, (changes, known) in checked.items():
+        if not changes and not known:
+            print(f"ok    {name}: figures current")
+        elif not changes:
+            failed = True
+            print(f"FAIL  {name}: current, but listed as known stale: remove it from the list")
+        elif known:
+            print(f"known {name}: stale ({known}): " + "; ".join(changes))
+        else:
+            failed = True
+            print(
+                f"FAIL  {name}: stale, redraw with --only {name[:2]} --figures always: "
+                + "; ".join(changes)
+            )
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m visgen.course.slides",
@@ -254,7 +279,19 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="redraw figures when stale (auto), always, or never",
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only say which decks' figure inputs changed (no drawing, no compiling); "
+        "exit 1 if a deck not listed as known stale is stale, or a listed one is current",
+    )
     args = p.parse_args(argv)
+    if args.check:
+        try:
+            return _report_inputs(check_inputs(args.lectures, args.only))
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     try:
         reports = build(args.lectures, args.only, args.figures)
     except (FileNotFoundError, ValueError) as err:
