@@ -28,7 +28,7 @@ import torch
 
 import visgen
 from visgen import budget
-from visgen.course import helpers
+from visgen.course.homework import show_digits
 from visgen.oracles import GaussianMixture, reference_pfode
 from visgen.param import Denoiser
 
@@ -72,7 +72,7 @@ class Teacher:
 
 mixture = make_digits_teacher()
 teacher = Teacher(mixture)
-helpers.show_digits(
+show_digits(
     mixture.sample(30, torch.Generator().manual_seed(0), cond=torch.arange(30) % 10), nrow=3
 )
 
@@ -369,7 +369,7 @@ for _w in W_VALUES:
         f"w = {_w:3.1f}: p(y | x0) = {_post.mean():.3f}, diversity = {_div:.2f}, mean |x| = {_xs.abs().mean():.3f}"
     )
     _rows.append(_xs[:10])
-helpers.show_digits(
+show_digits(
     torch.cat(_rows), nrow=len(W_VALUES), titles=[f"w={w:g}" for w in W_VALUES for _ in range(10)]
 )
 
@@ -397,7 +397,7 @@ for _name in ("linear", "sd3", "edm"):
     _ts = schedule_fn(_name, N_STEPS)
     _x = sample(guided(GUIDANCE, labels), float(_ts[0]) * noise, _ts, "euler")
     print(f"{_name:6s}: error {rms_error(_x, ref_noise):.4f}")
-    helpers.show_digits(_x[:10], nrow=1, titles=[_name] * 10)
+    show_digits(_x[:10], nrow=1, titles=[_name] * 10)
 
 # %% [markdown]
 # **Conclusions 4.2.** Which schedule is best for Euler here and why? Relate it to where
@@ -498,7 +498,7 @@ _axes[0].legend()
 plt.tight_layout()
 plt.show()
 _x = float(schedule_fn("edm", 2)[0]) * noise
-helpers.show_digits(
+show_digits(
     torch.cat(
         [
             sample(
@@ -592,7 +592,7 @@ for _name, _budgets in NFE_BUDGETS.items():
             f"trained teacher, {_name:6s} {_m:5s}: "
             + ", ".join(f"{n} NFE {e:.4f}" for n, e in zip(_budgets, _errs))
         )
-helpers.show_digits(
+show_digits(
     torch.cat(
         [
             sample(

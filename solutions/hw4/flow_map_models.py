@@ -37,8 +37,8 @@ import torch
 
 import visgen
 from visgen import budget
-from visgen.course.helpers import digits_floor_row, show_digits
-from visgen.course.homework import record_results
+from visgen.course.helpers import digits_floor_row
+from visgen.course.homework import record_results, show_digits
 from visgen.data import get_dataset
 from visgen.fewstep.flowmap import FlowMap, FlowMapNet
 from visgen.metrics import image_metrics

@@ -39,7 +39,7 @@ from torch.nn import functional as F
 import visgen
 from visgen import budget
 from visgen.course import helpers
-from visgen.course.homework import record_results
+from visgen.course.homework import record_results, show_digits
 from visgen.data import get_dataset
 from visgen.fewstep.student import ema_update  # (visgen.fewstep registers fm_digits_unet)
 from visgen.sampling import sample_euler, uniform
@@ -92,7 +92,7 @@ def print_rows(rows):
 
 
 print_rows(rows)
-helpers.show_digits(torch.cat([teacher_50[:10], teacher_4[:10]]), nrow=2)
+show_digits(torch.cat([teacher_50[:10], teacher_4[:10]]), nrow=2)
 
 # %% [markdown]
 # ## Part 1. LADD
@@ -595,7 +595,7 @@ record_results(
     f"Digits, the {len(labels)} labels of the test split, one noise draw; students trained "
     f"{LADD_STEPS} (LADD, generator updates) and {MMD_STEPS} (MMD) steps on batches of {BATCH}.",
 )
-helpers.show_digits(
+show_digits(
     torch.cat([teacher_50[:10], teacher_4[:10], ladd_4[:10], mmd_4[:10]]),
     nrow=4,
     titles=[name for name in ("teacher 50", "teacher 4", "LADD 4", "MMD 4") for _ in range(10)],

@@ -44,7 +44,7 @@ from visgen import budget
 from visgen.ar import mask_from_order, sample_mask_ratio
 from visgen.ar import sample_tokens as library_sample_tokens
 from visgen.course import helpers
-from visgen.course.homework import record_results
+from visgen.course.homework import record_results, show_digits
 from visgen.data import get_dataset
 from visgen.metrics import data_floor, image_metrics
 from visgen.nn.embeddings import drop_labels
@@ -713,7 +713,7 @@ record_results(
     f"{EMA_DECAY}); linear CFG schedule, w = {CFG}, unless stated. Floor: {N_EVAL} real "
     "training digits vs the test split (mean of 5 draws).",
 )
-helpers.show_digits(
+show_digits(
     torch.cat([samples[1, 20][:10], samples[4, 20][:10], samples[16, 20][:10], _orig[:10]]),
     nrow=4,
     titles=[

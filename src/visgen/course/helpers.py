@@ -1,5 +1,4 @@
-"""What tour chapters and homework notebooks share: metric rows, every result next to its
-floor in the same columns, and a grid of digits for notebooks (:func:`show_digits`).
+"""Metric rows shared by tour chapters: every result next to its floor, in the same columns.
 
 * 8-Gaussian point clouds: energy distance (floor ≈ 0.0025 at N = 2000, docs/metrics.md),
   share of samples within 3σ of a mode, smallest mode share (ideal 0.125).
@@ -12,7 +11,6 @@ floor in the same columns, and a grid of digits for notebooks (:func:`show_digit
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 
@@ -26,7 +24,6 @@ __all__ = [
     "gaussians_floor_row",
     "gaussians_row",
     "nearest_distance",
-    "show_digits",
 ]
 
 
@@ -91,20 +88,3 @@ def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
     """RMS per-pixel distance of each x to its nearest neighbour in ``bank`` (N,)."""
     d = torch.cdist(x.flatten(1).double(), bank.flatten(1).double())
     return d.min(1).values / x[0].numel() ** 0.5
-
-
-def show_digits(x: torch.Tensor, nrow: int, titles=None, scale: float = 0.9) -> None:
-    """Show 8×8 digits in [−1, 1], (B, 1, 8, 8) or flattened (B, 64), in ``nrow`` rows below a
-    notebook cell (``titles``: one per digit)."""
-    import matplotlib.pyplot as plt  # pyplot only here: notebooks show, the library does not
-
-    ncol = math.ceil(len(x) / nrow)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(scale * ncol, scale * nrow + 0.3), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, im) in enumerate(zip(axes.flat, x.detach())):
-        ax.imshow(im.reshape(8, 8).clamp(-1, 1), cmap="gray", vmin=-1, vmax=1)
-        if titles is not None:
-            ax.set_title(titles[i], fontsize=7)
-    fig.tight_layout()
-    plt.show()

@@ -1,4 +1,6 @@
-"""A homework's manifest: where its files are, its points rubric and its measured run times.
+"""A homework's manifest: where its files are, its points rubric and its measured run times;
+and what solution notebooks call to save results (:func:`record_results`,
+:func:`record_animation`) and to show digits (:func:`show_digits`).
 
 Each homework lives in ``solutions/hwN/``:
 
@@ -30,6 +32,7 @@ credit inside an item); ``manual`` items are graded by hand from the written ans
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -44,6 +47,7 @@ __all__ = [
     "list_homeworks",
     "load_homework",
     "record_animation",
+    "show_digits",
     "record_results",
     "repo_root",
 ]
@@ -256,3 +260,20 @@ def load_homework(name: str, root: str | Path | None = None) -> Homework:
         known = ", ".join(list_homeworks(solutions)) or "none"
         raise ValueError(f"unknown homework {name!r} (known: {known})")
     return Homework(directory)
+
+
+def show_digits(x, nrow: int, titles=None, scale: float = 0.9) -> None:
+    """Show 8×8 digits in [−1, 1], (B, 1, 8, 8) or flattened (B, 64), in ``nrow`` rows below a
+    notebook cell (``titles``: one per digit)."""
+    import matplotlib.pyplot as plt  # pyplot only here: notebooks show, the library does not
+
+    ncol = math.ceil(len(x) / nrow)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(scale * ncol, scale * nrow + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, im) in enumerate(zip(axes.flat, x.detach())):
+        ax.imshow(im.reshape(8, 8).clamp(-1, 1), cmap="gray", vmin=-1, vmax=1)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=7)
+    fig.tight_layout()
+    plt.show()
