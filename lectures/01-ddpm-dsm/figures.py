@@ -78,7 +78,7 @@ def divergences(results):
             rev = float((lq.exp() * (lq - logp)).sum() * dx)  # KL(q || p)
             best = min(best, (rev, mu, sd))
     _, mu_r, sd_r = best
-    fig, ax = plt.subplots(figsize=(5.0, 2.7))
+    fig, ax = plt.subplots(figsize=(5.0, 3.0))
     ax.fill_between(x, logp.exp(), color=GREY, alpha=0.3, label="data $p$")
     ax.plot(
         x, log_q(mu_f, sd_f).exp(), c=BLUE, label=r"$\arg\min_q\,\mathrm{KL}(p\,\|\,q)$ (forward)"
@@ -92,7 +92,7 @@ def divergences(results):
     )
     ax.set_yticks([])
     ax.set_xlim(-5, 5)
-    ax.legend(frameon=False, loc="upper left", fontsize=10)
+    ax.legend(frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=9)
     fig.tight_layout()
     results["kl_fwd_sd"] = num(sd_f, 2)
     results["kl_rev_mu"] = num(abs(mu_r), 2)
