@@ -43,8 +43,8 @@ BARS = {
     "ip_image_half": 0.6,  # 0.65-0.72
     "ip_text_half": 0.35,  # 0.40-0.49; issue: 0.6 (chance 1/9)
     "caption_mean": 0.8,  # 0.825-0.835 (600 steps; 500 steps gave 0.79-0.81)
-    "draw_colour": 0.9,  # 0.96-0.98 (chance 1/4)
-    "draw_mean": 0.55,  # 0.62-0.68 (chance 0.26)
+    "draw_colour": 0.9,  # 0.97-0.99 (chance 1/4)
+    "draw_mean": 0.65,  # 0.695-0.73 (chance 0.26)
 }
 
 
