@@ -37,14 +37,14 @@ BARS = {
     "clip_colour": 0.95,  # 1.00-1.00
     "clip_mean": 0.9,  # 0.965-0.97
     "clip_gap": 50.0,  # score true - shuffled: 73.4-74.0
-    "controlnet_iou": 0.55,  # 0.58-0.61; issue: 0.6
+    "controlnet_iou": 0.6,  # 0.67-0.71 (200 steps; 150 steps gave 0.58-0.61)
     "base_iou": 0.3,  # 0.22-0.23 (chance: the base draws the shape anywhere)
     "ip_colour_scale1": 0.8,  # 0.86-0.90
     "ip_image_half": 0.6,  # 0.65-0.72
     "ip_text_half": 0.35,  # 0.40-0.49; issue: 0.6 (chance 1/9)
-    "caption_mean": 0.75,  # 0.79-0.81; issue: 0.8
-    "draw_colour": 0.9,  # 0.96-0.98 (chance 1/4)
-    "draw_mean": 0.55,  # 0.62-0.68 (chance 0.26)
+    "caption_mean": 0.8,  # 0.825-0.835 (600 steps; 500 steps gave 0.79-0.81)
+    "draw_colour": 0.9,  # 0.97-0.99 (chance 1/4)
+    "draw_mean": 0.65,  # 0.695-0.73 (chance 0.26)
 }
 
 

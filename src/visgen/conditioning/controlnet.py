@@ -304,7 +304,10 @@ def _unet_shapes16() -> dict:
 
 
 register_asset("unet_shapes16", _unet_shapes16)
-_STEPS = {"mask": 150, "edges": 200, "heatmap": 100}
+# Steps per map (batch 64). The mask net's IoU first passes 0.5 at step 100 (the "sudden
+# convergence"); the authors advise training on well past it: 150 steps left IoU at 0.58-0.61
+# over seeds 0-2, 200 give 0.67-0.71 (BENCHMARKS.md, "Lecture 11").
+_STEPS = {"mask": 200, "edges": 200, "heatmap": 100}
 for _control, _steps in _STEPS.items():
     register_asset(
         f"controlnet_dit_{_control}",
