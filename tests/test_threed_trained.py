@@ -1,6 +1,6 @@
-"""Lecture 12's measured bars at FAST budgets (the cached assets cube_prior16, mvdream16 and
-zero123_16). The bars sit below the worst of 3 seeds measured by ``benchmarks/threed.py``
-(numbers and spread in BENCHMARKS.md, "Lecture 12")."""
+"""Lecture 12's measured bars at FAST budgets (the cached assets cube_prior16, mvdream16,
+zero123_16 and seva16). The bars sit below the worst of 3 seeds measured by
+``benchmarks/threed.py`` (numbers and spread in BENCHMARKS.md, "Lecture 12")."""
 
 import pytest
 import torch
@@ -45,13 +45,18 @@ def test_guidance_over_saturates_sds(prior):
 
 def test_joint_generation_is_consistent_across_views():
     res = joint_generation(asset("mvdream16", progress=False).denoiser(), 100, seed=1)
+    # seeds 1 / 2 / 3: joint 0.61 / 0.61 / 0.64, independent 0.17 / 0.19 / 0.20; the issue's
+    # joint >= 0.9 is not met (top face 0.90, side faces 0.52-0.54: BENCHMARKS.md, "Lecture 12")
     assert res["data consistency"] == 1.0
     assert res["independent consistency"] <= 0.5
     assert res["joint consistency"] >= res["independent consistency"] + 0.3
 
 
-def test_novel_views_beat_copying_the_input_view():
-    res = novel_view_scores(asset("zero123_16", progress=False).denoiser(), 100, seed=2)
+@pytest.mark.parametrize("name", ["zero123_16", "seva16"])
+def test_novel_views_beat_copying_the_input_view(name):
+    # margins over copying, seeds 2 / 3 / 4 (100 cubes): zero123_16 +14.0 / +14.1 / +13.8 dB,
+    # seva16 +5.7 / +5.2 / +4.9 dB (at +90°: +5.9 / +5.4 / +5.1)
+    res = novel_view_scores(asset(name, progress=False).denoiser(), 100, seed=2)
     assert res["model"] >= res["copy"] + 3.0
     assert res["model 90"] >= res["copy 90"] + 3.0
 

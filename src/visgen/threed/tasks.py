@@ -139,12 +139,19 @@ def novel_view_scores(
     model: Denoiser, n: int, seed: int, *, steps: int = 20, jitter: float = 180.0
 ):
     """Novel views of n test orbits (view 0 is the input; views at +90°, +180°, +270° are
-    generated, each from the input alone with a ``concat`` model): PSNR of the pooled MSE
-    against the truth, for the model and for copying the input view, overall and per offset."""
+    generated): PSNR of the pooled MSE against the truth, for the model and for copying the
+    input view, overall and per offset. A ``concat`` model (Zero-1-to-3) generates each view
+    from the input alone; a ``tokens`` model (CAT3D / SEVA) generates the three jointly, the
+    input view given as view 0 of the stack. Both start from the same noise."""
     g = torch.Generator().manual_seed(seed)
     images, cams, _ = palette_views(n, g, spacing=90.0, jitter=jitter)
     z = torch.randn(images[:, 1:].shape, generator=g)
-    out = sample_euler(model, z, uniform(steps), {"cameras": cams, "views": images[:, :1]})
+    if model.model.config["inputs"] == "tokens":
+        given = (torch.arange(images.shape[1]) == 0).expand(n, -1)
+        cond = {"cameras": cams, "inputs": given, "views": images * given[..., None, None, None]}
+        out = sample_euler(model, torch.cat([images[:, :1], z], 1), uniform(steps), cond)[:, 1:]
+    else:
+        out = sample_euler(model, z, uniform(steps), {"cameras": cams, "views": images[:, :1]})
     truth, copy = images[:, 1:], images[:, :1].expand_as(out)
     scores = {
         "model": float(psnr(out, truth, pool=True)),

@@ -34,7 +34,8 @@ name              network                                         data          
 ``zero123_16``    MultiViewDiT, relative pose, input view concat  ``cubes_mv16``    novel views; the
                                                                                     pipeline
 ``seva16``        MultiViewDiT, Plücker rays in the input         ``cubes_mv16``    novel views
-                  camera's frame, input view concat
+                  camera's frame, input view a given token (3D
+                  attention over input and target views)
 ================  ==============================================  ================  =====================
 """
 
@@ -150,10 +151,13 @@ def _cube_prior() -> dict:
 
 def _multiview(inputs: str, camera: str, patch_size: int, dim: int, single_view: float = 0.0):
     def recipe() -> dict:
+        method = {"name": "multiview_fm", "inputs": inputs, "single_view": single_view}
+        if inputs == "tokens":  # one given view: the task measured (CAT3D / SEVA draw 1–3)
+            method["input_views"] = [1]
         return {
             "model": {"name": "multiview_dit", "inputs": inputs, "camera": camera,
                       "patch_size": patch_size, "dim": dim, "depth": 3, "heads": 4},
-            "method": {"name": "multiview_fm", "inputs": inputs, "single_view": single_view},
+            "method": method,
             "data": "cubes_mv16",
             "labels": True,
             "train": {"steps": budget(full=1500, fast=1500), "batch_size": 16, "lr": 2e-3},
@@ -165,4 +169,4 @@ def _multiview(inputs: str, camera: str, patch_size: int, dim: int, single_view:
 register_asset("cube_prior16", _cube_prior)
 register_asset("mvdream16", _multiview("none", "plucker_world", 8, 64, single_view=0.15))
 register_asset("zero123_16", _multiview("concat", "relative", 16, 128))
-register_asset("seva16", _multiview("concat", "plucker", 16, 128))
+register_asset("seva16", _multiview("tokens", "plucker", 8, 64))
