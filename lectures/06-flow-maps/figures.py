@@ -86,7 +86,7 @@ def flow_map(results):
     ax.invert_xaxis()
     ax.set_xlabel("$t$  (noise → data)")
     ax.set_ylabel("$x$")
-    ax.legend(frameon=False, fontsize=12, loc="lower left")
+    ax.legend(frameon=False, fontsize=12, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
     fig.tight_layout()
     # exact identities for Gaussian data N(μ, c² I) (closed-form Ψ of visgen.oracles)
     mean, std = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.4
