@@ -42,6 +42,7 @@ from visgen.ar.generators import SETTINGS, sampler
 from visgen.ar.training import tokenizer
 from visgen.data import get_dataset
 from visgen.metrics import data_floor, image_metrics
+from visgen.timing import interleaved_medians
 
 RUNS = {
     "raster": {},
@@ -95,13 +96,6 @@ def _cpu() -> str:
     return f"{names[0]} ({len(names)} logical CPUs)" if names else platform.machine()
 
 
-def _timed(sample, cond, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    t0 = time.process_time()
-    x, stats = sample(cond, g)
-    return x, stats, time.process_time() - t0
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=budget(full=1000, fast=300))
@@ -120,28 +114,26 @@ def main(argv=None) -> dict:
     samplers = {name: sampler(name.split("_")[0] if name.startswith("mar") else name, **opts)
                 for name, opts in RUNS.items()}  # fmt: skip
     small = cond[: args.latency_batch]
-    latency = {name: [] for name in RUNS}
-    times = {name: [] for name in RUNS}
-    # a small call lasts milliseconds, so one busy moment of the machine moves it: many
-    # rounds, each over every generator in turn, and the median
-    for r in range(args.latency_repeats):
-        for name, sample in samplers.items():
-            latency[name].append(_timed(sample, small, 1234 + r)[2])
-    for _ in range(args.repeats):
-        for name, sample in samplers.items():
-            times[name].append(_timed(sample, cond, 1234)[2])
+    fixed = torch.Generator()
+
+    def job(sample, c):
+        return lambda: sample(c, fixed.manual_seed(1234))
+
+    latency = interleaved_medians({n: job(s, small) for n, s in samplers.items()},
+                                  args.latency_repeats)  # fmt: skip
+    times = interleaved_medians({n: job(s, cond) for n, s in samplers.items()}, args.repeats)
     results = {}
     for name, sample in samplers.items():
         per_seed = []
         for seed in seeds:
-            x, stats, _ = _timed(sample, cond, seed)
+            x, stats = sample(cond, torch.Generator().manual_seed(seed))
             per_seed.append(image_metrics(x, "digits", cond=cond))
         results[name] = {
             "passes": stats.passes,
             "token_evals_per_sample": stats.token_evals / args.n,
             "attention_pairs": stats.attention_pairs,
-            "seconds": statistics.median(times[name]),
-            "latency_seconds": statistics.median(latency[name]),
+            "seconds": times[name].cpu,
+            "latency_seconds": latency[name].cpu,
             **{k: [m[k] for m in per_seed] for k in ("fd", "fd_pca16", "confidence", "agreement")},
         }
     floor = data_floor("digits", n=args.n)

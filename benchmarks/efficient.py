@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 import warnings
 
@@ -60,6 +59,7 @@ from visgen.fewstep import get_task
 from visgen.metrics import image_metrics
 from visgen.param import Denoiser
 from visgen.sampling import sample_euler, uniform
+from visgen.timing import interleaved_medians
 from visgen.train import asset
 
 STEPS = REFERENCE_STEPS
@@ -136,19 +136,6 @@ def frontier(teachers, z, y, fit, deltas) -> list[dict]:
     return rows
 
 
-def _median_times(fns: dict, reps: int) -> dict:
-    """Median CPU and wall seconds of each function, repetitions interleaved."""
-    cpu = {k: [] for k in fns}
-    wall = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            c, w = time.thread_time(), time.perf_counter()
-            fn()
-            cpu[k].append(time.thread_time() - c)
-            wall[k].append(time.perf_counter() - w)
-    return {k: (statistics.median(cpu[k]), statistics.median(wall[k])) for k in fns}
-
-
 @torch.no_grad()
 def int8_ratio(dit, z, y, reps: int) -> dict:
     """The DiT's block linear layers, fp32 vs INT8, on the inputs of a real sampling step."""
@@ -179,19 +166,19 @@ def int8_ratio(dit, z, y, reps: int) -> dict:
         if dynamic is not None:
             fns["quantize_dynamic"] = lambda: [d(x) for d, (_, _, x) in zip(dynamic, layers)]
         load_before = _load()
-        layer_times = _median_times(fns, reps)
+        layer_times = interleaved_medians(fns, reps)
     int8_model = Denoiser(int8_linears(model), dit.schedule, dit.prediction)
     samplers = {"fp32": lambda: sample_euler(dit, z, uniform(STEPS), y),
                 "int8": lambda: sample_euler(int8_model, z, uniform(STEPS), y)}  # fmt: skip
-    sampler_times = _median_times(samplers, max(3, reps // 3))
+    sampler_times = interleaved_medians(samplers, max(3, reps // 3))
     fd = {k: image_metrics(f().clamp(-1, 1), "digits", cond=y)["fd"] for k, f in samplers.items()}
     return {
         "layers": len(layers),
         "rows_per_layer": inputs[0][1].numel() // inputs[0][1].shape[-1],
-        "layer_cpu_s": {k: v[0] for k, v in layer_times.items()},
-        "layer_wall_s": {k: v[1] for k, v in layer_times.items()},
-        "sampler_cpu_s": {k: v[0] for k, v in sampler_times.items()},
-        "sampler_wall_s": {k: v[1] for k, v in sampler_times.items()},
+        "layer_cpu_s": {k: v.cpu for k, v in layer_times.items()},
+        "layer_wall_s": {k: v.wall for k, v in layer_times.items()},
+        "sampler_cpu_s": {k: v.cpu for k, v in sampler_times.items()},
+        "sampler_wall_s": {k: v.wall for k, v in sampler_times.items()},
         "fd": fd,
         "load": f"{load_before} → {_load()}",
     }
@@ -212,10 +199,10 @@ def caching_ratio(teachers, z, y, fit, delta, reps: int) -> dict:
             uniform(STEPS), y),
     }  # fmt: skip
     load_before = _load()
-    times = _median_times(fns, reps)
+    times = interleaved_medians(fns, reps)
     fd = {k: image_metrics(f().clamp(-1, 1), "digits", cond=y)["fd"] for k, f in fns.items()}
-    return {"cpu_s": {k: v[0] for k, v in times.items()},
-            "wall_s": {k: v[1] for k, v in times.items()}, "fd": fd,
+    return {"cpu_s": {k: v.cpu for k, v in times.items()},
+            "wall_s": {k: v.wall for k, v in times.items()}, "fd": fd,
             "load": f"{load_before} → {_load()}"}  # fmt: skip
 
 

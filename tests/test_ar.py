@@ -140,6 +140,16 @@ def test_centred_multiscale_starts_from_the_running_mean_latent():
         ar.Tokenizer(1, 8, centered=True)
 
 
+def test_centred_multiscale_with_a_gradient_codebook_keeps_the_running_mean():
+    g = torch.Generator().manual_seed(6)
+    batches = [torch.randn(4, 2, 4, 4, generator=g) + k for k in range(3)]
+    q = ar.MultiScaleQuantizer(16, 2, (1, 2, 4), 4, centered=True)  # ema_decay 0
+    for f in batches:
+        q(f)
+    expected = torch.stack([f.mean((0, 2, 3)) for f in batches]).mean(0)
+    assert torch.allclose(q.offset, expected, atol=1e-6)
+
+
 def test_tokenizer_round_trip_shapes_and_bad_input():
     tok = ar.Tokenizer(1, 8, num_codes=16, latent_dim=4, width=8).eval()
     x = torch.rand(3, 1, 8, 8) * 2 - 1

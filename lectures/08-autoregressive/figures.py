@@ -12,8 +12,6 @@ Run: ``python -m visgen.course.slides --only 08 --figures always`` (or ``python 
 
 from __future__ import annotations
 
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -38,6 +36,7 @@ from visgen.course.figurebook import FigureBook, num
 from visgen.data import get_dataset
 from visgen.metrics import data_floor, image_metrics
 from visgen.nn.attention import group_mask
+from visgen.timing import interleaved_medians
 from visgen.train import asset
 
 book = FigureBook(__file__)
@@ -165,16 +164,10 @@ def samples(results):
     floor = data_floor("digits", n=N)
     results["floor_fd"] = num(floor["fd"], 3)
     results["n"] = str(N)
+    samplers = {name: sampler(name, **options) for name, (_, options) in GENERATORS.items()}
     rows = []
-    for name, (label, options) in GENERATORS.items():
-        # CPU seconds of the one thread (wall-clock would time the machine's other jobs), the
-        # median of three runs with the models loaded once
-        sample = sampler(name, **options)
-        times = []
-        for _ in range(3):
-            start = time.process_time()
-            x, stats = sample(cond, torch.Generator().manual_seed(0))
-            times.append(time.process_time() - start)
+    for name, sample in samplers.items():
+        x, stats = sample(cond, torch.Generator().manual_seed(0))
         m = image_metrics(x, "digits", cond=cond)
         key = name.replace("_", "")
         results[f"{key}_fd"] = num(m["fd"], 3)
@@ -182,21 +175,23 @@ def samples(results):
         results[f"{key}_agree"] = num(m["agreement"], 2)
         results[f"{key}_passes"] = str(stats.passes)
         results[f"{key}_evals"] = num(stats.token_evals / N, 3)
-        results[f"{key}_s"] = num(float(np.median(times)), 2)
-        rows.append((label, x[:10]))
-    results["speedup"] = num(float(results["raster_s"]) / float(results["var_s"]), 2)
-    # one sample per call: each pass is short, so the count of sequential passes decides;
-    # 50 rounds interleaved over the generators (one busy moment moves a millisecond call)
-    latency = {name: [] for name in ("raster", "var", "switti")}
-    small = {name: sampler(name) for name in latency}
-    for r in range(50):
-        for name, sample in small.items():
-            start = time.process_time()
-            sample(cond[:1], torch.Generator().manual_seed(r))
-            latency[name].append(time.process_time() - start)
+        rows.append((GENERATORS[name][0], x[:10]))
+
+    def job(sample, c):
+        return lambda: sample(c, torch.Generator().manual_seed(0))
+
+    # CPU seconds of the one thread (wall-clock would time the machine's other jobs), medians
+    # of rounds interleaved over the generators: all N samples per call (3 rounds), and one
+    # sample per call (50 rounds: each pass is short, so the count of sequential passes decides)
+    full = interleaved_medians({n: job(s, cond) for n, s in samplers.items()}, 3)
+    for name, timing in full.items():
+        results[f"{name.replace('_', '')}_s"] = num(timing.cpu, 2)
+    results["speedup"] = num(full["raster"].cpu / full["var"].cpu, 2)
+    latency = interleaved_medians(
+        {n: job(samplers[n], cond[:1]) for n in ("raster", "var", "switti")}, 50
+    )
     for name in ("var", "switti"):
-        ratio = np.median(latency["raster"]) / np.median(latency[name])
-        results[f"{name}_latency_speedup"] = num(float(ratio), 2)
+        results[f"{name}_latency_speedup"] = num(latency["raster"].cpu / latency[name].cpu, 2)
     results["cfgoff_saved"] = (
         f"{1 - float(results['switticfgoff_evals']) / float(results['switti_evals']):.0%}"
     )

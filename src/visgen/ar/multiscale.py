@@ -102,14 +102,15 @@ class MultiScaleQuantizer(nn.Module):
 
     @torch.no_grad()
     def _track_offset(self, f: torch.Tensor) -> None:
-        """μ ← EMA of the batch's mean latent per channel (set on the first step)."""
+        """μ ← the codebook's EMA of the batch's mean latent per channel, set on the first step;
+        a codebook learned by gradients (``ema_decay`` 0) keeps the running mean of the batches."""
         if not (self.training and self.centered):
             return
-        mean = f.mean((0, 2, 3))
-        if int(self.vq.steps) == 0:
+        mean, steps = f.mean((0, 2, 3)), int(self.vq.steps)
+        if steps == 0:
             self.offset.copy_(mean)
         else:
-            self.offset.lerp_(mean, 1 - self.vq.ema_decay if self.vq.ema_decay else 0.01)
+            self.offset.lerp_(mean, 1 - self.vq.ema_decay if self.vq.ema_decay else 1 / (steps + 1))
 
     @property
     def tokens_per_scale(self) -> list[int]:
