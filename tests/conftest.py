@@ -1,6 +1,8 @@
 import importlib
 import os
+import random
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -11,6 +13,15 @@ settings.load_profile("visgen")
 
 os.environ.setdefault("VISGEN_FAST", "1")
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _same_global_rng_in_every_test():
+    """Seed the global generators before each test: a model built without a generator (its
+    init draws from the global RNG) is the same whichever tests ran before on the worker."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture
