@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
@@ -42,7 +40,7 @@ from visgen.ar.generators import SETTINGS, sampler
 from visgen.ar.training import tokenizer
 from visgen.data import get_dataset
 from visgen.metrics import data_floor, image_metrics
-from visgen.timing import interleaved_medians
+from visgen.timing import interleaved_medians, machine
 
 RUNS = {
     "raster": {},
@@ -85,15 +83,6 @@ def _tokenizers() -> list[dict]:
                 float((tok.decode(f) - test).pow(2).mean()) for f in cumulative
             ]
     return rows
-
-
-def _cpu() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line]
-    return f"{names[0]} ({len(names)} logical CPUs)" if names else platform.machine()
 
 
 def main(argv=None) -> dict:
@@ -142,7 +131,7 @@ def main(argv=None) -> dict:
              for name in ("vq_digits", "msvq_digits")}  # fmt: skip
     out = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": _cpu(),
+        "machine": machine(),
         "load": os.getloadavg(),
         "fast": is_fast(),
         "n": args.n,

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 import warnings
 
@@ -59,25 +58,10 @@ from visgen.fewstep import get_task
 from visgen.metrics import image_metrics
 from visgen.param import Denoiser
 from visgen.sampling import sample_euler, uniform
-from visgen.timing import interleaved_medians
+from visgen.timing import interleaved_medians, load_average, machine
 from visgen.train import asset
 
 STEPS = REFERENCE_STEPS
-
-
-def _load() -> str:
-    return " / ".join(f"{v:.1f}" for v in os.getloadavg())
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _teachers() -> dict:
@@ -165,7 +149,7 @@ def int8_ratio(dit, z, y, reps: int) -> dict:
             dynamic = None
         if dynamic is not None:
             fns["quantize_dynamic"] = lambda: [d(x) for d, (_, _, x) in zip(dynamic, layers)]
-        load_before = _load()
+        load_before = load_average()
         layer_times = interleaved_medians(fns, reps)
     int8_model = Denoiser(int8_linears(model), dit.schedule, dit.prediction)
     samplers = {"fp32": lambda: sample_euler(dit, z, uniform(STEPS), y),
@@ -180,7 +164,7 @@ def int8_ratio(dit, z, y, reps: int) -> dict:
         "sampler_cpu_s": {k: v.cpu for k, v in sampler_times.items()},
         "sampler_wall_s": {k: v.wall for k, v in sampler_times.items()},
         "fd": fd,
-        "load": f"{load_before} → {_load()}",
+        "load": f"{load_before} → {load_average()}",
     }
 
 
@@ -198,12 +182,12 @@ def caching_ratio(teachers, z, y, fit, delta, reps: int) -> dict:
             teacache(dit, steps=STEPS, threshold=delta, coefficients=fit.coefficients), z,
             uniform(STEPS), y),
     }  # fmt: skip
-    load_before = _load()
+    load_before = load_average()
     times = interleaved_medians(fns, reps)
     fd = {k: image_metrics(f().clamp(-1, 1), "digits", cond=y)["fd"] for k, f in fns.items()}
     return {"cpu_s": {k: v.cpu for k, v in times.items()},
             "wall_s": {k: v.wall for k, v in times.items()}, "fd": fd,
-            "load": f"{load_before} → {_load()}"}  # fmt: skip
+            "load": f"{load_before} → {load_average()}"}  # fmt: skip
 
 
 def markdown(rows, int8, caching, floor) -> str:
@@ -272,11 +256,11 @@ def main(argv=None) -> None:
         None if args.skip_ratios else caching_ratio(teachers, zt, yt, fit, 2 * delta, args.reps)
     )
     floor = helpers.digits_floor_row()
-    print(f"\n{time.strftime('%Y-%m-%d')}, {_cpu_model()}, torch {torch.__version__}, 1 thread, "
+    print(f"\n{time.strftime('%Y-%m-%d')}, {machine()}, torch {torch.__version__}, 1 thread, "
           f"{len(y)} samples, TeaCache fit R² {fit.r2:.2f}, matched δ {delta:.3g} "
           f"({matched.teacache_computed} / {matched.uniform_computed} calls; PSNR vs uniform "
           f"N = 2 on the timing batch {matched.teacache_psnr:.2f} vs {matched.uniform_psnr:.2f} dB), "
-          f"total {time.perf_counter() - start:.0f} s, load {_load()}\n")  # fmt: skip
+          f"total {time.perf_counter() - start:.0f} s, load {load_average()}\n")  # fmt: skip
     print(markdown(rows, int8, caching, floor))
     if args.json:
         tmp = f"{args.json}.tmp"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 from visgen.course.build import homework_notebook
 from visgen.course.homework import list_homeworks, load_homework, repo_root
 from visgen.course.notebook import write_notebook
+from visgen.timing import machine
 
 ROOT = repo_root()
 
@@ -94,12 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{best['new'][2]['max_score']:g}",
                 flush=True,
             )
-    model = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    print(f"\nbaseline {commit[:12]} ({args.baseline}); {model}; load {os.getloadavg()[0]:.1f}")
+    print(f"\nbaseline {commit[:12]} ({args.baseline}); {machine()}; load {os.getloadavg()[0]:.1f}")
     print(
         "\n| homework | old grader CPU s (score) | sandboxed CPU s (score) | ratio | wall old → new s |"
     )

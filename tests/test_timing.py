@@ -1,11 +1,12 @@
 """visgen.timing: jobs interleaved round by round, each job's median."""
 
+import os
 from types import SimpleNamespace
 
 import pytest
 
 import visgen.timing
-from visgen.timing import Timing, interleaved_medians
+from visgen.timing import Timing, interleaved_medians, load_average, machine
 
 
 def test_rounds_interleave_the_jobs_and_each_job_gets_its_median():
@@ -36,3 +37,8 @@ def test_bad_rounds_are_named(rounds):
 def test_no_jobs_is_an_error():
     with pytest.raises(ValueError, match="jobs"):
         interleaved_medians({}, 3)
+
+
+def test_the_machine_and_its_load_are_described():
+    assert machine().endswith(f"({os.cpu_count()} logical CPUs)")
+    assert len(load_average().split(" / ")) == 3

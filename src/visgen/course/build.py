@@ -22,7 +22,6 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from visgen.course.homework import (
     repo_root,
 )
 from visgen.course.notebook import build_notebook, read_source, write_notebook
+from visgen.timing import machine
 
 __all__ = [
     "execute_notebook",
@@ -224,16 +224,6 @@ def execute_notebook(
     return nb
 
 
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} CPU cores ({model})"
-
-
 def measure(hw: Homework, mode: str) -> float:
     """Run the solution notebook in ``mode`` (full|fast); record the time in runtime.json."""
     nb = homework_notebook(hw, starter=False)
@@ -253,7 +243,7 @@ def measure(hw: Homework, mode: str) -> float:
     runtime[mode] = {
         "seconds": round(seconds, 1),
         "date": datetime.date.today().isoformat(),
-        "machine": _machine(),
+        "machine": machine(),
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "command": f"python -m visgen.course.build --measure {mode} {hw.name}",
     }
