@@ -18,7 +18,6 @@ import functools
 import math
 import os
 import statistics
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -66,6 +65,7 @@ from visgen.metrics import psnr
 from visgen.param import Denoiser
 from visgen.sampling import sample_euler, uniform
 from visgen.sampling.guidance import classifier_free_guidance
+from visgen.timing import interleaved_medians
 from visgen.train import asset
 
 book = FigureBook(__file__)
@@ -489,20 +489,14 @@ def int8_speed(results):
     b = torch.randint(-127, 128, (256, 1024), dtype=torch.int8)
     af, bf = a.float(), b.float()
     raw = {"fp32 matmul": lambda: af @ bf, "_int_mm": lambda: torch._int_mm(a, b)}
-    times = {k: [] for k in [*paths, *raw]}
+
+    def layers_of(path):
+        return lambda: [fn(x) for fn, x in path]
+
     load = os.getloadavg()[0]
     with torch.no_grad():
-        for _ in range(7):
-            for k, layers in paths.items():
-                start = time.thread_time()
-                for fn, x in layers:
-                    fn(x)
-                times[k].append(time.thread_time() - start)
-            for k, fn in raw.items():
-                start = time.thread_time()
-                fn()
-                times[k].append(time.thread_time() - start)
-    med = {k: statistics.median(v) for k, v in times.items()}
+        timing = interleaved_medians({**{k: layers_of(v) for k, v in paths.items()}, **raw}, 7)
+    med = {k: t.cpu for k, t in timing.items()}
     results["int8_speedup"] = num(med["fp32"] / med["Int8Linear"], 2)
     results["naive_speedup"] = num(med["fp32"] / med["naive W8A8"], 2)
     results["intmm_speedup"] = num(med["fp32 matmul"] / med["_int_mm"], 2)
