@@ -51,8 +51,11 @@ __all__ = [
     "UniformCacheConfig",
     "calibrate_teacache",
     "compare_at_matched_skips",
+    "ScheduledCacheConfig",
     "modulated_input",
+    "perfect_indicator_schedule",
     "relative_l1",
+    "scheduled_cache",
     "teacache",
     "threshold_for_skips",
     "uniform_cache",
@@ -121,6 +124,21 @@ class UniformCacheConfig:
         check_positive(self.interval, "interval", integer=True)
 
 
+@dataclass(frozen=True)
+class ScheduledCacheConfig:
+    """``computed[i]``: whether call i runs the blocks (``steps`` = its length; the first and
+    last calls run them whatever it says)."""
+
+    computed: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "computed", tuple(bool(c) for c in self.computed))
+
+    @property
+    def steps(self) -> int:
+        return len(self.computed)
+
+
 class _ResidualCacheHook(CacheHook):
     """Skip every block and add the stored residual when :meth:`skip` says so."""
 
@@ -177,6 +195,11 @@ class UniformCacheHook(_ResidualCacheHook):
         return state.step % self.config.interval != 0
 
 
+class ScheduledCacheHook(_ResidualCacheHook):
+    def skip(self, model, h, c, state) -> bool:
+        return not self.config.computed[state.step]
+
+
 def teacache(
     den, *, steps: int, threshold: float, coefficients, indicator: str = "modulated_input"
 ) -> CachedDenoiser:
@@ -191,6 +214,45 @@ def uniform_cache(den, *, steps: int, interval: int) -> CachedDenoiser:
     """``den`` with the block stack's residual reused between refreshes every ``interval``
     calls (and the last): TeaCache's mechanism on a fixed schedule."""
     return CachedDenoiser(den, UniformCacheHook(UniformCacheConfig(steps, interval)))
+
+
+def scheduled_cache(den, *, computed) -> CachedDenoiser:
+    """``den`` with the residual cache on a given schedule: call i runs the blocks iff
+    ``computed[i]`` (and the first and last calls always)."""
+    return CachedDenoiser(den, ScheduledCacheHook(ScheduledCacheConfig(tuple(computed))))
+
+
+def _accumulate(changes, threshold: float) -> tuple:
+    """TeaCache's rule on known per-call changes (``changes[i]`` between calls i and i + 1):
+    which of the len(changes) + 1 calls run the blocks."""
+    computed, total = [True], 0.0
+    for i, change in enumerate(changes, start=1):
+        total += change
+        run = total >= threshold or i == len(changes)
+        computed.append(run)
+        if run:
+            total = 0.0
+    return tuple(computed)
+
+
+def perfect_indicator_schedule(changes, computed: int) -> tuple:
+    """TeaCache's schedule had its rescaled indicator been exact (R² = 1): accumulate the
+    uncached trajectory's own output changes (``changes[i]``, relative L1 between calls i and
+    i + 1, as :func:`calibrate_teacache` measures them) and run the blocks when the sum
+    reaches δ, with the smallest δ that runs them on at most ``computed`` calls (exact: the
+    candidate δ are the partial sums). It separates the two ways TeaCache can fall short:
+    the polynomial's misfit (TeaCache vs this schedule) and the rule itself (this schedule vs
+    the uniform one)."""
+    changes = [float(c) for c in changes]
+    check_positive(computed, "computed", integer=True)
+    if computed < 2:
+        raise ValueError(f"computed must be >= 2 (the first and last calls run), got {computed}")
+    sums = {sum(changes[i:j]) for i in range(len(changes)) for j in range(i + 1, len(changes) + 1)}
+    for threshold in sorted(sums):
+        schedule = _accumulate(changes, threshold)
+        if sum(schedule) <= computed:
+            return schedule
+    return _accumulate(changes, float("inf"))
 
 
 @dataclass
