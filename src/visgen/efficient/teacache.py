@@ -17,10 +17,14 @@ the condition alone (the official Wan2.1 variant, "e0").
 
 An adaptive schedule gains most where the steps differ. Against the uniform cache at the same
 26 of 50 full calls (:func:`compare_at_matched_skips`) on the full-budget digits DiT, 256
-digits, 3 noise × 2 calibration seeds (``benchmarks/teacache_matched.py``, BENCHMARKS.md): on SD3's shifted grid,
-as flow models are sampled, +5.4 to +6.2 dB; on a uniform grid every step moves the output
-about equally, TeaCache's schedule comes out nearly uniform and the gain, +0.5 to +1.7 dB
-(mean +1.35), depends on which few calls the matched threshold moves.
+digits, 3 noise × 2 calibration seeds (``benchmarks/teacache_matched.py``, BENCHMARKS.md): on
+the teacher's own sampler grid (50 uniform Euler steps — TeaCache, too, was evaluated with each
+generator's default sampler) every step moves the output about equally, TeaCache's schedule
+comes out nearly uniform and the gain, +0.5 to +1.7 dB (mean +1.35), depends on which few
+calls the matched threshold moves; with a perfect indicator (R² = 1,
+:func:`perfect_indicator_schedule`) the rule gains even less there (−0.5 to +0.9 dB), so the
+polynomial's R² (0.65) is not the limit. On SD3's shifted grid, as SD3 / FLUX-style flow
+models are sampled, +5.4 to +6.5 dB.
 
 * :func:`calibrate_teacache`: plain sampling runs give pairs (r_t, output change) at every
   step; ``np.polyfit(·, ·, 4)`` (the official answer to "coefficients for a new model",
@@ -28,7 +32,8 @@ about equally, TeaCache's schedule comes out nearly uniform and the gain, +0.5 t
   so δ = 0 never skips and is bit-identical to the plain DiT.
 * :func:`uniform_cache`: the same residual reuse on a fixed schedule (every N-th call and the
   last), the baseline an adaptive policy must beat at an equal skip rate;
-  :func:`compare_at_matched_skips` is the course's one way of making that comparison.
+  :func:`compare_at_matched_skips` is the course's one way of making that comparison;
+  :func:`scheduled_cache` runs any given schedule.
 """
 
 from __future__ import annotations

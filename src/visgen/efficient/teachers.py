@@ -50,7 +50,7 @@ def dit_recipe() -> dict:
 def video_p2_recipe() -> dict:
     """The ``video_teacher_p2`` spec: ``video_teacher``'s recipe with ``patch_size`` 2."""
     spec = video_assets.recipe("teacher")
-    return {**spec, "model": video_assets.architecture(patch_size=2)}
+    return {**spec, "model": {**video_assets.architecture(), "patch_size": 2}}
 
 
 register_asset("fm_digits_dit", dit_recipe)

@@ -31,14 +31,14 @@ SEEDS = (0, 1, 2)
 KINDS = ("teacher", "teacher_factorised", "tf", "df", "sf", "causvid")
 
 
-def architecture(chunk: int = 0, attention: str = "full", patch_size: int = 8) -> dict:
-    """The model config: 16×16 frames cut into 4 patches of 8×8 (``patch_size``), width 48,
-    3 blocks (4 for factorised attention, so spatial and temporal blocks alternate twice)."""
+def architecture(chunk: int = 0, attention: str = "full") -> dict:
+    """The model config: 16×16 frames cut into 4 patches of 8×8, width 48, 3 blocks (4 for
+    factorised attention, so spatial and temporal blocks alternate twice)."""
     return {
         "name": "video_dit",
         "channels": 1,
         "size": 16,
-        "patch_size": patch_size,
+        "patch_size": 8,
         "dim": 48,
         "depth": 4 if attention == "factorised" else 3,
         "heads": 4,
