@@ -12,7 +12,11 @@ reference sampler and SD3's shifted grid, shift 3) × calibration seed × sample
   the same number of full calls on that batch — :func:`visgen.efficient.compare_at_matched_skips`, the one matching rule of
   the course (deck 10, tour chapter L10, the tests and this script);
 * report the gain (TeaCache PSNR − uniform PSNR, dB) per cell and its mean, min and max per
-  grid.
+  grid;
+* beside it, the gain of TeaCache's rule with a *perfect* indicator (R² = 1): the schedule
+  that accumulates the uncached trajectory's own output changes, at the same number of full
+  calls (:func:`visgen.efficient.perfect_indicator_schedule`) — whether a better calibration
+  polynomial would help, or the rule itself is what falls short on that grid.
 
     python benchmarks/teacache_matched.py                                  # BENCHMARKS.md
     python benchmarks/teacache_matched.py --samples 64 --grids uniform --noise-seeds 1 2 3 4
@@ -33,8 +37,15 @@ import torch
 
 from visgen import set_threads
 from visgen.data import get_dataset
-from visgen.efficient import calibrate_teacache, compare_at_matched_skips
+from visgen.efficient import (
+    calibrate_teacache,
+    compare_at_matched_skips,
+    perfect_indicator_schedule,
+    relative_l1,
+    scheduled_cache,
+)
 from visgen.efficient.frontier import REFERENCE_STEPS
+from visgen.metrics import psnr
 from visgen.sampling import grids, sample_euler, uniform
 from visgen.train import asset
 
@@ -83,31 +94,50 @@ def main(argv=None) -> None:
         }  # fmt: skip
         for nseed in args.noise_seeds:
             z = torch.randn(len(labels), 1, 8, 8, generator=torch.Generator().manual_seed(nseed))
-            plain = sample_euler(dit, z, ts, labels)
+            outputs = []
+            plain = sample_euler(dit, z, ts, labels,
+                                 callback=lambda i, t, x, pred, o=outputs: o.append(pred.raw))  # fmt: skip
+            changes = [relative_l1(b, a) for a, b in zip(outputs, outputs[1:])]
+            perfect = None
             for cseed, fit in fits.items():
                 m = compare_at_matched_skips(dit, fit.coefficients, z, labels, sample_euler, ts,
                                              plain=plain)  # fmt: skip
+                if perfect is None:
+                    schedule = perfect_indicator_schedule(changes, m.uniform_computed)
+                    x = sample_euler(scheduled_cache(dit, computed=schedule), z, ts, labels)
+                    perfect = (
+                        float(psnr(x, plain).mean()) - m.uniform_psnr,
+                        "".join("x" if c else "." for c in schedule),
+                    )
                 cell = {"grid": grid, "calibration seed": cseed, "noise seed": nseed,
                         "fit R²": fit.r2, "threshold": m.threshold,
                         "computed (uniform / TeaCache)": f"{m.uniform_computed} / "
                         f"{m.teacache_computed}",
                         "uniform PSNR": m.uniform_psnr, "TeaCache PSNR": m.teacache_psnr,
-                        "gain (dB)": m.gain, "TeaCache schedule": m.schedule}  # fmt: skip
+                        "gain (dB)": m.gain, "TeaCache schedule": m.schedule,
+                        "perfect-indicator gain (dB)": perfect[0],
+                        "perfect-indicator schedule": perfect[1]}  # fmt: skip
                 cells.append(cell)
                 print(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                  for k, v in cell.items()), flush=True)  # fmt: skip
     print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {len(labels)} {args.labels} labels, "
           f"{args.calibration_runs} calibration runs of 16, {time.process_time() - start_cpu:.0f} "
           f"CPU s, {time.perf_counter() - start_wall:.0f} s wall, load {load} → {_load()}\n")  # fmt: skip
-    print("| grid | cell (calibration seed, noise seed): gain dB | mean | min | max |")
-    print("|---|---|---|---|---|")
+    print(
+        "| grid | cell (calibration seed, noise seed): gain dB | mean | min | max | "
+        "perfect indicator: mean [min–max] | fit R² |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for grid in args.grids:
         gains = [c for c in cells if c["grid"] == grid]
         values = [c["gain (dB)"] for c in gains]
         per_cell = ", ".join(f"({c['calibration seed']}, {c['noise seed']}): "
                              f"{c['gain (dB)']:+.2f}" for c in gains)  # fmt: skip
+        ideal = [c["perfect-indicator gain (dB)"] for c in gains]
+        r2 = sorted({round(c["fit R²"], 2) for c in gains})
         print(f"| {grid} | {per_cell} | {statistics.mean(values):+.2f} | {min(values):+.2f} | "
-              f"{max(values):+.2f} |")  # fmt: skip
+              f"{max(values):+.2f} | {statistics.mean(ideal):+.2f} [{min(ideal):+.2f}–"
+              f"{max(ideal):+.2f}] | {', '.join(map(str, r2))} |")  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
             json.dump(cells, f, indent=1)

@@ -20,6 +20,8 @@ from visgen.efficient import (
     flop_table,
     fora,
     pab,
+    perfect_indicator_schedule,
+    scheduled_cache,
     teacache,
     uniform_cache,
 )
@@ -245,3 +247,28 @@ def test_compare_at_matched_skips_is_one_consistent_comparison(dit):
         float(psnr(m.samples["teacache"], m.samples["plain"]).mean())
     )
     assert m.gain == m.teacache_psnr - m.uniform_psnr
+
+
+def test_scheduled_cache_is_the_uniform_cache_on_its_schedule(dit):
+    z, y = _inputs()
+    ts = uniform(STEPS)
+    every_second = [i % 2 == 0 for i in range(STEPS)]
+    on_schedule = scheduled_cache(dit, computed=every_second)
+    out = sample_euler(on_schedule, z, ts, y)
+    assert torch.equal(out, sample_euler(uniform_cache(dit, steps=STEPS, interval=2), z, ts, y))
+    assert on_schedule.stats["computed"] == 7  # the last call always runs: 6 + 1
+    always = scheduled_cache(dit, computed=[True] * STEPS)
+    assert torch.equal(sample_euler(always, z, ts, y), sample_euler(dit, z, ts, y))
+
+
+def test_perfect_indicator_schedule_is_teacaches_rule_at_the_smallest_threshold():
+    # equal changes: the rule is the uniform schedule; 7 of 12 calls → every 2nd and the last
+    assert perfect_indicator_schedule([1.0] * 11, 7) == tuple(i % 2 == 0 or i == 11
+                                                              for i in range(12))  # fmt: skip
+    # one large change: the calls crowd where the output moves
+    changes = [5.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    schedule = perfect_indicator_schedule(changes, 4)
+    assert schedule == (True, True, False, False, True, False, True)
+    assert sum(schedule) <= 4 and schedule[0] and schedule[-1]
+    with pytest.raises(ValueError, match="computed"):
+        perfect_indicator_schedule(changes, 1)

@@ -24,6 +24,7 @@ from visgen.efficient import (
     sliding_tile_mask,
     spatial_mask,
     temporal_mask,
+    topk_mask,
     video_attention_inputs,
     video_heads_problem,
 )
@@ -122,3 +123,20 @@ def test_video_dit_profiling_reads_every_full_attention_block():
         assert r["density"] == 1 / 4  # 4 frames of 4 tokens: spatial and temporal both 1/4
     with pytest.raises(TypeError, match="video DiT"):
         video_attention_inputs(DiT(1, 8, patch_size=2, dim=16, depth=1, heads=2), x, t)
+
+
+def test_topk_oracle_keeps_the_most_attention_mass():
+    q, k, v = video_heads_problem(
+        F, H, W, sharpness=1.0, generator=torch.Generator().manual_seed(3)
+    )
+    weights = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, -1)
+    oracle = topk_mask(q, k, 1 / F)  # as many keys per query as the spatial mask keeps
+    assert oracle.shape == weights.shape and (oracle.sum(-1) == N // F).all()
+    assert density(oracle) == density(spatial_mask(F, H, W))
+    kept = (weights * oracle).sum(-1)
+    for mask in (spatial_mask(F, H, W), sliding_tile_mask(F, H, W, (4, 2, 2), (1, 1, 1))):
+        assert (mask.sum(-1) == N // F).all()  # same count per query: the oracle keeps more
+        assert (kept >= (weights * mask).sum(-1) - 1e-6).all()
+    assert torch.equal(topk_mask(q, k, 1.0), torch.ones_like(oracle))
+    with pytest.raises(ValueError, match="density"):
+        topk_mask(q, k, 0.0)

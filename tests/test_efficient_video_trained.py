@@ -9,6 +9,10 @@ full-budget teachers with 64 clips in brackets):
   relative error in the attention output at t = 0.9, 0.5, 0.1 — issue 19's ≤ 5 % is met only by
   the synthetic heads of ``test_efficient_sparse.py``: this model's heads are not spatial or
   temporal. Bar: ≥ 10 % at every step and block.
+* Sparse VideoGen on ``video_teacher_p2`` (the same teacher with patches of 2: 64 tokens per
+  frame, 512 per clip): the rows stay nearly uniform, the best mask of ≤ 30 % density
+  (profiled, sliding tiles 2×2×2 / 3×3×3, or the per-query top-30 % oracle) leaves ≥ 8 %
+  error (full budget ≥ 6.4 %); bars in the test.
 * PAB on ``video_teacher_factorised``: between consecutive steps the spatial attention output
   changes most, then temporal, cross-attention least (the pyramid's premise; mean change about
   13 / 9 / 5 %, full 9 / 5 / 2 %), falling over the trajectory rather than U-shaped. The
@@ -23,7 +27,7 @@ import pytest
 import torch
 
 from visgen.data import tokenize_captions
-from visgen.efficient import pab, profile_video_dit
+from visgen.efficient import density, pab, profile_video_dit, sliding_tile_mask
 from visgen.metrics import psnr
 from visgen.sampling import sample_euler, uniform
 from visgen.train import asset
@@ -99,3 +103,34 @@ def test_pab_premise_and_pyramid_on_the_trained_factorised_teacher(factorised, b
     assert p_pyramid >= 36.0, results  # measured 40.5–41.4 dB (full budget 38.4–39.4)
     # mean over seeds 0–2: +1.1 dB here (40.9 vs 39.8), −0.4 dB at full budget: no reliable edge
     assert abs(p_pyramid - p_four) <= 2.0, results
+
+
+def test_sparse_masks_on_the_512_token_video_teacher():
+    """Sparse VideoGen where the premise has room: 8 frames × 64 tokens (``video_teacher_p2``).
+    The heads stay dense — nearly uniform rows — so no mask of ≤ 30 % density reaches 5 %."""
+    model = asset("video_teacher_p2", progress=False).model.eval()
+    clips = eval_clips(4, frames=assets.TRAIN_FRAMES)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(4, assets.TRAIN_FRAMES, 1, 16, 16, generator=g)
+    cond = tokenize_captions(clips.captions)
+    states = {}
+
+    def record(i, t, x, pred):
+        if i == 25:
+            states[i] = (x.clone(), pred.t)
+
+    sample_euler(video_denoiser(model), noise, uniform(STEPS), cond, callback=record)
+    (x, t), side = states[25], model.cfg.size // model.cfg.patch_size
+    tiles = sliding_tile_mask(assets.TRAIN_FRAMES, side, side, (2, 2, 2), (3, 3, 3))
+    assert density(tiles) <= 0.3
+    profiled = profile_video_dit(model, x, t, cond, queries=64, generator=g)
+    tiled = profile_video_dit(model, x, t, cond, masks={"tiles": tiles})
+    for r, s in zip(profiled, tiled, strict=True):
+        assert r["density"] <= 0.3
+        # measured over noise seeds 0–2 (FAST, 4 clips, t = 0.5; full budget, 16 clips, in
+        # brackets): row entropy 0.92–0.97 of log N (0.89–0.94); the top 30 % of keys per query
+        # keep 47–64 % of the mass (58–67 %); the least error of the profiled masks, the
+        # sliding tiles and that oracle is 8.4 % (6.4 %): issue 19's ≤ 5 % is not reached
+        assert r["entropy"] >= 0.85, r
+        assert r["mass_oracle"] <= 0.75, r
+        assert min(r["error"], s["error"], r["error_oracle"]) >= 0.05, (r, s)

@@ -17,6 +17,11 @@ the masked pairs costs that fraction (counted by :func:`masked_flops`).
   transformation).
 * **Block sparsity** (:func:`block_mask`, :func:`block_density`): a kernel works on tiles of
   b × b query–key pairs and skips a tile only if the whole tile is masked.
+* **The oracle** (:func:`topk_mask`): per query the keys of largest attention weight, as many
+  as a mask of the given density keeps on average. It needs the full score matrix (it saves
+  nothing) and keeps the most attention **mass** any mask with that many keys per query can
+  keep — a strict bound on mass, not on the output error: where the rows are nearly uniform
+  a mask that spreads its keys evenly can average the values better than the top keys do.
 * **Sliding-tile attention** (Zhang et al. 2025, arXiv 2502.04507, §3): tokens are grouped
   into 3-D tiles of (t_f, t_h, t_w) tokens, and a query tile attends to every key tile within
   a 3-D window of tiles around it — sliding-window attention at tile granularity, so every
@@ -31,6 +36,7 @@ same-frame (window 1) spatial mask as per-frame attention.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +44,7 @@ import torch.nn.functional as F
 from visgen._checks import check_positive, check_tensor
 from visgen.efficient.flops import attention_flops
 from visgen.efficient.pab import _attribute
+from visgen.efficient.quant import relative_error
 
 __all__ = [
     "block_density",
@@ -52,6 +59,7 @@ __all__ = [
     "sliding_tile_mask",
     "spatial_mask",
     "temporal_mask",
+    "topk_mask",
     "video_attention_inputs",
     "video_heads_problem",
     "video_positions",
@@ -140,14 +148,26 @@ def block_density(mask: torch.Tensor, block: int) -> float:
     return density(block_mask(mask, block))
 
 
+def topk_mask(q: torch.Tensor, k: torch.Tensor, density: float) -> torch.Tensor:
+    """The oracle mask: for every query of (B, heads, N, d) heads the ⌈density·N⌉ keys of
+    largest score q·k (= largest attention weight). (B, heads, N, N) boolean."""
+    check_tensor(q, "q", min_dim=3)
+    if not 0 < density <= 1:
+        raise ValueError(f"density must be in (0, 1], got {density!r}")
+    scores = q @ k.transpose(-1, -2)
+    keep = scores.topk(math.ceil(density * scores.shape[-1]), -1).indices
+    return torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, keep, True)
+
+
 def masked_flops(mask: torch.Tensor, head_dim: int, batch: int = 1) -> int:
     """Attention FLOPs of the kept pairs (mask (…, N, N), summed over any head axis)."""
     return attention_flops(int(mask.sum()) * batch, head_dim)
 
 
 def masked_attention(q, k, v, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """softmax(Q Kᵀ/√d + log M) V for (B, heads, N, d) tensors; ``mask`` (N, N) or
-    (heads, N, N) boolean (True = keep). Every row must keep at least one key."""
+    """softmax(Q Kᵀ/√d + log M) V for (B, heads, N, d) tensors; ``mask`` (N, N),
+    (heads, N, N) or (B, heads, N, N) boolean (True = keep). Every row must keep at least
+    one key."""
     check_tensor(q, "q", min_dim=3)
     if mask is not None and not bool(mask.any(-1).all()):
         raise ValueError("mask leaves a query with no key")
@@ -248,18 +268,26 @@ def video_attention_inputs(model, x, t, cond=None) -> list[tuple]:
 
 
 @torch.no_grad()
-def profile_video_dit(model, x, t, cond=None, *, queries: int = 32, generator=None) -> list[dict]:
+def profile_video_dit(
+    model, x, t, cond=None, *, masks: dict | None = None, queries: int = 32,
+    oracle_density: float = 0.3, generator=None,
+) -> list[dict]:  # fmt: skip
     """Sparse VideoGen on a trained video DiT: for every full-attention block, profile each
-    head as spatial or temporal (same-frame or same-position mask, :func:`profile_heads`) on
-    this step's own queries and keys, and measure the block's attention output under the
-    chosen masks against full attention. Returns one dict per block: ``heads`` (the names),
-    ``density`` of the chosen masks, ``error`` (relative, all heads) and, for reference,
-    ``error_spatial`` / ``error_temporal`` with one mask for every head."""
+    head among the candidate ``masks`` (name → (N, N) boolean; default: ``spatial`` = the
+    same frame, ``temporal`` = the same position) with :func:`profile_heads` on this step's
+    own queries and keys, and measure the block's attention output under the chosen masks
+    against full attention. Returns one dict per block: ``heads`` (the names), ``density``
+    of the chosen masks, ``error`` (relative, all heads), ``error_<name>`` with one candidate
+    for every head, ``error_oracle`` and ``mass_oracle``: the error of :func:`topk_mask` at
+    ``oracle_density`` and the attention mass it keeps (mean over queries: no mask with that
+    many keys per query keeps more), and ``entropy``: the attention rows' mean entropy over
+    log N (1 = uniform over the clip)."""
     cfg = model.cfg
     side = cfg.size // cfg.patch_size
     frames = x.shape[1]
-    masks = {"spatial": spatial_mask(frames, side, side),
-             "temporal": temporal_mask(frames, side, side)}  # fmt: skip
+    if masks is None:
+        masks = {"spatial": spatial_mask(frames, side, side),
+                 "temporal": temporal_mask(frames, side, side)}  # fmt: skip
     rows = []
     for q, k, v in video_attention_inputs(model, x, t, cond):
         names, _ = profile_heads(q, k, v, masks, queries=queries, generator=generator)
@@ -267,10 +295,14 @@ def profile_video_dit(model, x, t, cond=None, *, queries: int = 32, generator=No
         exact = masked_attention(q, k, v)
 
         def error(mask, exact=exact, q=q, k=k, v=v):
-            out = masked_attention(q, k, v, mask)
-            return float((out - exact).norm() / exact.norm())
+            return relative_error(masked_attention(q, k, v, mask), exact)
 
+        weights = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, -1)
+        entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1).mean()
+        oracle = topk_mask(q, k, oracle_density)
         rows.append({"heads": names, "density": density(chosen), "error": error(chosen),
-                     "error_spatial": error(masks["spatial"]),
-                     "error_temporal": error(masks["temporal"])})  # fmt: skip
+                     **{f"error_{name}": error(mask) for name, mask in masks.items()},
+                     "error_oracle": error(oracle),
+                     "mass_oracle": float((weights * oracle).sum(-1).mean()),
+                     "entropy": float(entropy / math.log(q.shape[-2]))})  # fmt: skip
     return rows

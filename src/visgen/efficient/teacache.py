@@ -17,10 +17,14 @@ the condition alone (the official Wan2.1 variant, "e0").
 
 An adaptive schedule gains most where the steps differ. Against the uniform cache at the same
 26 of 50 full calls (:func:`compare_at_matched_skips`) on the full-budget digits DiT, 256
-digits, 3 noise × 2 calibration seeds (``benchmarks/teacache_matched.py``, BENCHMARKS.md): on SD3's shifted grid,
-as flow models are sampled, +5.4 to +6.2 dB; on a uniform grid every step moves the output
-about equally, TeaCache's schedule comes out nearly uniform and the gain, +0.5 to +1.7 dB
-(mean +1.35), depends on which few calls the matched threshold moves.
+digits, 3 noise × 2 calibration seeds (``benchmarks/teacache_matched.py``, BENCHMARKS.md): on
+the teacher's own sampler grid (50 uniform Euler steps — TeaCache, too, was evaluated with each
+generator's default sampler) every step moves the output about equally, TeaCache's schedule
+comes out nearly uniform and the gain, +0.5 to +1.7 dB (mean +1.35), depends on which few
+calls the matched threshold moves; with a perfect indicator (R² = 1,
+:func:`perfect_indicator_schedule`) the rule gains even less there (−0.5 to +0.9 dB), so the
+polynomial's R² (0.65) is not the limit. On SD3's shifted grid, as SD3 / FLUX-style flow
+models are sampled, +5.4 to +6.5 dB.
 
 * :func:`calibrate_teacache`: plain sampling runs give pairs (r_t, output change) at every
   step; ``np.polyfit(·, ·, 4)`` (the official answer to "coefficients for a new model",
@@ -28,7 +32,8 @@ about equally, TeaCache's schedule comes out nearly uniform and the gain, +0.5 t
   so δ = 0 never skips and is bit-identical to the plain DiT.
 * :func:`uniform_cache`: the same residual reuse on a fixed schedule (every N-th call and the
   last), the baseline an adaptive policy must beat at an equal skip rate;
-  :func:`compare_at_matched_skips` is the course's one way of making that comparison.
+  :func:`compare_at_matched_skips` is the course's one way of making that comparison;
+  :func:`scheduled_cache` runs any given schedule.
 """
 
 from __future__ import annotations
@@ -51,8 +56,11 @@ __all__ = [
     "UniformCacheConfig",
     "calibrate_teacache",
     "compare_at_matched_skips",
+    "ScheduledCacheConfig",
     "modulated_input",
+    "perfect_indicator_schedule",
     "relative_l1",
+    "scheduled_cache",
     "teacache",
     "threshold_for_skips",
     "uniform_cache",
@@ -121,6 +129,21 @@ class UniformCacheConfig:
         check_positive(self.interval, "interval", integer=True)
 
 
+@dataclass(frozen=True)
+class ScheduledCacheConfig:
+    """``computed[i]``: whether call i runs the blocks (``steps`` = its length; the first and
+    last calls run them whatever it says)."""
+
+    computed: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "computed", tuple(bool(c) for c in self.computed))
+
+    @property
+    def steps(self) -> int:
+        return len(self.computed)
+
+
 class _ResidualCacheHook(CacheHook):
     """Skip every block and add the stored residual when :meth:`skip` says so."""
 
@@ -177,6 +200,11 @@ class UniformCacheHook(_ResidualCacheHook):
         return state.step % self.config.interval != 0
 
 
+class ScheduledCacheHook(_ResidualCacheHook):
+    def skip(self, model, h, c, state) -> bool:
+        return not self.config.computed[state.step]
+
+
 def teacache(
     den, *, steps: int, threshold: float, coefficients, indicator: str = "modulated_input"
 ) -> CachedDenoiser:
@@ -191,6 +219,45 @@ def uniform_cache(den, *, steps: int, interval: int) -> CachedDenoiser:
     """``den`` with the block stack's residual reused between refreshes every ``interval``
     calls (and the last): TeaCache's mechanism on a fixed schedule."""
     return CachedDenoiser(den, UniformCacheHook(UniformCacheConfig(steps, interval)))
+
+
+def scheduled_cache(den, *, computed) -> CachedDenoiser:
+    """``den`` with the residual cache on a given schedule: call i runs the blocks iff
+    ``computed[i]`` (and the first and last calls always)."""
+    return CachedDenoiser(den, ScheduledCacheHook(ScheduledCacheConfig(tuple(computed))))
+
+
+def _accumulate(changes, threshold: float) -> tuple:
+    """TeaCache's rule on known per-call changes (``changes[i]`` between calls i and i + 1):
+    which of the len(changes) + 1 calls run the blocks."""
+    computed, total = [True], 0.0
+    for i, change in enumerate(changes, start=1):
+        total += change
+        run = total >= threshold or i == len(changes)
+        computed.append(run)
+        if run:
+            total = 0.0
+    return tuple(computed)
+
+
+def perfect_indicator_schedule(changes, computed: int) -> tuple:
+    """TeaCache's schedule had its rescaled indicator been exact (R² = 1): accumulate the
+    uncached trajectory's own output changes (``changes[i]``, relative L1 between calls i and
+    i + 1, as :func:`calibrate_teacache` measures them) and run the blocks when the sum
+    reaches δ, with the smallest δ that runs them on at most ``computed`` calls (exact: the
+    candidate δ are the partial sums). It separates the two ways TeaCache can fall short:
+    the polynomial's misfit (TeaCache vs this schedule) and the rule itself (this schedule vs
+    the uniform one)."""
+    changes = [float(c) for c in changes]
+    check_positive(computed, "computed", integer=True)
+    if computed < 2:
+        raise ValueError(f"computed must be >= 2 (the first and last calls run), got {computed}")
+    sums = {sum(changes[i:j]) for i in range(len(changes)) for j in range(i + 1, len(changes) + 1)}
+    for threshold in sorted(sums):
+        schedule = _accumulate(changes, threshold)
+        if sum(schedule) <= computed:
+            return schedule
+    return _accumulate(changes, float("inf"))
 
 
 @dataclass
