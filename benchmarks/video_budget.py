@@ -23,6 +23,8 @@ Variant models are cached under their own keys (``video_teacher_steps<n>`` etc. 
 registered here only), never over the registered assets.
 
     python benchmarks/video_budget.py --seed 0 --chunk 1     # BENCHMARKS.md
+    # the other seeds' rows (variants 1, 2, 3, 7), the registered baselines next to them:
+    python benchmarks/video_budget.py --seed 1 --teacher-steps "" --forcing-steps 500 --variants 1,2,3,7
 """
 
 from __future__ import annotations
@@ -131,14 +133,16 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=1)
     parser.add_argument("--teacher-steps", default="500,2000,4000")
     parser.add_argument("--forcing-steps", default="500,2000")
+    parser.add_argument("--variants", default="", help="indices of the Self-Forcing rows "
+                        "to run (default: all)")  # fmt: skip
     args = parser.parse_args()
     set_threads(1)
     seed, k = args.seed, args.chunk
     print(f"{platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f}")
     clips = eval_clips(128)
-    teachers([int(s) for s in args.teacher_steps.split(",")], seed, clips)
+    teachers([int(s) for s in args.teacher_steps.split(",") if s], seed, clips)
     for kind in ("tf", "df"):
-        for s in (int(v) for v in args.forcing_steps.split(",")):
+        for s in (int(v) for v in args.forcing_steps.split(",") if v):
             report(f"{kind} {s} steps", variant(kind, k, seed, s), clips)
     sf = f"video_sf_c{k}" + (f"_s{seed}" if seed else "")
     runs = [
@@ -156,7 +160,9 @@ def main() -> None:
         ("SF, real score = causal DF 2000", {"teacher": ("df", 2000)}),
         ("SF, real score and init DF 2000", {"teacher": ("df", 2000), "init_steps": 2000}),
     ]
-    for i, (label, options) in enumerate(runs):
+    chosen = [int(i) for i in args.variants.split(",")] if args.variants else range(len(runs))
+    for i in chosen:
+        label, options = runs[i]
         name = sf if options is None else self_forcing(k, seed, f"{sf}_variant{i}", **options)
         report(label, name, clips)
     print(f"load {os.getloadavg()[0]:.1f}")

@@ -234,8 +234,9 @@ class SelfForcing(_VideoDMD):
     data clip's first C frames instead of starting from noise, so training sees the rollouts
     the drift protocol evaluates (real context, then the student's own frames); the DMD loss
     scores the whole clip, context included (the paper generates from scratch in training
-    and at inference alike). Measured at the full budget it does not lower the drift
-    (BENCHMARKS.md, Lecture 9 diagnostics).
+    and at inference alike). Measured at the full budget its effect on the drift depends on
+    the seed and never brings Self-Forcing near teacher forcing (BENCHMARKS.md, Lecture 9
+    diagnostics), so it is off by default.
     """
 
     name = "self_forcing"
