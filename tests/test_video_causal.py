@@ -337,6 +337,21 @@ def test_self_forcing_rollout_is_the_inference_sampler():
     assert (rolled - sampled).abs().max() <= 1e-5
 
 
+def test_self_forcing_rollout_from_real_context_is_the_inference_sampler():
+    model = causal_model(2)
+    ts = torch.tensor(FEW_STEPS)
+    context = clip(4, seed=3)
+    sampled = generate(model, 6, ts, cond=captions(2), context=context,
+                       generator=torch.Generator().manual_seed(9))  # fmt: skip
+    with torch.no_grad():
+        rolled = rollout(model, 6, ts, batch=2, cond=captions(2), context=context,
+                         generator=torch.Generator().manual_seed(9))  # fmt: skip
+    assert torch.equal(rolled[:, :4], context)
+    assert (rolled - sampled).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="context must hold whole chunks"):
+        rollout(model, 6, ts, batch=2, cond=captions(2), context=clip(3))
+
+
 def test_gradient_truncation_keeps_one_evaluation_per_chunk():
     model = causal_model(2).train().requires_grad_(True)
     ts = torch.tensor(FEW_STEPS)

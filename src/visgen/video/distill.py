@@ -65,6 +65,7 @@ def rollout(
     batch: int,
     cond=None,
     exit_step: int | None = None,
+    context: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The student's own clip (B, frames, C, H, W), generated chunk by chunk with its KV cache.
@@ -73,7 +74,9 @@ def rollout(
     clean t = 0 pass. With ``exit_step`` j (Self-Forcing's gradient truncation) every chunk
     stops after its (j + 1)-th evaluation and returns that x̂0 with its graph; all other
     evaluations and the cache writes run without gradient. ``exit_step=None`` runs every
-    step without gradient (inference).
+    step without gradient (inference). ``context`` (B, C_f, …), whole chunks: clean first
+    frames written to the cache by one t = 0 pass and returned unchanged, as in
+    :func:`~visgen.video.sampling.generate`.
     """
     ts = check_grid(ts)
     times = ts.tolist()
@@ -88,7 +91,16 @@ def rollout(
     cache = model.new_cache()
     shape = (batch, k, cfg.channels, cfg.size, cfg.size)
     chunks = []
-    for s in range(0, frames, k):
+    begin = 0
+    if context is not None:
+        begin = context.shape[1]
+        if begin % k or begin >= frames:
+            raise ValueError(f"context must hold whole chunks of {k} frames, fewer than "
+                             f"frames={frames}; got {begin}")  # fmt: skip
+        with torch.no_grad():
+            model.forward_chunk(context, 0.0, cache, start_frame=0, text=text, commit=True)
+        chunks.append(context)
+    for s in range(begin, frames, k):
         den = chunk_denoiser(model, cache, s, text)
         x = torch.randn(shape, generator=generator)
         for j in range(last + 1):
@@ -218,23 +230,36 @@ class SelfForcing(_VideoDMD):
     """Self-Forcing: DMD on the student's own KV-cached rollout (see the module docstring).
 
     ``truncation``: ``random`` (exit step uniform over the few steps, the paper's default) or
-    ``last`` (always the final step).
+    ``last`` (always the final step). ``context`` C > 0: every training rollout continues the
+    data clip's first C frames instead of starting from noise, so training sees the rollouts
+    the drift protocol evaluates (real context, then the student's own frames); the DMD loss
+    scores the whole clip, context included (the paper generates from scratch in training
+    and at inference alike). Measured at the full budget its effect on the drift depends on
+    the seed and never brings Self-Forcing near teacher forcing (BENCHMARKS.md, Lecture 9
+    diagnostics), so it is off by default.
     """
 
     name = "self_forcing"
 
-    def __init__(self, teacher: str, *, truncation: str = "random", **options):
+    def __init__(self, teacher: str, *, truncation: str = "random", context: int = 0,
+                 **options):  # fmt: skip
         super().__init__(teacher, **options)
         self.truncation = check_choice(truncation, "truncation", ("random", "last"))
         self.spec["truncation"] = truncation
+        if not isinstance(context, int) or context < 0:
+            raise ValueError(f"context must be a non-negative int, got {context!r}")
+        self.context = context
+        if context:
+            self.spec["context"] = context
 
     def student_clip(self, model, x0, cond, generator):
         steps = len(self.ts) - 1
         exit_step = steps - 1
         if self.truncation == "random":
             exit_step = int(torch.randint(steps, (1,), generator=generator))
+        context = x0[:, : self.context] if self.context else None
         return rollout(model, x0.shape[1], self.ts, batch=x0.shape[0], cond=cond,
-                       exit_step=exit_step, generator=generator)  # fmt: skip
+                       exit_step=exit_step, context=context, generator=generator)  # fmt: skip
 
 
 class CausVid(_VideoDMD):

@@ -176,8 +176,9 @@ def _methods_section(ctx) -> None:
               "within the training length (1×) and beyond it in 2× and 4× rollouts; velocity "
               "error, temporal consistency and the median |second difference| of the tracked "
               "centre (px/frame², 0 in free flight) over the 2× rollout. The students are "
-              "distilled towards the teacher's clips, so their motion is bounded by the "
-              "teacher's.", ["method", "error (1×)", "drift (2×)", "drift (4×)",
+              "distilled towards the teacher's whole clips, not fitted to the continuation of "
+              "real context; a better-trained teacher does not close the gap (BENCHMARKS.md, "
+              "Lecture 9 diagnostics).", ["method", "error (1×)", "drift (2×)", "drift (4×)",
                              "velocity error", "consistency", "median |acceleration|"])  # fmt: skip
 
 
