@@ -307,9 +307,9 @@ def _ip_adapter_section(ctx, g, test):
         f"The image–text trade-off (N = {len(test)}): the reference supplies the colour, the "
         "prompt a region. λ = 0 is the text-only base (colour at chance, 1/4); growing λ "
         "hands the colour over to the image while the region stays the prompt's: the pooled "
-        "embedding keeps little of where the reference's shape sits. (Reading the tiny CLIP's "
-        "flattened, position-aware embedding instead, the reference's layout blurs the "
-        "prompt's region: BENCHMARKS.md.)",
+        "embedding carries the reference's position only weakly (with no prompt, the table "
+        "above, part of it shows). (Reading the tiny CLIP's flattened, position-aware "
+        "embedding instead, the reference's layout blurs the prompt's region: BENCHMARKS.md.)",
     )
     ctx.metric("ip_adapter.sweep", rows[:-1])
 
