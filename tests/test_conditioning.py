@@ -26,6 +26,7 @@ from visgen.conditioning import (
     text_dit_spec,
 )
 from visgen.conditioning.clip import Contrastive
+from visgen.conditioning.evaluate import placement_row
 from visgen.conditioning.ip_adapter import ImagePromptTraining, null_images
 from visgen.conditioning.transfusion import BOS, EOS, TransfusionTraining, text_sequence
 from visgen.data import (
@@ -147,6 +148,17 @@ def test_control_maps():
     assert float(iou(half, torch.ones(1, 1, 4, 4))) == 0.5
     with pytest.raises(ValueError, match="unknown kind .depth."):
         control_map(s.images, "depth")
+
+
+def test_placement_row_scores_the_shapes_themselves_as_perfect():
+    s = make_shapes(32, seed=4)
+    row = placement_row("truth", s.images, s)
+    assert row["IoU with the target silhouette"] == 1.0
+    assert row["centre error (px)"] < 0.05  # the reader's centre of the rendered shape
+    moved = placement_row("moved", s.images.roll(4, -1), s)  # everything 4 px to the right
+    assert moved["IoU with the target silhouette"] < 0.9
+    with pytest.raises(ValueError, match="images must hold 32 samples"):
+        placement_row("short", s.images[:3], s)
 
 
 # --- three ways to read text --------------------------------------------------------------

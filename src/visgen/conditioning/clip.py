@@ -24,7 +24,8 @@ Uses (lecture 11):
   (Hessel et al. 2021, arXiv 2104.08718) — a *learned* metric of text-to-image models;
 * :func:`clip_attribute_accuracy`: zero-shot reading of each attribute, the caption's value
   against the captions with that attribute swapped for every other value;
-* the frozen image tower is IP-Adapter's image encoder (:mod:`visgen.conditioning.ip_adapter`).
+* the frozen image tower is IP-Adapter's image encoder (:mod:`visgen.conditioning.ip_adapter`),
+  read through its pooled, largely position-free embedding (:meth:`ImageEncoder.pooled`).
 
 Asset ``clip_shapes16`` (trained by the cache on ``shapes16_captions``).
 """
