@@ -8,11 +8,14 @@ same held-out shapes (:mod:`visgen.conditioning.evaluate`):
 * ``mechanisms``: the three text-conditioned DiTs (pooled / cross / joint) with this seed —
   CLIP score and the exact reader's attribute agreement (does the CLIP ranking agree?);
 * ``controlnet``: a mask ControlNet on the seed-0 cross-attention base, trained with this
-  seed — IoU with the target silhouette vs the base; and the IoU every ``--every`` steps of
+  seed — IoU with the target silhouette vs the base; the IoU every ``--every`` steps of
   a second, uncached run of the same spec (the step where IoU first passes 0.5: ControlNet's
-  "sudden convergence"), at batch 64 and at batch 256 with a quarter of the steps;
-* ``ip_adapter``: the IP-Adapter trained with this seed — attribute match with the reference
-  at λ = 1 and an empty prompt, and at λ = 0.5 with a prompt naming another region: the
+  "sudden convergence"), at batch 64 and at batch 256 with a quarter of the steps; the edges
+  and heatmap ControlNets of this seed (IoU, centre error);
+* ``ip_adapter``: the IP-Adapter trained with this seed, reading the image tower's pooled
+  features (the default) and, for comparison, the tiny CLIP's position-aware embedding — a
+  linear probe of each attribute from that input; attribute match with the reference at
+  λ = 1 and an empty prompt; at λ = 0, 0.5, 1 with a prompt naming another region: the
   reference's colour and the prompt's region;
 * ``transfusion``: the unified model with this seed — captions of held-out shapes and the
   attribute agreement of its drawings.
@@ -53,10 +56,12 @@ from visgen.conditioning.evaluate import (
     ip_adapter_row,
     text_row,
 )
-from visgen.conditioning.ip_adapter import ip_adapter_spec
+from visgen.conditioning.ip_adapter import FEATURES, ip_adapter_spec
 from visgen.conditioning.text import text_dit_spec
 from visgen.conditioning.transfusion import transfusion_spec
 from visgen.data import REGIONS
+from visgen.data.shapes import ATTRIBUTES, make_shapes
+from visgen.metrics import linear_probe
 from visgen.nn import TEXT_MODES
 from visgen.train import train_cached
 from visgen.train.assets import ASSETS
@@ -95,8 +100,9 @@ def mechanisms(seed: int, test, g) -> dict:
 
 
 def controlnet(seed: int, test, g, every: int) -> dict:
-    steps = ASSETS["controlnet_dit_mask"]()["train"]["steps"]
-    trained, cpu = _train(controlnet_spec("text_dit_cross", "mask", steps, seed=seed))
+    recipe = ASSETS["controlnet_dit_mask"]()["train"]
+    steps, lr = recipe["steps"], recipe["lr"]
+    trained, cpu = _train(controlnet_spec("text_dit_cross", "mask", steps, seed=seed, lr=lr))
     row, _ = controlnet_row("mask", trained.model, test, ["mask"], g)
     base, _ = controlnet_row("base", MultiControlNet([trained.model], [0.0]), test, ["mask"], g)
     out = {
@@ -107,21 +113,45 @@ def controlnet(seed: int, test, g, every: int) -> dict:
     out["train_cpu_s"] = cpu
     for batch, n in ((64, steps), (256, max(steps // 4, 1))):
         curve = iou_curve(
-            controlnet_spec("text_dit_cross", "mask", n, seed=seed, batch_size=batch), test, every
+            controlnet_spec("text_dit_cross", "mask", n, seed=seed, batch_size=batch, lr=lr),
+            test,
+            every,
         )
         first = next((s for s, v in curve if v >= 0.5), None)
         out[f"batch{batch}"] = {"curve": curve, "first_step_iou_0.5": first}
+    for kind in ("edges", "heatmap"):  # the tour's other two ControlNets, this seed
+        recipe = ASSETS[f"controlnet_dit_{kind}"]()["train"]
+        spec = controlnet_spec("text_dit_cross", kind, recipe["steps"], seed=seed, lr=recipe["lr"])
+        other, cpu = _train(spec)
+        row, _ = controlnet_row(kind, other.model, test, [kind], g)
+        out[kind] = {
+            "iou": row["IoU with the target silhouette"],
+            "centre_error_px": row["centre error (px)"],
+            "train_cpu_s": cpu,
+        }
     return out
 
 
 def ip_adapter(seed: int, test, g) -> dict:
-    steps = ASSETS["ip_adapter_shapes16"]()["train"]["steps"]
-    trained, cpu = _train(ip_adapter_spec(steps, seed=seed))
-    ip = trained.model
-    empty, _ = ip_adapter_row(ip, test.images, [""] * len(test), 1.0, g)
+    out = {}
+    probe_set = make_shapes(2000, 16, 0)  # training-split shapes for the linear probes
     prompts = [f"a {REGIONS[(r + 4) % 9]}" for r in test.region.tolist()]
-    half, _ = ip_adapter_row(ip, test.images, prompts, 0.5, g)
-    return {"scale1_empty_prompt": empty, "scale0.5_region_prompt": half, "train_cpu_s": cpu}
+    for features in FEATURES:
+        steps = ASSETS["ip_adapter_shapes16"]()["train"]["steps"]
+        trained, cpu = _train(ip_adapter_spec(steps, seed=seed, features=features))
+        ip = trained.model
+        row = {"train_cpu_s": cpu}
+        with torch.no_grad():
+            train_x, test_x = ip.image_embedding(probe_set.images), ip.image_embedding(test.images)
+        row["probe"] = {
+            a: linear_probe(train_x, getattr(probe_set, a), test_x, getattr(test, a))
+            for a in ATTRIBUTES
+        }
+        row["scale1_empty_prompt"], _ = ip_adapter_row(ip, test.images, [""] * len(test), 1.0, g)
+        for lam in (0.0, 0.5, 1.0):
+            row[f"scale{lam:g}_region_prompt"], _ = ip_adapter_row(ip, test.images, prompts, lam, g)
+        out[features] = row
+    return out
 
 
 def transfusion(seed: int, test, g) -> dict:

@@ -26,6 +26,7 @@ from visgen.conditioning import (
     text_dit_spec,
 )
 from visgen.conditioning.clip import Contrastive
+from visgen.conditioning.evaluate import placement_row
 from visgen.conditioning.ip_adapter import ImagePromptTraining, null_images
 from visgen.conditioning.transfusion import BOS, EOS, TransfusionTraining, text_sequence
 from visgen.data import (
@@ -147,6 +148,17 @@ def test_control_maps():
     assert float(iou(half, torch.ones(1, 1, 4, 4))) == 0.5
     with pytest.raises(ValueError, match="unknown kind .depth."):
         control_map(s.images, "depth")
+
+
+def test_placement_row_scores_the_shapes_themselves_as_perfect():
+    s = make_shapes(32, seed=4)
+    row = placement_row("truth", s.images, s)
+    assert row["IoU with the target silhouette"] == 1.0
+    assert row["centre error (px)"] < 0.05  # the reader's centre of the rendered shape
+    moved = placement_row("moved", s.images.roll(4, -1), s)  # everything 4 px to the right
+    assert moved["IoU with the target silhouette"] < 0.9
+    with pytest.raises(ValueError, match="images must hold 32 samples"):
+        placement_row("short", s.images[:3], s)
 
 
 # --- three ways to read text --------------------------------------------------------------
@@ -315,8 +327,39 @@ def test_ip_adapter_scale_zero_is_the_base_and_scale_one_is_not(gen):
     )
     with pytest.raises(ValueError, match="text_mode='cross'"):
         IPAdapter(_dit(gen, "joint"), encoder=clip)
+    with pytest.raises(ValueError, match="features"):
+        IPAdapter(base, encoder=clip, features="patches")
     with pytest.raises(ValueError, match="cond must be a dict"):
         ip(x, t, ids)
+
+
+def test_ip_adapter_reads_the_pooled_features_or_the_clip_embedding(gen):
+    base = _dit(gen)
+    torch.manual_seed(1)
+    clip = TinyCLIP(dim=32, embed_dim=16, width=8, heads=2)
+    s, _ = _shapes(4)
+    with torch.no_grad():
+        # the default, a global embedding: the head on the last feature map averaged over
+        # space, = the head's weights summed over positions applied to the averaged features
+        pooled = IPAdapter(base, encoder=clip).image_embedding(s.images)
+        head = clip.image.body[-1]
+        summed = head.weight.reshape(16, 4 * 8, 4 * 4).sum(-1)
+        mean = clip.image.body[:-2](s.images).mean((2, 3))
+        assert pooled.shape == (4, 16)
+        assert torch.allclose(pooled, mean @ summed.T + head.bias, atol=1e-5)
+        # the tiny CLIP's own (flattened, position-aware) embedding
+        ip = IPAdapter(base, encoder=clip, features="embedding")
+        assert torch.equal(ip.image_embedding(s.images), clip.encode_image(s.images))
+        assert ip.config["features"] == "embedding"
+        # a square moved by one feature-map cell: the pooled features barely move (only the
+        # padded border tells where it is), the flattened embedding moves a lot
+        canvas = torch.full((1, 3, 16, 16), -1.0)
+        one, two = canvas.clone(), canvas.clone()
+        one[..., 4:8, 4:8], two[..., 8:12, 4:8] = 1.0, 1.0
+        p1, p2, p0 = clip.encode_pooled(torch.cat([one, two, canvas])).split(1)
+        assert (p1 - p2).norm() < 0.01 * (p1 - p0).norm()  # < 1 % of the square's own signal
+        e1, e2 = clip.encode_image(one), clip.encode_image(two)
+        assert (e1 - e2).norm() > 0.1 * e1.norm()
 
 
 def test_image_prompt_training_drops_as_the_paper_does(gen):

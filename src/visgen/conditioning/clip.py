@@ -24,7 +24,8 @@ Uses (lecture 11):
   (Hessel et al. 2021, arXiv 2104.08718) — a *learned* metric of text-to-image models;
 * :func:`clip_attribute_accuracy`: zero-shot reading of each attribute, the caption's value
   against the captions with that attribute swapped for every other value;
-* the frozen image tower is IP-Adapter's image encoder (:mod:`visgen.conditioning.ip_adapter`).
+* the frozen image tower is IP-Adapter's image encoder (:mod:`visgen.conditioning.ip_adapter`),
+  read through its pooled, largely position-free embedding (:meth:`ImageEncoder.pooled`).
 
 Asset ``clip_shapes16`` (trained by the cache on ``shapes16_captions``).
 """
@@ -85,6 +86,14 @@ class ImageEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """x → (B, dim): the head applied to the last feature map averaged over space, i.e.
+        the embedding of an image whose every cell looks like the average one — a global
+        vector in the same space as :meth:`forward`'s, without the head's per-position
+        weights (position survives only through the padded borders)."""
+        maps = self.body[:-2](x)
+        return self.body[-1](maps.mean((2, 3), keepdim=True).expand_as(maps).flatten(1))
+
 
 class TinyCLIP(nn.Module):
     """``TinyCLIP(size=16, dim=64, embed_dim=32, width=16, heads=4, depth=1)`` over the shapes
@@ -126,11 +135,20 @@ class TinyCLIP(nn.Module):
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, size, size) in [−1, 1] → unit vectors (B, embed_dim)."""
+        self._check_images(x)
+        return F.normalize(self.image(x), dim=-1)
+
+    def _check_images(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or tuple(x.shape[1:]) != (3, self.size, self.size):
             raise ValueError(
                 f"x must have shape (B, 3, {self.size}, {self.size}), got {tuple(x.shape)}"
             )
-        return F.normalize(self.image(x), dim=-1)
+
+    def encode_pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, size, size) → the image tower's pooled embedding (B, embed_dim), not
+        normalised (:meth:`ImageEncoder.pooled`)."""
+        self._check_images(x)
+        return self.image.pooled(x)
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         scale = self.log_scale.clamp(max=math.log(100)).exp()

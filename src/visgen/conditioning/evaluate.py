@@ -39,6 +39,7 @@ __all__ = [
     "held_out",
     "iou_curve",
     "ip_adapter_row",
+    "placement_row",
     "text_row",
 ]
 
@@ -95,8 +96,7 @@ def controlnet_row(
     **extra,
 ) -> tuple[dict, torch.Tensor]:
     """Samples of a ControlNet (or :class:`MultiControlNet`) given the ``kinds`` of maps of
-    ``test``'s images and their captions; IoU of the drawn silhouette with the test shape's
-    and the distance of the drawn centre to the test shape's (in pixels)."""
+    ``test``'s images and their captions, and their :func:`placement_row`."""
     ids = tokenize_captions(test.captions)
     control = torch.cat([control_map(test.images, k) for k in kinds], 1)
     cond = {"base": ids, "control": control}
@@ -105,15 +105,22 @@ def controlnet_row(
     x = sample_euler(
         classifier_free_guidance(den, scale, null=null), _noise(len(ids), generator), GRID, cond
     ).clamp(-1, 1)
-    overlap = iou(shape_mask(x), shape_mask(test.images))
-    centre = (read_attributes(x)["position"] - test.position).norm(dim=1) * 16
-    row = {
+    return placement_row(label, x, test, **extra), x
+
+
+def placement_row(label: str, images: torch.Tensor, test: Shapes, **extra) -> dict:
+    """How well ``images`` (one per shape of ``test``) put a shape where ``test``'s are: IoU of
+    the silhouettes and the distance between centres (in pixels)."""
+    if len(images) != len(test):
+        raise ValueError(f"images must hold {len(test)} samples, got {len(images)}")
+    overlap = iou(shape_mask(images), shape_mask(test.images))
+    centre = (read_attributes(images)["position"] - test.position).norm(dim=1) * 16
+    return {
         "model": label,
         **extra,
         "IoU with the target silhouette": float(overlap.mean()),
         "centre error (px)": float(centre.mean()),
     }
-    return row, x
 
 
 def iou_curve(spec: dict, test: Shapes, every: int) -> list[tuple[int, float]]:

@@ -20,11 +20,13 @@ from visgen.conditioning import (
 )
 from visgen.conditioning.evaluate import (
     GRID,
+    SCALE,
     caption_accuracy,
     controlnet_row,
     draw,
     held_out,
     ip_adapter_row,
+    placement_row,
     text_row,
 )
 from visgen.conditioning.text import TEXT_DIT
@@ -120,13 +122,12 @@ def _mechanisms_section(ctx, test):
 
 
 def _guidance_section(ctx, g, den, clip, test):
-    rows = []
+    """The guidance table and the negative prompt; returns the samples at w = SCALE (3), the
+    controlled samples' CFG scale."""
+    rows, samples = [], {}
     for w in CFG_SCALES:
-        rows.append(
-            text_row(
-                f"CFG w = {w:g}", draw(den, test.captions, g, scale=w), test.captions, clip, w=w
-            )
-        )
+        samples[w] = draw(den, test.captions, g, scale=w)
+        rows.append(text_row(f"CFG w = {w:g}", samples[w], test.captions, clip, w=w))
     rows.append(
         {**text_row("real shapes (ceiling)", test.images, test.captions, clip), "_floor": True}
     )
@@ -163,9 +164,10 @@ def _guidance_section(ctx, g, den, clip, test):
         nrow=12,
     )
     ctx.metric("negative_prompt.red_share", share)
+    return samples[SCALE]
 
 
-def _controlnet_section(ctx, g, test):
+def _controlnet_section(ctx, g, test, base_samples):
     base = ctx.asset("text_dit_cross").model
     digest = checksum(base)
     nets = {
@@ -199,10 +201,8 @@ def _controlnet_section(ctx, g, test):
         [],
         [test.images[:12], control_map(test.images[:12], "edges").expand(-1, 3, -1, -1) * 2 - 1],
     )
-    row, _ = controlnet_row(
-        "base (no control)", MultiControlNet([nets["mask"]], [0.0]), test, ["mask"], g
-    )
-    rows.append({**row, "_floor": True})
+    # the base drawing the captions: the guidance table's w = 3 samples (= strength 0, exactly)
+    rows.append({**placement_row("base (no control)", base_samples, test), "_floor": True})
     for kind, net in nets.items():
         row, samples = controlnet_row(f"ControlNet, {kind}", net, test, [kind], g)
         rows.append(row)
@@ -233,8 +233,8 @@ def _controlnet_section(ctx, g, test):
         f"N = {len(test)} held-out shapes; each ControlNet gets its map of the shape and "
         "the caption (CFG w = 3 on the caption; the map stays in both branches). IoU of "
         "the drawn silhouette with the shape's and distance between centres. Shaded: the "
-        "base alone, drawing from the caption (its IoU is the chance level of a shape "
-        "that matches the caption but not the place).",
+        "base alone, drawing from the caption (the guidance table's w = 3 samples; its IoU "
+        "is the chance level of a shape that matches the caption but not the place).",
     )
     for r in rows:
         ctx.metric(f"controlnet.iou.{r['model']}", r["IoU with the target silhouette"])
@@ -255,9 +255,12 @@ def _ip_adapter_section(ctx, g, test):
         init_one = float((fresh(x, t, cond) - reference).abs().max())
     fraction = adapter_parameters(ip) / _total_parameters(ip.base)
     ctx.text(
-        "**IP-Adapter.** The frozen CLIP image tower embeds a reference image; a projection "
-        "makes 4 image tokens; each cross-attention layer adds λ·Attn(Q, K_img, V_img) with "
-        "new K/V projections initialised as copies of the text ones. Only the projection "
+        "**IP-Adapter.** The frozen CLIP image tower embeds a reference image into one global "
+        "vector (its head applied to the last feature map averaged over space; the paper "
+        "uses CLIP's pooled image embedding); a projection makes 4 image tokens; each "
+        "cross-attention layer adds "
+        "λ·Attn(Q, K_img, V_img) with new K/V projections initialised as copies of the text "
+        "ones. Only the projection "
         f"and the new K/V train: {adapter_parameters(ip)} parameters, {fraction:.1%} of the "
         f"base. λ = 0 reproduces the base (max |Δ| = {zero:g}); λ = 1 at initialisation "
         f"does not (max |Δ| = {init_one:.3g}), because the copied K/V already attend to the "
@@ -272,13 +275,19 @@ def _ip_adapter_section(ctx, g, test):
     rows, shown = [], [test.images[:12]]
     for lam in IP_SCALES:
         row, samples = ip_adapter_row(ip, test.images, prompts, lam, g)
-        rows.append({k: row[k] for k in ("λ", "colour = image", "region = text", "shape = image")})
+        rows.append(
+            {
+                k: row[k]
+                for k in ("λ", "colour = image", "shape = image", "region = text", "region = image")
+            }
+        )
         shown.append(samples[:12])
     chance = {
         "λ": "chance",
         "colour = image": 1 / 4,
-        "region = text": 1 / 9,
         "shape = image": 1 / 3,
+        "region = text": 1 / 9,
+        "region = image": 1 / 9,
     }
     rows.append({**chance, "_floor": True})
     ctx.images(
@@ -297,7 +306,10 @@ def _ip_adapter_section(ctx, g, test):
         rows,
         f"The image–text trade-off (N = {len(test)}): the reference supplies the colour, the "
         "prompt a region. λ = 0 is the text-only base (colour at chance, 1/4); growing λ "
-        "hands the sample over to the image, which also pulls the shape to its own region.",
+        "hands the colour over to the image while the region stays the prompt's: the pooled "
+        "embedding carries the reference's position only weakly (with no prompt, the table "
+        "above, part of it shows). (Reading the tiny CLIP's flattened, position-aware "
+        "embedding instead, the reference's layout blurs the prompt's region: BENCHMARKS.md.)",
     )
     ctx.metric("ip_adapter.sweep", rows[:-1])
 
@@ -372,7 +384,7 @@ def run(ctx):
     test = held_out(_n())
     clip = _clip_section(ctx, test)
     base = _mechanisms_section(ctx, test)
-    _guidance_section(ctx, g, base, clip, test)
-    _controlnet_section(ctx, g, test)
+    base_samples = _guidance_section(ctx, g, base, clip, test)
+    _controlnet_section(ctx, g, test, base_samples)
     _ip_adapter_section(ctx, g, test)
     _transfusion_section(ctx, g, test, clip)
