@@ -63,6 +63,7 @@ from visgen.data import REGIONS
 from visgen.data.shapes import ATTRIBUTES, make_shapes
 from visgen.metrics import linear_probe
 from visgen.nn import TEXT_MODES
+from visgen.timing import machine
 from visgen.train import train_cached
 from visgen.train.assets import ASSETS
 
@@ -192,7 +193,7 @@ def main(argv=None) -> None:
             value["cpu_s"] = time.process_time() - start
             results.setdefault(part, {})[seed] = value
             print(json.dumps({part: {seed: value}}, default=float), flush=True)
-    print(f"\n{platform.node()} {platform.processor() or platform.machine()}, torch "
+    print(f"\n{platform.node()} {machine()}, torch "
           f"{torch.__version__}, 1 thread, seeds {args.seeds}, N = {args.n}")  # fmt: skip
     if args.json:
         tmp = f"{args.json}.tmp"

@@ -33,7 +33,6 @@ held-out captions (``video.evaluation.eval_clips``):
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
@@ -56,6 +55,7 @@ from visgen.efficient import (
 )
 from visgen.metrics import psnr
 from visgen.sampling import sample_euler, uniform
+from visgen.timing import load_average
 from visgen.train import asset
 from visgen.video import assets
 from visgen.video.evaluation import eval_clips
@@ -67,10 +67,6 @@ TILES = {"tiles (1,2,2) window (3,3,3)": ((1, 2, 2), (3, 3, 3)),
          "tiles (2,2,2) window (3,3,3)": ((2, 2, 2), (3, 3, 3))}  # fmt: skip
 PAB_SETTINGS = {"pyramid (2, 4, 6)": (2, 4, 6), "every kind 2": (2, 2, 2),
                 "every kind 4": (4, 4, 4)}  # fmt: skip
-
-
-def _load() -> str:
-    return " / ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def batch(n: int, seed: int):
@@ -208,7 +204,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = p.parse_args(argv)
     set_threads(1)
-    start_cpu, start_wall, load = time.process_time(), time.perf_counter(), _load()
+    start_cpu, start_wall, load = time.process_time(), time.perf_counter(), load_average()
     full = asset("video_teacher", progress=False).model.eval()
     fine = asset("video_teacher_p2", progress=False).model.eval()
     factorised = asset("video_teacher_factorised", progress=False).model.eval()
@@ -223,7 +219,7 @@ def main(argv=None) -> None:
             change = attention_change(factorised, noise, cond)
     print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.clips} clips, seeds "
           f"{args.seeds}, {time.process_time() - start_cpu:.0f} CPU s, "
-          f"{time.perf_counter() - start_wall:.0f} s wall, load {load} → {_load()}\n")  # fmt: skip
+          f"{time.perf_counter() - start_wall:.0f} s wall, load {load} → {load_average()}\n")  # fmt: skip
     for name, rows, clips in (
         ("video_teacher (8 × 4 tokens)", sparse, args.clips),
         ("video_teacher_p2 (8 × 64 tokens)", sparse_p2, args.clips_p2),

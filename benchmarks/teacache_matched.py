@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 
@@ -47,6 +46,7 @@ from visgen.efficient import (
 from visgen.efficient.frontier import REFERENCE_STEPS
 from visgen.metrics import psnr
 from visgen.sampling import grids, sample_euler, uniform
+from visgen.timing import load_average
 from visgen.train import asset
 
 STEPS = REFERENCE_STEPS
@@ -62,10 +62,6 @@ def calibration_runs(seed: int, runs: int) -> list:
     ]  # fmt: skip
 
 
-def _load() -> str:
-    return " / ".join(f"{v:.1f}" for v in os.getloadavg())
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=256, help="test labels per batch")
@@ -78,7 +74,7 @@ def main(argv=None) -> None:
     p.add_argument("--json", default=None, help="also write the cells to this file")
     args = p.parse_args(argv)
     set_threads(1)
-    start_cpu, start_wall, load = time.process_time(), time.perf_counter(), _load()
+    start_cpu, start_wall, load = time.process_time(), time.perf_counter(), load_average()
     dit = asset("fm_digits_dit", progress=False).denoiser()
     if args.labels == "test":
         labels = get_dataset("digits", "test").labels[: args.samples]
@@ -122,7 +118,7 @@ def main(argv=None) -> None:
                                  for k, v in cell.items()), flush=True)  # fmt: skip
     print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {len(labels)} {args.labels} labels, "
           f"{args.calibration_runs} calibration runs of 16, {time.process_time() - start_cpu:.0f} "
-          f"CPU s, {time.perf_counter() - start_wall:.0f} s wall, load {load} → {_load()}\n")  # fmt: skip
+          f"CPU s, {time.perf_counter() - start_wall:.0f} s wall, load {load} → {load_average()}\n")  # fmt: skip
     print(
         "| grid | cell (calibration seed, noise seed): gain dB | mean | min | max | "
         "perfect indicator: mean [min–max] | fit R² |"

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 from visgen import budget, set_threads
@@ -33,6 +32,7 @@ from visgen.threed.tasks import (
     pipeline_scores,
     sds_scores,
 )
+from visgen.timing import machine
 from visgen.train import ASSETS, train_cached
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"\nCPU {cpu:.0f} s, wall {wall:.0f} s (load {load[0]:.1f}), one thread, "
-        f"{platform.processor() or platform.machine()}, "
+        f"{machine()}, "
         f"{'FAST' if os.environ.get('VISGEN_FAST') == '1' else 'full'} budgets"
     )
     if args.json:

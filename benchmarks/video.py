@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -32,6 +31,7 @@ import torch
 from visgen import set_threads
 from visgen.data import tokenize_captions
 from visgen.sampling import sample_euler, uniform
+from visgen.timing import machine
 from visgen.train import asset
 from visgen.video.assets import architecture
 from visgen.video.dit import VideoDiT, randomize_zero_init
@@ -117,7 +117,7 @@ def main() -> None:
     set_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     chunks = [int(c) for c in args.chunks.split(",")]
-    print(f"{platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f}")
+    print(f"{machine()}, load {os.getloadavg()[0]:.1f}")
     timing = {c: cache_timing(chunk=c) for c in chunks}
     for c, t in timing.items():
         for name, r in t.items():

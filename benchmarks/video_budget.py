@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
@@ -39,6 +38,7 @@ import torch
 from visgen import set_threads
 from visgen.data import tokenize_captions
 from visgen.sampling import sample_euler, uniform
+from visgen.timing import machine
 from visgen.train import asset
 from visgen.train.assets import ASSETS, register_asset
 from visgen.video.assets import TRAIN_FRAMES, recipe
@@ -138,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(1)
     seed, k = args.seed, args.chunk
-    print(f"{platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f}")
+    print(f"{machine()}, load {os.getloadavg()[0]:.1f}")
     clips = eval_clips(128)
     teachers([int(s) for s in args.teacher_steps.split(",") if s], seed, clips)
     for kind in ("tf", "df"):
