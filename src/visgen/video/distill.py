@@ -50,7 +50,7 @@ from visgen.sampling.grids import check_grid
 from visgen.train.methods import METHODS
 from visgen.train.trainer import TrainConfig, learning_rate, step_generator
 from visgen.video.dit import VideoDiT
-from visgen.video.sampling import chunk_denoiser, video_denoiser
+from visgen.video.sampling import check_rollout, chunk_denoiser, video_denoiser
 
 __all__ = ["CausVid", "SelfForcing", "rollout"]
 
@@ -84,23 +84,15 @@ def rollout(
     last = steps - 1 if exit_step is None else exit_step
     if not 0 <= last < steps:
         raise ValueError(f"exit_step must be in [0, {steps - 1}], got {exit_step!r}")
-    k, cfg = model.cfg.chunk, model.cfg
-    if not k or frames % k:
-        raise ValueError(f"frames={frames} must be whole chunks of the causal model's {k}")
+    begin, batch, shape = check_rollout(model, frames, batch, context, cond)
     text = model.encode_condition(cond, batch)
     cache = model.new_cache()
-    shape = (batch, k, cfg.channels, cfg.size, cfg.size)
     chunks = []
-    begin = 0
     if context is not None:
-        begin = context.shape[1]
-        if begin % k or begin >= frames:
-            raise ValueError(f"context must hold whole chunks of {k} frames, fewer than "
-                             f"frames={frames}; got {begin}")  # fmt: skip
         with torch.no_grad():
             model.forward_chunk(context, 0.0, cache, start_frame=0, text=text, commit=True)
         chunks.append(context)
-    for s in range(begin, frames, k):
+    for s in range(begin, frames, model.cfg.chunk):
         den = chunk_denoiser(model, cache, s, text)
         x = torch.randn(shape, generator=generator)
         for j in range(last + 1):

@@ -48,6 +48,7 @@ __all__ = [
     "PREDICTION",
     "ExplicitCacheModel",
     "SCHEDULE",
+    "check_rollout",
     "chunk_denoiser",
     "denoise_chunk",
     "generate",
@@ -112,7 +113,11 @@ def denoise_chunk(
     return _sample(den, noise, ts, sampler, generator)
 
 
-def _setup(model, frames, batch, context, cond, window, sink):
+def check_rollout(model, frames, batch, context=None, cond=None, window=None, sink=0):
+    """The checks of a chunkwise rollout, shared by :func:`generate` and Self-Forcing's
+    training rollout: a causal model, whole chunks (``frames``, ``context``, ``window``,
+    ``sink``), the batch (given, or taken from ``context`` or ``cond``). Returns the first
+    generated frame, the batch and the shape of one chunk of noise."""
     if not isinstance(model, VideoDiT) or not model.cfg.chunk:
         raise TypeError("model must be a frame-block-causal VideoDiT (chunk > 0)")
     cfg = model.cfg
@@ -188,7 +193,7 @@ def generate(
     """
     check_choice(sampler, "sampler", SAMPLERS)
     context_noise = _check_context_noise(context_noise)
-    start, batch, shape = _setup(model, frames, batch, context, cond, window, sink)
+    start, batch, shape = check_rollout(model, frames, batch, context, cond, window, sink)
     text = model.encode_condition(cond, batch)
     cache = model.new_cache(window=window, sink=sink)
     video = []
@@ -228,7 +233,7 @@ def generate_recompute(
     ``window``); the same randomness in the same order, so the same video."""
     check_choice(sampler, "sampler", SAMPLERS)
     context_noise = _check_context_noise(context_noise)
-    start, batch, shape = _setup(model, frames, batch, context, cond, window, sink)
+    start, batch, shape = check_rollout(model, frames, batch, context, cond, window, sink)
     text = model.encode_condition(cond, batch)
     ts = check_grid(ts)
     if ts[-1] != 0:
