@@ -1,0 +1,108 @@
+"""The trainer's update loop against its per-tensor reference (issue 27: the tour's hot loops).
+
+    .venv/bin/python benchmarks/training.py                       # the four tour teachers
+    .venv/bin/python benchmarks/training.py --assets fm_2d --steps 20 --rounds 9
+
+For each asset (its full-budget recipe, one thread), two trainers start from the same weights:
+the **reference** does what ``Trainer.train_step`` did before issue 27 — AdamW's single-tensor
+Python loop (torch's CPU default) and one ``lerp_`` per EMA tensor, walking the modules every
+step — and the **current** ``Trainer`` (AdamW ``foreach=True``, one ``_foreach_lerp_`` over
+tensor lists made once). Jobs of ``--steps`` updates alternate round by round
+(:func:`visgen.timing.interleaved_medians`); the table gives the median CPU ms per update and
+whether both trainers hold bit-identical weights and EMA weights after all rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import nn
+
+from visgen import set_threads
+from visgen.nn import build_model
+from visgen.timing import interleaved_medians, load_average, machine
+from visgen.train import ASSETS, Trainer, learning_rate
+from visgen.train.assets import normalize_spec, training_data
+from visgen.train.methods import make_method
+from visgen.train.trainer import TrainConfig
+
+ASSET_NAMES = ("fm_2d", "fm_digits", "fm_digits_unet", "fm_digits_dit")
+
+
+def reference_step(t: Trainer, optimizer: torch.optim.Optimizer) -> None:
+    """``Trainer.train_step`` before issue 27 (per-tensor AdamW and EMA), for the comparison."""
+    cfg = t.config
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(t.step, cfg)
+    t.model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss = t.method.loss(t.model, t._batch(t.step)).sum() / cfg.batch_size
+    loss.backward()
+    float(loss.detach())
+    nn.utils.clip_grad_norm_(t.params, cfg.grad_clip)
+    optimizer.step()
+    decay = min(cfg.ema_decay, (1 + t.step) / (10 + t.step))
+    with torch.no_grad():
+        for e, p in zip(t.ema.parameters(), t.model.parameters()):
+            e.lerp_(p, 1 - decay)
+        for e, b in zip(t.ema.buffers(), t.model.buffers()):
+            e.copy_(b)
+    t.step += 1
+
+
+def compare(name: str, steps: int, rounds: int) -> dict:
+    spec = normalize_spec(ASSETS.lookup(name)())
+    method, data = make_method(spec["method"]), training_data(spec["data"])
+    cfg = TrainConfig(**{**spec["train"], "steps": steps * rounds})
+
+    def trainer() -> Trainer:
+        torch.manual_seed(spec["train"]["seed"])
+        return Trainer(build_model(spec["model"]), method, data, cfg, progress=False)
+
+    ref, cur = trainer(), trainer()
+    ref_opt = torch.optim.AdamW(ref.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                foreach=False)  # fmt: skip
+
+    def run_ref():
+        for _ in range(steps):
+            reference_step(ref, ref_opt)
+
+    def run_cur():
+        for _ in range(steps):
+            cur.train_step()
+
+    times = interleaved_medians({"reference": run_ref, "current": run_cur}, rounds)
+    same = all(
+        torch.equal(a, b)
+        for part in ("model", "ema")
+        for a, b in zip(
+            getattr(ref, part).state_dict().values(), getattr(cur, part).state_dict().values()
+        )  # fmt: skip
+    )
+    r, c = times["reference"].cpu / steps * 1e3, times["current"].cpu / steps * 1e3
+    return {"asset": name, "params": len(ref.params), "reference_ms": r, "current_ms": c,
+            "saved": 1 - c / r, "identical": same, "updates": steps * rounds}  # fmt: skip
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--assets", nargs="+", default=list(ASSET_NAMES))
+    p.add_argument("--steps", type=int, default=10, help="updates per timed job")
+    p.add_argument("--rounds", type=int, default=7)
+    args = p.parse_args(argv)
+    set_threads(1)
+    print(f"{machine()}; load average {load_average()} (start)")
+    print("| asset | tensors | reference CPU ms/update | current | saved | weights after |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name in args.assets:
+        row = compare(name, args.steps, args.rounds)
+        print(f"| `{name}` | {row['params']} | {row['reference_ms']:.2f} | "
+              f"{row['current_ms']:.2f} | {row['saved']:.0%} | "
+              f"{'identical' if row['identical'] else 'DIFFERENT'} ({row['updates']} updates) |",
+              flush=True)  # fmt: skip
+    print(f"load average {load_average()} (end)")
+
+
+if __name__ == "__main__":
+    main()
