@@ -58,7 +58,8 @@ def compare(name: str, steps: int, rounds: int) -> dict:
 
     def trainer() -> Trainer:
         torch.manual_seed(spec["train"]["seed"])
-        return Trainer(build_model(spec["model"]), method, data, cfg, progress=False)
+        return Trainer(build_model(spec["model"]), method, data, cfg, labels=spec.get("labels"),
+                       progress=False)  # fmt: skip
 
     ref, cur = trainer(), trainer()
     ref_opt = torch.optim.AdamW(ref.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
