@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/training.py                       # the four tour teachers
     .venv/bin/python benchmarks/training.py --assets fm_2d --steps 20 --rounds 9
+    .venv/bin/python benchmarks/training.py --curve fm_digits_unet 1000:0 2000:0 4000:0 4000:1
 
 For each asset (its full-budget recipe, one thread), two trainers start from the same weights:
 the **reference** does what ``Trainer.train_step`` did before issue 27 — AdamW's single-tensor
@@ -10,19 +11,30 @@ step — and the **current** ``Trainer`` (AdamW ``foreach=True``, one ``_foreach
 tensor lists made once). Jobs of ``--steps`` updates alternate round by round
 (:func:`visgen.timing.interleaved_medians`); the table gives the median CPU ms per update and
 whether both trainers hold bit-identical weights and EMA weights after all rounds.
+
+``--curve ASSET STEPS:SEED ...``: quality against the training budget, to see where it stops
+improving. Each point is its own run of the asset's recipe with ``steps`` and ``seed`` replaced
+(the cosine learning rate spans each budget; the recipe's own steps and seed load the cached
+asset), EMA weights, scored by :func:`visgen.course.helpers.digits_row` on the labels of the
+digits test split from one noise (seed 7) at 50 and 10 Euler steps (digits assets only).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 from torch import nn
 
 from visgen import set_threads
+from visgen.config import cpu_seconds
+from visgen.course import helpers
+from visgen.data import get_dataset
 from visgen.nn import build_model
+from visgen.sampling import sample_euler, uniform
 from visgen.timing import interleaved_medians, load_average, machine
-from visgen.train import ASSETS, Trainer, learning_rate
+from visgen.train import ASSETS, Trainer, asset, learning_rate
 from visgen.train.assets import normalize_spec, training_data
 from visgen.train.methods import make_method
 from visgen.train.trainer import TrainConfig
@@ -86,13 +98,48 @@ def compare(name: str, steps: int, rounds: int) -> dict:
             "saved": 1 - c / r, "identical": same, "updates": steps * rounds}  # fmt: skip
 
 
+def curve_point(name: str, steps: int, seed: int) -> dict:
+    """One point of ``--curve``: the asset trained for ``steps`` from ``seed``, scored."""
+    spec = normalize_spec(ASSETS.lookup(name)())
+    method = make_method(spec["method"])
+    start = cpu_seconds()
+    if (steps, seed) == (spec["train"]["steps"], spec["train"]["seed"]):
+        ema = asset(name, progress=False).model  # the full-budget asset itself
+    else:
+        torch.manual_seed(seed)
+        cfg = TrainConfig(**{**spec["train"], "steps": steps, "seed": seed})
+        trainer = Trainer(build_model(spec["model"]), method, training_data(spec["data"]), cfg,
+                          labels=spec.get("labels"), progress=False)  # fmt: skip
+        ema = trainer.fit().ema.eval().requires_grad_(False)
+    row = {"asset": name, "steps": steps, "seed": seed, "train_cpu_s": cpu_seconds() - start}
+    test = get_dataset("digits", "test")
+    y = test.labels
+    den = method.denoiser(ema)
+    for nfe in (50, 10):
+        z = torch.randn((len(y), *test.sample_shape), generator=torch.Generator().manual_seed(7))
+        with torch.no_grad():
+            x = sample_euler(den, z, uniform(nfe), y).clamp(-1, 1)
+        scores = helpers.digits_row("", x, y)
+        row[f"nfe{nfe}"] = {k: scores[k] for k in ("FD (classifier)", "FD (PCA-16)",
+                                                   "right class")}  # fmt: skip
+    return row
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--assets", nargs="+", default=list(ASSET_NAMES))
     p.add_argument("--steps", type=int, default=10, help="updates per timed job")
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--curve", nargs="+", metavar="ASSET STEPS:SEED", help="quality vs budget")
     args = p.parse_args(argv)
     set_threads(1)
+    if args.curve:
+        print(f"{machine()}; load average {load_average()} (start)")
+        for point in args.curve[1:]:
+            steps, seed = (int(v) for v in point.split(":"))
+            print(json.dumps(curve_point(args.curve[0], steps, seed)), flush=True)
+        print(f"load average {load_average()} (end)")
+        return
     print(f"{machine()}; load average {load_average()} (start)")
     print("| asset | tensors | reference CPU ms/update | current | saved | weights after |")
     print("|---|---:|---:|---:|---:|---|")
