@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/training.py                       # the four tour teachers
     .venv/bin/python benchmarks/training.py --assets fm_2d --steps 20 --rounds 9
     .venv/bin/python benchmarks/training.py --curve fm_digits_unet 1000:0 2000:0 4000:0 4000:1
+    .venv/bin/python benchmarks/training.py --l06-fraction 0.5
 
 For each asset (its full-budget recipe, one thread), two trainers start from the same weights:
 the **reference** does what ``Trainer.train_step`` did before issue 27 — AdamW's single-tensor
@@ -17,6 +18,12 @@ improving. Each point is its own run of the asset's recipe with ``steps`` and ``
 (the cosine learning rate spans each budget; the recipe's own steps and seed load the cached
 asset), EMA weights, scored by :func:`visgen.course.helpers.digits_row` on the labels of the
 digits test split from one noise (seed 7) at 50 and 10 Euler steps (digits assets only).
+
+``--l06-fraction F``: the same question for tour chapter L06's five 8-Gaussian students
+(``METHODS_2D``, exact teacher): each at its full budget and at F of it, seeds 0 and 1
+(:func:`visgen.fewstep.trained`, cached as usual), scored by
+:func:`visgen.course.helpers.gaussians_row` on 2,000 points from one noise at every NFE the
+student samples with; also the data-vs-data floor over four seeds.
 """
 
 from __future__ import annotations
@@ -125,14 +132,47 @@ def curve_point(name: str, steps: int, seed: int) -> dict:
     return row
 
 
+def l06_points(fraction: float):
+    """Rows of ``--l06-fraction``: (method, steps, seed, CPU-s, {nfe: ED / in a mode /
+    smallest mode})."""
+    from visgen.course.chapters.l06_flow_maps import METHODS_2D
+    from visgen.fewstep import get_task, trained
+    from visgen.oracles import eight_gaussians
+
+    task, g = get_task("8gauss"), torch.Generator().manual_seed(1)
+    ref = eight_gaussians().sample(2000, g)
+    z = torch.randn(2000, 2, generator=g)
+    floors = [helpers.gaussians_floor_row(ref, torch.Generator().manual_seed(s))
+              for s in (2, 3, 4, 5)]  # fmt: skip
+    yield {"floor energy distance": [f["energy distance"] for f in floors]}
+    for name, (label, (full, _), options) in METHODS_2D.items():
+        for steps, seed in ((full, 0), (int(full * fraction), 0), (full, 1),
+                            (int(full * fraction), 1)):  # fmt: skip
+            start = cpu_seconds()
+            student = trained(name, task, steps, seed=seed, **options)
+            row = {"method": name, "steps": steps, "seed": seed, "cpu_s": cpu_seconds() - start}
+            for nfe in student.nfes:
+                x = student.sample(z, nfe, None, torch.Generator().manual_seed(10 + nfe))
+                r = helpers.gaussians_row(label, x, ref, NFE=nfe)
+                row[f"nfe{nfe}"] = [r["energy distance"], r["in a mode"], r["smallest mode"]]
+            yield row
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--assets", nargs="+", default=list(ASSET_NAMES))
     p.add_argument("--steps", type=int, default=10, help="updates per timed job")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--curve", nargs="+", metavar="ASSET STEPS:SEED", help="quality vs budget")
+    p.add_argument("--l06-fraction", type=float, help="L06's 2D students at this budget share")
     args = p.parse_args(argv)
     set_threads(1)
+    if args.l06_fraction:
+        print(f"{machine()}; load average {load_average()} (start)")
+        for row in l06_points(args.l06_fraction):
+            print(json.dumps(row), flush=True)
+        print(f"load average {load_average()} (end)")
+        return
     if args.curve:
         print(f"{machine()}; load average {load_average()} (start)")
         for point in args.curve[1:]:
