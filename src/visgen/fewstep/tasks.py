@@ -41,7 +41,7 @@ from visgen.fewstep.base import Task
 from visgen.oracles import eight_gaussians
 from visgen.train import asset, register_asset
 
-__all__ = ["TASKS", "get_task"]
+__all__ = ["RECIPES", "TASKS", "get_task", "recipe"]
 
 
 def _fm_digits_unet() -> dict:
@@ -128,3 +128,20 @@ def get_task(name: str) -> Task:
     """The task ``name`` of :data:`TASKS` (a trained teacher is trained on first use)."""
     check_choice(name, "task", sorted(TASKS))
     return TASKS[name]()
+
+
+RECIPES: dict[str, dict[str, dict]] = {
+    "digits_unet": {
+        # ECT: consistency *tuning* of the pretrained (teacher) network, shrinking interval
+        "consistency_training": {"schedule": "ect", "init_from_teacher": True},
+    },
+}
+"""Per task, the options (of the method's training function) that differ from its registered
+defaults: the recipe each method is measured with on that task (``benchmarks/fewstep.py``,
+the tour's U-Net students, the tests)."""
+
+
+def recipe(method: str, task: str) -> dict:
+    """The options of ``method`` on task ``task`` (:data:`RECIPES`; {} for the defaults)."""
+    check_choice(task, "task", sorted(TASKS))
+    return dict(RECIPES.get(task, {}).get(method, {}))
