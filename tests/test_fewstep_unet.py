@@ -1,0 +1,57 @@
+"""Few-step students of the convolutional teacher ``fm_digits_unet`` (task ``digits_unet``):
+the three best methods of ``benchmarks/fewstep.py`` on it, at FAST budgets (FAST teacher,
+1000 training steps), students copied from the teacher (convolutional, same weights).
+
+FD = Fréchet distance on the evaluation classifier's features, N = 397 test labels, fixed
+noise. Measured (FAST teacher, seeds 0 / 1 / 2): MEASURED
+"""
+
+import pytest
+import torch
+
+from visgen.course import helpers
+from visgen.data import get_dataset
+from visgen.fewstep import METHODS, ect_interval, get_task, recipe
+from visgen.fewstep.features import FeatureTap, multi_level_layers
+from visgen.sampling import sample_euler, uniform
+
+
+@pytest.fixture(scope="module")
+def unet():
+    task = get_task("digits_unet")
+    cond = get_dataset("digits", "test").labels
+    z = torch.randn((len(cond), *task.shape), generator=torch.Generator().manual_seed(1))
+    return task, z, cond
+
+
+def _fd(x, cond) -> float:
+    return helpers.digits_row("", x.clamp(-1, 1), cond)["FD (classifier)"]
+
+
+def _student_fd(unet, method, steps, nfe, seed=0, **options):
+    task, z, cond = unet
+    options = {**recipe(method, task.name), **options}
+    gen = METHODS[method][1](task, steps, torch.Generator().manual_seed(seed), **options)
+    assert type(gen.model).__name__ in ("UNet", "FlowMapNet")  # a convolutional student
+    return _fd(gen.sample(z, nfe, cond, torch.Generator().manual_seed(2)), cond)
+
+
+def test_multi_level_heads_read_every_encoder_resolution_and_the_middle_block():
+    net = get_task("digits_unet").teacher.model
+    layers = multi_level_layers(net)
+    feats = FeatureTap(net, layers)(torch.randn(2, 1, 8, 8), torch.rand(2), torch.tensor([0, 1]))
+    assert [name for name, _ in layers] == ["down.0", "down.2", "mid.2"]
+    assert [tuple(f.shape[1:]) for f in feats] == [(16, 8, 8), (32, 4, 4), (32, 4, 4)]
+
+
+def test_ect_interval_starts_at_denoising_and_shrinks_by_q_per_stage():
+    t = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+    sigma = t / (1 - t)  # flow matching: σ = σ_t / α_t
+    assert (ect_interval(t, 0) == 0).all()  # n(σ) ≥ 1: stage 0 is plain denoising (r = 0)
+    for stage in (2, 3, 5):
+        r = ect_interval(t, stage)
+        assert (r < t).all() and (r >= 0).all()
+        gap = sigma - r / (1 - r)
+        expected = sigma * (1 + 8 * torch.sigmoid(-sigma)) / 2**stage
+        pos = r > 0
+        assert torch.allclose(gap[pos], expected[pos], rtol=1e-6)
