@@ -25,6 +25,8 @@ energy distance) with the range over seeds.
     VISGEN_FAST=1 python benchmarks/fewstep.py         # smoke test
     python benchmarks/fewstep.py --methods dmd,drifting --tasks 8gauss_fm --json out.json
     python benchmarks/fewstep.py --tasks digits_unet --steps 300 --seeds 0,1
+    python benchmarks/fewstep.py --tasks digits --methods consistency_training \
+        --options '{"consistency_training": {"schedule": "ect", "init_from_teacher": true}}'
 """
 
 from __future__ import annotations
@@ -82,9 +84,9 @@ def _floor(task, floor_row) -> dict:
             "agreement": floor_row["right class"]}  # fmt: skip
 
 
-def _train(method, task, steps: int, seed: int, noise, cond, ref) -> dict:
+def _train(method, task, steps: int, seed: int, noise, cond, ref, extra=None) -> dict:
     lecture, train = METHODS[method]
-    options = recipe(method, task.name)
+    options = {**recipe(method, task.name), **(extra or {}).get(method, {})}
     start, cpu = time.perf_counter(), time.process_time()
     gen = train(task, steps, torch.Generator().manual_seed(seed), **options)
     row = {"lecture": lecture, "options": options, "seed": seed,
@@ -96,7 +98,8 @@ def _train(method, task, steps: int, seed: int, noise, cond, ref) -> dict:
     return row
 
 
-def run(tasks, methods, steps: int, n_points: int, seeds=(0,)) -> dict:
+def run(tasks, methods, steps: int, n_points: int, seeds=(0,), options=None) -> dict:
+    """``options``: {method: training options} over each task's recipe."""
     results = {}
     for name in tasks:
         task = get_task(name)
@@ -113,7 +116,7 @@ def run(tasks, methods, steps: int, n_points: int, seeds=(0,)) -> dict:
             runs = []
             for seed in seeds:
                 try:
-                    runs.append(_train(method, task, steps, seed, noise, cond, ref))
+                    runs.append(_train(method, task, steps, seed, noise, cond, ref, options))
                 except TypeError as err:  # the method cannot use this teacher
                     out["methods"][method] = {"lecture": METHODS[method][0], "n/a": str(err)}
                     print(f"[{name}] {method}: n/a ({err})", flush=True)
@@ -175,6 +178,8 @@ def main(argv=None) -> None:
     p.add_argument("--n", type=int, default=budget(full=2000, fast=500),
                    help="2D samples (digits: the 397 test labels)")  # fmt: skip
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    p.add_argument("--options", default="{}",
+                   help='JSON {method: {option: value}} over the recipes of visgen.fewstep.RECIPES')  # fmt: skip
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
     set_threads(1)
@@ -190,7 +195,12 @@ def main(argv=None) -> None:
         p.error(f"unknown tasks {sorted(set(tasks) - set(TASKS))}; choose from {TASKS}")
     start = time.perf_counter()
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    results = run(tasks, methods, args.steps, args.n, seeds)
+    options = json.loads(args.options)
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        p.error(f"--options must be a JSON object of objects, got {args.options!r}")
+    if set(options) - set(METHODS):
+        p.error(f"--options names unknown methods {sorted(set(options) - set(METHODS))}")
+    results = run(tasks, methods, args.steps, args.n, seeds, options)
     print(f"\n{machine()}, torch {torch.__version__}, 1 thread, {args.steps} generator updates "
           f"per method, seeds {args.seeds}, total {time.perf_counter() - start:.0f} s, "
           f"load at the end {load_average()}\n")  # fmt: skip
