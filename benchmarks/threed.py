@@ -59,6 +59,8 @@ def run_seed(seed: int, seva: bool, vary_training: bool) -> dict:
     res = joint_generation(_trained("mvdream16", train_seed), n, seed=1 + seed)
     row["joint consistency"] = res["joint consistency"]
     row["independent consistency"] = res["independent consistency"]
+    row["joint colours per view"] = res["joint colours"]
+    row["data colours per view"] = res["data colours"]
     novel = ["zero123_16", "seva16"] if seva else ["zero123_16"]
     for name in novel:
         res = novel_view_scores(_trained(name, train_seed), n, seed=2 + seed)

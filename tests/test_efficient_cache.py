@@ -140,6 +140,31 @@ def test_first_and_last_calls_always_compute_and_counts(unet, dit):
     assert f.stats["computed"] / f.stats["calls"] == 26 / 50  # ≤ 0.55 of block calls
 
 
+def test_total_counter_equals_torch_counter_and_changes_nothing(unet, dit):
+    """flop_counter (total only) against FlopCounterMode with the same formulas: the same
+    count for a U-Net, a DiT (CPU attention) and a real INT8 layer, and the same outputs as
+    without any counter."""
+    from visgen.efficient.flops import _module_counter
+    from visgen.efficient.int8 import Int8Linear
+
+    z, y = _inputs()
+    layer = Int8Linear(nn.Linear(64, 32))
+    runs = {
+        "unet": lambda: sample_euler(unet, z, uniform(3), y),
+        "dit": lambda: sample_euler(dit, z, uniform(3), y),
+        "int8": lambda: layer(z.flatten(1)),
+    }
+    for name, run in runs.items():
+        with torch.no_grad():
+            plain = run()
+            with _module_counter() as reference:
+                counted_ref = run()
+            with flop_counter() as counter:
+                counted = run()
+        assert counter.get_total_flops() == reference.get_total_flops() > 0, name
+        assert torch.equal(counted, plain) and torch.equal(counted_ref, plain), name
+
+
 @pytest.mark.parametrize("name", ["deepcache", "fora", "uniform", "teacache"])
 def test_counted_flops_are_the_flops_evaluated(name, unet, dit):
     den = unet if name == "deepcache" else dit

@@ -5,14 +5,18 @@ import pytest
 import torch
 
 from visgen.threed import (
+    PALETTE,
+    Cameras,
     SplatField,
     Splats,
+    colors_per_view,
     cube_face_index,
     cube_splats,
     orbit,
     random_blobs,
     render,
 )
+from visgen.threed.datasets import palette_views, render_views
 
 
 def _scene(dtype=torch.float64):
@@ -81,6 +85,20 @@ def test_cube_face_labels_and_occlusion():
     centre = out.image[:, :, 8, 8].argmax(1)
     assert centre.tolist() == [0, 2, 1]  # +x, +y, −x: the far faces are hidden
     assert (out.alpha[:, 0, 8, 8] > 0.99).all() and out.alpha[:, 0, 0, 0].max() < 0.05
+
+
+def test_colours_per_view_count_the_palette_colours_each_view_shows():
+    # 15° around the diagonal views a view sees the top and one face of each side pair, so it
+    # shows exactly the cube's distinct palette indices; a one-colour cube shows one colour
+    g = torch.Generator().manual_seed(0)
+    images, cams, idx = palette_views(40, g, spacing=90.0, jitter=15.0)
+    flat = Cameras.from_vector(cams.reshape(-1, 16), 16, 16)
+    distinct = torch.tensor([len(set(row.tolist())) for row in idx], dtype=torch.float)
+    assert colors_per_view(images.flatten(0, 1), flat) == pytest.approx(float(distinct.mean()))
+    one = render_views(PALETTE[torch.full((1, 6), 2)], flat[:4])
+    assert colors_per_view(one, flat[:4]) == 1.0
+    with pytest.raises(ValueError, match="cams"):
+        colors_per_view(one, flat[:3])
 
 
 def test_bad_splats_raise_naming_the_argument():

@@ -183,6 +183,36 @@ def test_schedule_and_makespan():
     assert "A, B" in text and "a test" in text and "L01 L03 L02" in text
 
 
+def test_simulation_makes_a_chapter_wait_for_an_entry_another_is_training(tmp_path):
+    table = {
+        "full": {
+            "chapters": {
+                "L01": {"base_cpu_s": 10.0, "entries": ["a"], "measured": "t"},
+                "L02": {"base_cpu_s": 5.0, "entries": ["a"], "measured": "t"},
+                "L03": {"base_cpu_s": 1.0, "entries": ["b"], "measured": "t"},
+            },
+            "entries": {
+                "a": {"kind": "model", "name": "A", "file": "a.json", "cpu_s": 100.0},
+                "b": {"kind": "model", "name": "B", "file": "b.json", "cpu_s": 20.0},
+            },
+            "sources": {"t": "a test"},
+        },
+        "fast": {"chapters": {}, "entries": {}, "sources": {}},
+    }
+    # L02 asks for a first (after 2.5 of its base) and trains it during [2.5, 102.5]; L01 asks
+    # at 5 and idles until 102.5, then 5 more; L03 starts on the first free core (L02's, at
+    # 105): 0.5 + 20 + 0.5
+    run = costs.simulate(["L01", "L02", "L03"], False, 2, table=table, root=tmp_path)
+    assert run["finish"] == {"L01": 107.5, "L02": 105.0, "L03": 126.0} and run["wall"] == 126.0
+    assert run["wait"] == {"L01": 97.5, "L02": 0.0, "L03": 0.0}
+    assert run["trains"] == {"L01": [], "L02": ["a"], "L03": ["b"]}
+    (tmp_path / "a.json").write_text("{}")  # cached: nobody trains or waits
+    run = costs.simulate(["L01", "L02", "L03"], False, 2, table=table, root=tmp_path)
+    assert run["finish"] == {"L01": 10.0, "L02": 5.0, "L03": 26.0} and not any(run["wait"].values())
+    with pytest.raises(ValueError, match="jobs"):
+        costs.simulate(["L01"], False, 0, table=table, root=tmp_path)
+
+
 def test_readme_cost_table_is_generated_from_the_committed_table():
     readme = (ROOT / "README.md").read_text()
     assert costs.readme_table() in readme, "run: python -m visgen.course.costs --readme"

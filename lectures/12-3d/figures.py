@@ -166,6 +166,9 @@ def multiview(results):
     results["mv_joint"] = num(res["joint consistency"], 2)
     results["mv_indep"] = num(res["independent consistency"], 2)
     results["mv_data"] = num(res["data consistency"], 2)
+    results["mv_joint_colors"] = num(res["joint colours"], 2)
+    results["mv_indep_colors"] = num(res["independent colours"], 2)
+    results["mv_data_colors"] = num(res["data colours"], 2)
     fig, axes = plt.subplots(4, 8, figsize=(9, 4.8))
     for s in range(4):
         for v in range(4):

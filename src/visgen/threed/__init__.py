@@ -24,6 +24,7 @@ Importing this package registers its network (``multiview_dit``), training metho
 from visgen.threed.cameras import Cameras, intrinsics, look_at, orbit, spherical, zero123_pose
 from visgen.threed.distill import Distilled, lora_fake, score_distillation
 from visgen.threed.metrics import (
+    colors_per_view,
     cross_view_consistency,
     face_colors,
     face_labels,
@@ -61,6 +62,7 @@ __all__ = [
     "blob_splats",
     "camera_features",
     "covariance",
+    "colors_per_view",
     "cross_view_consistency",
     "cube_face_index",
     "cube_splats",

@@ -6,6 +6,10 @@ r"""Measuring 3D generation: cross-view consistency, the Janus score, colour sat
   it in the same palette colour? The share of agreeing view pairs, averaged over faces.
   Independent per-view samples of palette cubes agree by chance (1/6 per face); a consistent
   3D object agrees always.
+* :func:`colors_per_view`: the number of different palette colours among the faces a view
+  shows (≈ 2.5 for the data: three faces, colours drawn from six). Read beside the
+  consistency: a generator that paints every cube in one colour is perfectly consistent, so
+  consistency counts only where the samples keep the data's colours.
 * :func:`janus_score`: the share of viewing directions from which the canonical cube's front
   colour (red) fills at least ``threshold`` of the object — 3/8 for the true cube seen from 8
   azimuths 45° apart (the red face is visible from the front half of the circle), up to 1
@@ -28,6 +32,7 @@ from visgen.threed.render import render
 from visgen.threed.scenes import CANONICAL, PALETTE, cube_splats
 
 __all__ = [
+    "colors_per_view",
     "cross_view_consistency",
     "face_colors",
     "face_labels",
@@ -97,6 +102,18 @@ def cross_view_consistency(images: torch.Tensor, cams: Cameras, palette=PALETTE)
         raise ValueError("no face is seen by two views: cannot measure consistency")
     share = same.sum((1, 2)) / cases.clamp_min(1)
     return float(share[cases > 0].mean())
+
+
+def colors_per_view(images: torch.Tensor, cams: Cameras, palette=PALETTE) -> float:
+    """Mean number of different nearest palette colours among the faces each image (B, 3, H, W)
+    shows (seen as in :func:`face_colors`); ``cams`` the B cameras."""
+    images = check_tensor(images, "images", min_dim=4)
+    if len(cams) != len(images):
+        raise ValueError(f"cams must hold {len(images)} cameras, got {len(cams)}")
+    colors, seen = face_colors(images, cams)
+    idx = _nearest(colors, palette)
+    onehot = F.one_hot(idx, len(palette)) * seen[..., None]  # (B, 6, P): colours of seen faces
+    return float((onehot.sum(1) > 0).sum(1).float().mean())
 
 
 def _foreground(images: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:

@@ -6,7 +6,7 @@
   a view-agnostic (null label) or view-conditioned (azimuth label) prior: colour error against
   the canonical cube, Janus score, saturation.
 * :func:`joint_generation` — 4 views of palette cubes on MVDream's orbit, sampled jointly or
-  independently, and their cross-view consistency.
+  independently, and their cross-view consistency and colours per view.
 * :func:`novel_view_scores` — novel views of test cubes from one input view, PSNR against the
   truth next to copying the input view.
 * :func:`pipeline_scores` — generate-then-reconstruct vs SDS alone from one input view, on
@@ -23,7 +23,13 @@ from visgen.sampling.guidance import classifier_free_guidance
 from visgen.threed.cameras import Cameras
 from visgen.threed.datasets import ELEVATION, azimuth_bin, cameras, palette_views
 from visgen.threed.distill import lora_fake, score_distillation
-from visgen.threed.metrics import cross_view_consistency, janus_score, psnr, saturation
+from visgen.threed.metrics import (
+    colors_per_view,
+    cross_view_consistency,
+    janus_score,
+    psnr,
+    saturation,
+)
 from visgen.threed.render import render
 from visgen.threed.scenes import CANONICAL, cube_face_index, cube_splats, random_cube_colors
 from visgen.threed.splats import SplatField
@@ -115,7 +121,8 @@ def canonical_truth_scores() -> dict:
 @torch.no_grad()
 def joint_generation(model: Denoiser, n: int, seed: int, *, steps: int = 20, jitter: float = 15.0):
     """n palette-cube orbits (4 views 90° apart) sampled jointly and view by view (mixing off)
-    from the same noise: (joint, independent, data images, cameras) and both consistencies."""
+    from the same noise: (joint, independent, data images, cameras), the three consistencies
+    and the three colours per view (a sampler that drops colours gains consistency cheaply)."""
     g = torch.Generator().manual_seed(seed)
     images, cams, _ = palette_views(n, g, spacing=90.0, jitter=jitter)
     z = torch.randn(images.shape, generator=g)
@@ -131,6 +138,9 @@ def joint_generation(model: Denoiser, n: int, seed: int, *, steps: int = 20, jit
         "joint consistency": cross_view_consistency(joint, flat),
         "independent consistency": cross_view_consistency(independent, flat),
         "data consistency": cross_view_consistency(images, flat),
+        "joint colours": colors_per_view(joint.flatten(0, 1), flat),
+        "independent colours": colors_per_view(independent.flatten(0, 1), flat),
+        "data colours": colors_per_view(images.flatten(0, 1), flat),
     }
 
 

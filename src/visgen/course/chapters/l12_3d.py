@@ -184,16 +184,18 @@ def _multiview_section(ctx) -> None:
     n = budget(full=200, fast=100)
     res = joint_generation(model, n, seed=1)
     rows = [
-        {"4 views of a palette cube": "rendered data", "cross-view consistency": res["data consistency"], "_floor": True},
-        {"4 views of a palette cube": "joint generation (3D attention across views)", "cross-view consistency": res["joint consistency"]},
-        {"4 views of a palette cube": "independent views (view mixing off)", "cross-view consistency": res["independent consistency"]},
-        {"4 views of a palette cube": "chance: colours drawn independently", "cross-view consistency": 1 / 6, "_floor": True},
+        {"4 views of a palette cube": "rendered data", "cross-view consistency": res["data consistency"], "colours per view": res["data colours"], "_floor": True},
+        {"4 views of a palette cube": "joint generation (3D attention across views)", "cross-view consistency": res["joint consistency"], "colours per view": res["joint colours"]},
+        {"4 views of a palette cube": "independent views (view mixing off)", "cross-view consistency": res["independent consistency"], "colours per view": res["independent colours"]},
+        {"4 views of a palette cube": "chance: colours drawn independently", "cross-view consistency": 1 / 6, "colours per view": "", "_floor": True},
     ]  # fmt: skip
     ctx.metric("multiview.joint", res["joint consistency"])
     ctx.metric("multiview.independent", res["independent consistency"])
+    ctx.metric("multiview.joint_colours", res["joint colours"])
     ctx.table(rows, f"MVDream-style generation of 4 views 90° apart ({n} orbits, 20 Euler steps, "
               "the same noise for both rows): the share of view pairs that show a face in the "
-              "same palette colour, averaged over the faces seen twice.")  # fmt: skip
+              "same palette colour, averaged over the faces seen twice, and the number of "
+              "different colours a view shows (a one-colour cube is consistent for free).")  # fmt: skip
     ctx.images(torch.cat([res["joint"][:4].flatten(0, 1), res["independent"][:4].flatten(0, 1)]),
                "Rows 1–2: four joint samples of 4 views each; rows 3–4: the same noise with view "
                "mixing off — each view is plausible on its own, the cube is not.", nrow=8)  # fmt: skip
