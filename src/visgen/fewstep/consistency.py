@@ -38,7 +38,7 @@ c = 0.00054 √dim) and
 The CT levels are Karras et al.'s ρ = 7 spacing of σ = σ_t/α_t between σ_min = 0.002 and
 σ_max = 80 mapped to the schedule's t, with the top level moved to t = 1 (pure noise, where
 one-step sampling starts; σ_max stands for "pure noise" in the VE parametrisation).
-CPU-sized simplification: MLP students, no dropout (iCT uses 0.3 on CIFAR-10).
+CPU-sized simplification: small MLP / U-Net students, no dropout (iCT uses 0.3 on CIFAR-10).
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ use trains them and later uses load them. Training data are the train splits of
 :func:`visgen.data.get_dataset`; the 8-Gaussian tasks are unconditional, digits is
 class-conditional (the teachers were trained with 10 % label dropout). A trained teacher's
 ``Task.key`` names its cache entry, so students cached by :func:`visgen.fewstep.trained` follow
-their teacher (FAST and full teachers differ). ``digits_unet`` exists
-for the methods that need spatial teacher features or several resolutions (patch-level MMD,
-SwD): a convolutional teacher whose middle block sees 4×4 "patches" of an 8×8 digit.
+their teacher (FAST and full teachers differ). ``digits_unet`` is
+the convolutional teacher (its middle block sees 4×4 "patches" of an 8×8 digit): every method
+runs on it with a student copied from the teacher, in the recipe of :data:`RECIPES`.
 ``shapes`` is the 16×16 colour-shapes task (class = shape × colour, 768 values); its teacher
 is an x-predicting MLP trained with the v-loss (JiT, lecture 5): 512 hidden units cannot carry
 the 768-dimensional noise a velocity or ε output needs (measured: a velocity MLP of this size
