@@ -179,7 +179,7 @@ def main(argv=None) -> None:
                    help="2D samples (digits: the 397 test labels)")  # fmt: skip
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
     p.add_argument("--options", default="{}",
-                   help='JSON {method: {option: value}} over the recipes of visgen.fewstep.RECIPES')  # fmt: skip
+                   help="JSON {method: {option: value}} over visgen.fewstep.RECIPES")  # fmt: skip
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
     set_threads(1)

@@ -120,12 +120,12 @@ def train_adversarial(
         raise ValueError(f"disc_t must satisfy 0 <= lo < hi <= 1, got {disc_t}")
     teacher = task.teacher
     probe, _ = task.data(2, generator)
+    layers = multi_level_layers(teacher.model) if layers is None else layers
     with seeded_init(generator):
         student = student_from_teacher(task)
         disc = Discriminator(
-            FeatureTap(teacher.model, multi_level_layers(teacher.model) if layers is None else layers),
-            probe, task.num_classes or 0, len(STUDENT_LEVELS),
-        )  # fmt: skip
+            FeatureTap(teacher.model, layers), probe, task.num_classes or 0, len(STUDENT_LEVELS)
+        )
     averaged = Denoiser(copy.deepcopy(student.model), student.schedule, student.prediction)
     opt = torch.optim.Adam(student.model.parameters(), lr=lr, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999))
