@@ -86,3 +86,18 @@ def test_multiboundary_cd_four_jumps_beat_four_euler_steps_of_the_teacher(unet):
     euler4 = _fd(sample_euler(task.teacher, z, uniform(4), cond), cond)
     got = _student_fd(unet, "multiboundary_cd", 50, 4, batch_size=256)
     assert got <= 11 < euler4, (got, euler4)
+
+
+def test_lora_consistency_distillation_trains_only_the_adapters_and_the_gap_embedding():
+    task = get_task("digits_unet")
+    gen = METHODS["multiboundary_cd"][1](task, 3, torch.Generator().manual_seed(0), lora=2)
+    teacher = dict(task.teacher.model.named_parameters())
+    moved = set()
+    for name, p in gen.model.named_parameters():
+        base = name.removeprefix("net.").replace(".base.", ".").replace("embed.inner.", "embed.")
+        if base in teacher:  # a frozen teacher weight: must be bit-identical
+            assert torch.equal(p, teacher[base]), name
+        else:
+            moved.add(name.split(".lora_")[0] if ".lora_" in name else name)
+    assert any(".lora_" in n for n, _ in gen.model.named_parameters())
+    assert any(n.startswith("net.embed.gap") for n in moved)

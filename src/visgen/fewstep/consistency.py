@@ -52,7 +52,9 @@ from visgen._checks import batch_time, check_choice, check_positive, check_tenso
 from visgen.fewstep.base import FewStepGenerator, Task, register_method
 from visgen.fewstep.flowmap import FlowMap, flowmap_student, sample_flowmap
 from visgen.fewstep.sampling import sample_consistency
+from visgen.fewstep.student import seeded_init
 from visgen.fewstep.training import optimize
+from visgen.nn import add_lora
 from visgen.nn.embeddings import drop_labels
 from visgen.objectives.losses import noisy_sample
 from visgen.param import Denoiser
@@ -306,6 +308,7 @@ def train_cd(
     lr: float = 1e-3,
     label_dropout: float = 0.1,
     network: dict | None = None,
+    lora: int = 0,
     progress: bool = False,
 ) -> FewStepGenerator:
     """Consistency distillation of ``task.teacher`` (``segments`` > 1: multi-boundary CD).
@@ -315,7 +318,9 @@ def train_cd(
     task). ``target_ema`` μ: the target θ⁻ is an EMA of the student (μ = 0.95, the CM
     paper); μ = 0 is the stop-gradient student of iCT and homework 4. Sampling:
     ``segments = 1`` — the multistep consistency sampler on a uniform grid, NFE 1, 2, 4;
-    ``segments = K`` — K deterministic flow-map jumps (NFE K).
+    ``segments = K`` — K deterministic flow-map jumps (NFE K). ``lora`` = r > 0 trains rank-r
+    LoRA adapters on the teacher-initialised network (:func:`visgen.nn.add_lora`, homework 4's
+    students) plus the new gap embedding, the rest frozen.
     """
     check_positive(segments, "segments", integer=True)
     if not 0 < interval < 1:
@@ -325,6 +330,11 @@ def train_cd(
     if guidance != 1.0 and not task.num_classes:
         raise ValueError("guidance != 1 needs a class-conditional task (num_classes > 0)")
     fm = flowmap_student(task, network, generator=generator)
+    if lora:
+        check_positive(lora, "lora", integer=True)
+        with seeded_init(generator):
+            add_lora(fm.net, lora, include=lambda name, m: not name.startswith("net.embed.gap"))
+        fm.net.net.embed.gap.requires_grad_(True)
     schedule = fm.schedule
     teacher = _guided(task.teacher, guidance)
     target = None
