@@ -8,18 +8,25 @@ generator updates on each task and reports, at 1, 2 and 4 NFE (where a method su
 * ``digits`` (flow-matching MLP teacher, class-conditional, sampled with the 397 labels of
   the test split): Fréchet distance on the visgen classifier's features against the test
   split, the classifier's mean confidence and its agreement with the requested class;
-* ``digits_unet`` (convolutional teacher; only the methods that need spatial features or
-  several resolutions, see ``UNET_METHODS``): the same image metrics.
+* ``digits_unet`` (the convolutional teacher; every method with a convolutional student
+  initialised from the teacher, in the recipe of :data:`visgen.fewstep.RECIPES`): the same
+  image metrics.
 
 Each task's teacher is measured with a 50-step Euler sampler (50 NFE) as the reference, and
 the data-vs-data floor is printed beside it (rows of :mod:`visgen.course.helpers`, as in the
 tour). A method that cannot run on a task (e.g. SwD
-without a convolutional teacher) is listed as n/a with the reason. Wall time per method is
-the training time; timings on a shared machine are noisy (compare ratios within one run).
+without a convolutional teacher) is listed as n/a with the reason. The training cost is the
+CPU time of the training process (``time.process_time``, one thread: the cost on a quiet
+core, which the load of a shared machine does not inflate as it does wall time); with
+``--seeds 0,1`` every method is trained once per seed and a cell gives the mean FD (or
+energy distance) with the range over seeds.
 
     python benchmarks/fewstep.py                       # full budget (BENCHMARKS.md)
     VISGEN_FAST=1 python benchmarks/fewstep.py         # smoke test
     python benchmarks/fewstep.py --methods dmd,drifting --tasks 8gauss_fm --json out.json
+    python benchmarks/fewstep.py --tasks digits_unet --steps 300 --seeds 0,1
+    python benchmarks/fewstep.py --tasks digits --methods consistency_training \
+        --options '{"consistency_training": {"schedule": "ect", "init_from_teacher": true}}'
 """
 
 from __future__ import annotations
@@ -27,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import torch
@@ -35,13 +41,13 @@ import torch
 from visgen import budget, set_threads
 from visgen.course import helpers
 from visgen.data import get_dataset
-from visgen.fewstep import METHODS, get_task
+from visgen.fewstep import METHODS, get_task, recipe
 from visgen.oracles import eight_gaussians
 from visgen.sampling import sample_euler, uniform
+from visgen.timing import load_average, machine
 
 NFES = (1, 2, 4)
 TASKS = ("8gauss_fm", "digits", "digits_unet")
-UNET_METHODS = ("mmd", "swd")  # a conv teacher costs ~10x per step: only where it is needed
 
 
 def _reference(task, n: int):
@@ -78,7 +84,22 @@ def _floor(task, floor_row) -> dict:
             "agreement": floor_row["right class"]}  # fmt: skip
 
 
-def run(tasks, methods, steps: int, n_points: int) -> dict:
+def _train(method, task, steps: int, seed: int, noise, cond, ref, extra=None) -> dict:
+    lecture, train = METHODS[method]
+    options = {**recipe(method, task.name), **(extra or {}).get(method, {})}
+    start, cpu = time.perf_counter(), time.process_time()
+    gen = train(task, steps, torch.Generator().manual_seed(seed), **options)
+    row = {"lecture": lecture, "options": options, "seed": seed,
+           "train_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}  # fmt: skip
+    for nfe in NFES:
+        if nfe in gen.nfes:
+            x = gen.sample(noise, nfe, cond, torch.Generator().manual_seed(2))
+            row[nfe] = _metrics(task, x, cond, ref)
+    return row
+
+
+def run(tasks, methods, steps: int, n_points: int, seeds=(0,), options=None) -> dict:
+    """``options``: {method: training options} over each task's recipe."""
     results = {}
     for name in tasks:
         task = get_task(name)
@@ -91,33 +112,36 @@ def run(tasks, methods, steps: int, n_points: int) -> dict:
             "n": n,
             "methods": {},
         }
-        chosen = [m for m in methods if name != "digits_unet" or m in UNET_METHODS]
-        for method in chosen:
-            lecture, train = METHODS[method]
-            start = time.perf_counter()
-            try:
-                gen = train(task, steps, torch.Generator().manual_seed(0))
-            except TypeError as err:  # the method cannot use this teacher
-                out["methods"][method] = {"lecture": lecture, "n/a": str(err)}
-                print(f"[{name}] {method}: n/a ({err})", flush=True)
-                continue
-            row = {"lecture": lecture, "train_s": time.perf_counter() - start}
-            for nfe in NFES:
-                if nfe in gen.nfes:
-                    x = gen.sample(noise, nfe, cond, torch.Generator().manual_seed(2))
-                    row[nfe] = _metrics(task, x, cond, ref)
-            out["methods"][method] = row
-            print(f"[{name}] {method}: {row['train_s']:.0f} s {row}", flush=True)
+        for method in methods:
+            runs = []
+            for seed in seeds:
+                try:
+                    runs.append(_train(method, task, steps, seed, noise, cond, ref, options))
+                except TypeError as err:  # the method cannot use this teacher
+                    out["methods"][method] = {"lecture": METHODS[method][0], "n/a": str(err)}
+                    print(f"[{name}] {method}: n/a ({err})", flush=True)
+                    break
+                print(f"[{name}] {method} seed {seed}: {runs[-1]['cpu_s']:.0f} CPU-s "
+                      f"{runs[-1]}", flush=True)  # fmt: skip
+            else:
+                out["methods"][method] = {"lecture": runs[0]["lecture"], "runs": runs}
         results[name] = out
     return results
 
 
-def _cell(m: dict | None, points: bool) -> str:
-    if m is None:
+def _cell(ms: list, points: bool) -> str:
+    """Mean (range over seeds) of the distance, mean of the other two metrics."""
+    ms = [m for m in ms if m is not None]
+    if not ms:
         return "—"
-    if points:
-        return f"{m['ed']:.4f} / {m['in_mode']:.2f} / {m['min_mode']:.3f}"
-    return f"{m['fd']:.2f} / {m['confidence']:.2f} / {m['agreement']:.2f}"
+    keys = ("ed", "in_mode", "min_mode") if points else ("fd", "confidence", "agreement")
+    fmt = (".4f", ".2f", ".3f") if points else (".2f", ".2f", ".2f")
+    means = [sum(m[k] for m in ms) / len(ms) for k in keys]
+    first = format(means[0], fmt[0])
+    if len(ms) > 1:
+        d = [m[keys[0]] for m in ms]
+        first += f" ({format(min(d), fmt[0])}–{format(max(d), fmt[0])})"
+    return " / ".join([first] + [format(v, f) for v, f in zip(means[1:], fmt[1:])])
 
 
 def markdown(results: dict) -> str:
@@ -126,19 +150,21 @@ def markdown(results: dict) -> str:
         points = name.startswith("8gauss")
         what = "ED / in-mode / min mode share" if points else "FD / confidence / right class"
         lines += [
-            f"**{name}** (n = {out['n']}; cells: {what})",
+            f"**{name}** (n = {out['n']}; cells: {what}; cost: CPU-s of training, mean over seeds)",
             "",
-            "| method | lecture | 1 NFE | 2 NFE | 4 NFE | train time |",
+            "| method | lecture | 1 NFE | 2 NFE | 4 NFE | train cost |",
             "|---|---|---|---|---|---|",
-            f"| data vs data (floor) | — | {_cell(out['floor'], points)} | | | |",
-            f"| teacher, Euler 50 NFE | — | {_cell(out['teacher_50nfe'], points)} | | | |",
+            f"| data vs data (floor) | — | {_cell([out['floor']], points)} | | | |",
+            f"| teacher, Euler 50 NFE | — | {_cell([out['teacher_50nfe']], points)} | | | |",
         ]
         for method, row in out["methods"].items():
             if "n/a" in row:
                 lines.append(f"| {method} | {row['lecture']} | n/a | n/a | n/a | — |")
                 continue
-            cells = " | ".join(_cell(row.get(k), points) for k in NFES)
-            lines.append(f"| {method} | {row['lecture']} | {cells} | {row['train_s']:.0f} s |")
+            runs = row["runs"]
+            cells = " | ".join(_cell([r.get(k) for r in runs], points) for k in NFES)
+            cost = sum(r["cpu_s"] for r in runs) / len(runs)
+            lines.append(f"| {method} | {row['lecture']} | {cells} | {cost:.0f} CPU-s |")
         lines.append("")
     return "\n".join(lines)
 
@@ -151,6 +177,9 @@ def main(argv=None) -> None:
     p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {TASKS}")
     p.add_argument("--n", type=int, default=budget(full=2000, fast=500),
                    help="2D samples (digits: the 397 test labels)")  # fmt: skip
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    p.add_argument("--options", default="{}",
+                   help="JSON {method: {option: value}} over visgen.fewstep.RECIPES")  # fmt: skip
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
     set_threads(1)
@@ -165,15 +194,22 @@ def main(argv=None) -> None:
     if set(tasks) - set(TASKS):
         p.error(f"unknown tasks {sorted(set(tasks) - set(TASKS))}; choose from {TASKS}")
     start = time.perf_counter()
-    results = run(tasks, methods, args.steps, args.n)
-    print(f"\n{platform.node()} {platform.processor() or platform.machine()}, torch "
-          f"{torch.__version__}, 1 thread, {args.steps} generator updates per method, "
-          f"total {time.perf_counter() - start:.0f} s\n")  # fmt: skip
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    options = json.loads(args.options)
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        p.error(f"--options must be a JSON object of objects, got {args.options!r}")
+    if set(options) - set(METHODS):
+        p.error(f"--options names unknown methods {sorted(set(options) - set(METHODS))}")
+    results = run(tasks, methods, args.steps, args.n, seeds, options)
+    print(f"\n{machine()}, torch {torch.__version__}, 1 thread, {args.steps} generator updates "
+          f"per method, seeds {args.seeds}, total {time.perf_counter() - start:.0f} s, "
+          f"load at the end {load_average()}\n")  # fmt: skip
     print(markdown(results))
     if args.json:
         tmp = f"{args.json}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"steps": args.steps, "results": results}, f, indent=1, default=str)
+            json.dump({"steps": args.steps, "seeds": seeds, "results": results}, f, indent=1,
+                      default=str)  # fmt: skip
         os.replace(tmp, args.json)
 
 

@@ -18,6 +18,7 @@ from visgen.fewstep.consistency import (
     consistency_levels,
     consistency_loss,
     consistency_training_loss,
+    ect_interval,
     ict_num_intervals,
     lognormal_interval_weights,
     pseudo_huber,
@@ -40,10 +41,11 @@ from visgen.fewstep.meanflow import (
 from visgen.fewstep.mmd import train_mmd
 from visgen.fewstep.sampling import sample_consistency
 from visgen.fewstep.swd import sample_scalewise, train_swd
-from visgen.fewstep.tasks import TASKS, get_task
+from visgen.fewstep.tasks import RECIPES, TASKS, get_task, recipe
 
 __all__ = [
     "METHODS",
+    "RECIPES",
     "TASKS",
     "FewStepGenerator",
     "FlowMap",
@@ -57,6 +59,7 @@ __all__ = [
     "consistency_training_loss",
     "distribution_matching_loss",
     "drift_field",
+    "ect_interval",
     "flowmap_student",
     "get_task",
     "ict_num_intervals",
@@ -65,6 +68,7 @@ __all__ = [
     "meanflow_times",
     "multi_temperature_drift",
     "pseudo_huber",
+    "recipe",
     "register_method",
     "sample_consistency",
     "sample_flowmap",

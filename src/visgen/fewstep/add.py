@@ -6,7 +6,8 @@ s ∈ {1, ¾, ½, ¼}, with x_s = α_s x0 + σ_s ε formed from **real data** x0
 s = 1; ADD §3.1). A discriminator tells real data from student samples after both are noised
 identically to a level t̂ ~ U[t̂_min, t̂_max] (homework 5: t̂ ∈ [0, 0.2]); it is a set of
 small trainable heads on the **frozen teacher's own features** of the noised input, taken by
-forward hooks (:mod:`visgen.fewstep.features`). Non-saturating GAN losses (Goodfellow et al.
+forward hooks (:mod:`visgen.fewstep.features`), one head per level of the network (LADD's
+multi-level heads). Non-saturating GAN losses (Goodfellow et al.
 2014):
 
 .. math::
@@ -43,7 +44,7 @@ from torch.nn import functional as F
 
 from visgen._checks import check_positive
 from visgen.fewstep.base import FewStepGenerator, Task, UnsupportedTeacher, register_method
-from visgen.fewstep.features import Discriminator, FeatureTap
+from visgen.fewstep.features import Discriminator, FeatureTap, multi_level_layers
 from visgen.fewstep.student import (
     STUDENT_LEVELS,
     Stopwatch,
@@ -102,8 +103,9 @@ def train_adversarial(
         d_steps: discriminator updates per generator update.
         r1: R1 penalty weight γ (0: off).
         disc_t: range of the discriminator's noise level t̂.
-        layers: the teacher layers the heads read (default: every hidden layer of an MLP,
-            the middle block of a UNet).
+        layers: the teacher layers the heads read (default, LADD's multi-level heads: every
+            hidden layer of an MLP; every encoder resolution and the middle block of a UNet,
+            :func:`~visgen.fewstep.features.multi_level_layers`).
         ema: decay of the exponential moving average of the student's weights, which is
             the returned generator (GAN iterates oscillate; the average does not).
     """
@@ -118,6 +120,7 @@ def train_adversarial(
         raise ValueError(f"disc_t must satisfy 0 <= lo < hi <= 1, got {disc_t}")
     teacher = task.teacher
     probe, _ = task.data(2, generator)
+    layers = multi_level_layers(teacher.model) if layers is None else layers
     with seeded_init(generator):
         student = student_from_teacher(task)
         disc = Discriminator(

@@ -23,6 +23,13 @@ c = 0.00054 √dim) and
   doubles from s0 = 10 to s1 = 1280 over training (iCT eq. 6), the interval drawn with
   lognormal weights on σ (P_mean = −1.1, P_std = 2, iCT eq. 7) and λ = 1/(t_{i+1} − t_i)
   (iCT's 1/(σ_{i+1} − σ_i) with the course's time in place of σ);
+* **ECT** (``train_ct(schedule="ect")``, Easy Consistency Tuning, Geng et al. 2024, arXiv
+  2406.14548, §3–4): CT started from the pretrained diffusion model (here the teacher's
+  weights, ``init_from_teacher=True``) with a continuous interval that shrinks in stages:
+  log σ_t ~ N(P_mean, P_std), σ_r = max(0, σ_t (1 − n(σ_t)/q^a)), n(σ) = 1 + k·sigmoid(−b σ)
+  (k = 8, b = 1, q = 2), a the stage (``stages`` equal stages over training). Stage 0 has
+  r = 0, i.e. the loss is plain denoising (the diffusion model it starts from); the interval
+  then halves each stage towards the consistency condition. λ = 1/(t − r) as in CT;
 * **multi-boundary CD** (multistep consistency models, Heek et al. 2024, arXiv 2403.06807;
   homework 4): K segments [k/K, (k+1)/K]; a point maps to the start s of the segment of r,
   f(x, t) = Ψ_{t→s}(x), trained by the CD loss (at r = s the target is \hat x_r itself) and
@@ -31,7 +38,7 @@ c = 0.00054 √dim) and
 The CT levels are Karras et al.'s ρ = 7 spacing of σ = σ_t/α_t between σ_min = 0.002 and
 σ_max = 80 mapped to the schedule's t, with the top level moved to t = 1 (pure noise, where
 one-step sampling starts; σ_max stands for "pure noise" in the VE parametrisation).
-CPU-sized simplification: MLP students, no dropout (iCT uses 0.3 on CIFAR-10).
+CPU-sized simplification: small MLP / U-Net students, no dropout (iCT uses 0.3 on CIFAR-10).
 """
 
 from __future__ import annotations
@@ -45,7 +52,9 @@ from visgen._checks import batch_time, check_choice, check_positive, check_tenso
 from visgen.fewstep.base import FewStepGenerator, Task, register_method
 from visgen.fewstep.flowmap import FlowMap, flowmap_student, sample_flowmap
 from visgen.fewstep.sampling import sample_consistency
+from visgen.fewstep.student import seeded_init
 from visgen.fewstep.training import optimize
+from visgen.nn import add_lora
 from visgen.nn.embeddings import drop_labels
 from visgen.objectives.losses import noisy_sample
 from visgen.param import Denoiser
@@ -58,6 +67,7 @@ __all__ = [
     "consistency_levels",
     "consistency_loss",
     "consistency_training_loss",
+    "ect_interval",
     "ict_num_intervals",
     "lognormal_interval_weights",
     "pseudo_huber",
@@ -126,6 +136,25 @@ def ict_num_intervals(step: int, steps: int, s0: int = 10, s1: int = 1280) -> in
         raise ValueError(f"need s1 >= s0, got s0={s0}, s1={s1}")
     stage = max(1, steps // (int(math.log2(s1 // s0)) + 1))
     return min(s0 * 2 ** (step // stage), s1)
+
+
+def ect_interval(
+    t: torch.Tensor, stage: int, schedule: Schedule | str = "linear", *, q=2.0, k=8.0, b=1.0
+) -> torch.Tensor:
+    """ECT's r(t) at ``stage`` a (arXiv 2406.14548, §4): σ_r = max(0, σ_t (1 − n(σ_t)/q^a)),
+    n(σ) = 1 + k·sigmoid(−b σ), σ = e^{−λ(t)}; returned as times of ``schedule`` (r < t)."""
+    if not isinstance(stage, int) or stage < 0:
+        raise ValueError(f"stage must be an int >= 0, got {stage!r}")
+    if q <= 1:
+        raise ValueError(f"q must be > 1, got {q}")
+    schedule = get_schedule(schedule)
+    sigma_t = torch.exp(-schedule.logsnr(t).to(torch.float64))
+    ratio = (1 + k * torch.sigmoid(-b * sigma_t)) / q**stage
+    sigma_r = sigma_t * (1 - ratio)
+    r = torch.zeros_like(sigma_t)
+    pos = sigma_r > 0
+    r[pos] = schedule.t_from_logsnr(-torch.log(sigma_r[pos])).to(torch.float64)
+    return r.to(t.dtype)
 
 
 def lognormal_interval_weights(
@@ -279,6 +308,7 @@ def train_cd(
     lr: float = 1e-3,
     label_dropout: float = 0.1,
     network: dict | None = None,
+    lora: int = 0,
     progress: bool = False,
 ) -> FewStepGenerator:
     """Consistency distillation of ``task.teacher`` (``segments`` > 1: multi-boundary CD).
@@ -288,7 +318,9 @@ def train_cd(
     task). ``target_ema`` μ: the target θ⁻ is an EMA of the student (μ = 0.95, the CM
     paper); μ = 0 is the stop-gradient student of iCT and homework 4. Sampling:
     ``segments = 1`` — the multistep consistency sampler on a uniform grid, NFE 1, 2, 4;
-    ``segments = K`` — K deterministic flow-map jumps (NFE K).
+    ``segments = K`` — K deterministic flow-map jumps (NFE K). ``lora`` = r > 0 trains rank-r
+    LoRA adapters on the teacher-initialised network (:func:`visgen.nn.add_lora`, homework 4's
+    students) plus the new gap embedding, the rest frozen.
     """
     check_positive(segments, "segments", integer=True)
     if not 0 < interval < 1:
@@ -298,6 +330,11 @@ def train_cd(
     if guidance != 1.0 and not task.num_classes:
         raise ValueError("guidance != 1 needs a class-conditional task (num_classes > 0)")
     fm = flowmap_student(task, network, generator=generator)
+    if lora:
+        check_positive(lora, "lora", integer=True)
+        with seeded_init(generator):
+            add_lora(fm.net, lora, include=lambda name, m: not name.startswith("net.embed.gap"))
+        fm.net.net.embed.gap.requires_grad_(True)
     schedule = fm.schedule
     teacher = _guided(task.teacher, guidance)
     target = None
@@ -369,10 +406,13 @@ def train_ct(
     steps: int,
     generator: torch.Generator | None = None,
     *,
+    schedule: str = "ict",
     s0: int = 10,
     s1: int = 1280,
+    stages: int = 6,
     p_mean: float = -1.1,
     p_std: float = 2.0,
+    init_from_teacher: bool = False,
     metric: str = "pseudo_huber",
     batch_size: int = 512,
     lr: float = 3e-4,
@@ -380,20 +420,34 @@ def train_ct(
     network: dict | None = None,
     progress: bool = False,
 ) -> FewStepGenerator:
-    """Consistency training from data alone in the iCT recipe (no teacher, no EMA target).
+    """Consistency training from data alone (no teacher in the loss, no EMA target).
 
-    The student starts from random weights. Sampling: the multistep consistency sampler on a
-    uniform grid, NFE 1, 2, 4.
+    ``schedule``: ``ict`` — iCT's levels, N doubling from ``s0`` to ``s1``, lognormal
+    interval weights; ``ect`` — ECT's shrinking continuous interval in ``stages`` equal
+    stages. ``init_from_teacher``: start from the teacher's weights (ECT's "tuning" of a
+    pretrained diffusion model; the teacher is used for nothing else); else random weights.
+    Sampling: the multistep consistency sampler on a uniform grid, NFE 1, 2, 4.
     """
-    fm = flowmap_student(task, network, init_from_teacher=False, generator=generator)
-    schedule = fm.schedule
+    check_choice(schedule, "schedule", ("ict", "ect"))
+    check_positive(stages, "stages", integer=True)
+    fm = flowmap_student(task, network, init_from_teacher=init_from_teacher, generator=generator)
+    times = fm.schedule
     grids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    stage_len = max(1, -(-steps // stages))
 
     def loss_fn(step):
+        if schedule == "ect":
+            x0, y = task.data(batch_size, generator)
+            cond = _labels(task, y, label_dropout, generator)
+            lam = -(p_mean + p_std * torch.randn(batch_size, generator=generator))
+            t = times.t_from_logsnr(lam).to(x0.dtype).clamp(1e-4, 1.0)
+            r = ect_interval(t, step // stage_len, times)
+            noise = torch.randn(x0.shape, generator=generator)
+            return consistency_training_loss(fm, x0, t, r, noise, cond, metric=metric).mean()
         n = ict_num_intervals(step, steps, s0, s1)
         if n not in grids:
-            ts = consistency_levels(n, schedule)
-            grids[n] = ts, lognormal_interval_weights(ts, schedule, p_mean, p_std)
+            ts = consistency_levels(n, times)
+            grids[n] = ts, lognormal_interval_weights(ts, times, p_mean, p_std)
         ts, weights = grids[n]
         x0, y = task.data(batch_size, generator)
         cond = _labels(task, y, label_dropout, generator)
@@ -403,13 +457,14 @@ def train_ct(
         return consistency_training_loss(fm, x0, t, r, noise, cond, metric=metric).mean()
 
     net, history = optimize(fm.net, loss_fn, steps, lr=lr, progress=progress, desc="ct")
-    den = FlowMap(net, schedule).denoiser()
+    den = FlowMap(net, times).denoiser()
     return FewStepGenerator(
         "consistency training",
         net,
         lambda z, nfe, cond, g: sample_consistency(den, z, uniform(nfe), cond, generator=g),
         info={
             "loss": history,
+            "schedule": schedule,
             "final_intervals": ict_num_intervals(steps - 1, steps, s0, s1) if steps else s0,
         },
     )

@@ -26,7 +26,7 @@ parametrisation as the teacher). It is applied through the surrogate ½‖x − 
   i.e. μ_fake ≡ x (Poole et al. 2022, arXiv 2209.14988): pure mode seeking, it collapses
   onto high-density points (lecture 7).
 
-CPU-sized simplifications: MLP networks, an L2 regression loss instead of LPIPS, small
+CPU-sized simplifications: small MLP / U-Net networks, an L2 regression loss instead of LPIPS, small
 discriminator heads on the fake network's hidden layers, conditioned on the student level a
 sample comes from (see :class:`~visgen.fewstep.features.Discriminator`: at toy scale only
 per-level distributions, not single samples, look fake; measured on ``8gauss_fm`` after 400

@@ -36,8 +36,14 @@ import torch
 
 from visgen._checks import check_choice, check_positive, check_tensor
 from visgen.fewstep.base import FewStepGenerator, Task, register_method
-from visgen.fewstep.student import Stopwatch, as_generator, check_steps, seeded_init
-from visgen.nn import MLP
+from visgen.fewstep.student import (
+    Stopwatch,
+    as_generator,
+    check_steps,
+    seeded_init,
+    student_from_teacher,
+)
+from visgen.nn import MLP, UNet
 from visgen.param import Denoiser
 
 __all__ = ["drift_field", "multi_temperature_drift", "train_drifting"]
@@ -168,14 +174,22 @@ def train_drifting(
 
     Each step draws a batch of prior noise and a batch of positives of the same classes,
     computes the multi-temperature drift at the generated samples (negatives: the rest of the
-    batch of the same class) and regresses f_θ(z) onto f_θ(z) + V. The generator is an
-    :class:`~visgen.nn.MLP` called at t = 1, exposed as an x0-predicting denoiser so the
-    shared consistency sampler runs its single step.
+    batch of the same class) and regresses f_θ(z) onto f_θ(z) + V. The generator is called
+    at t = 1 and exposed as an x0-predicting denoiser, so the shared consistency sampler runs
+    its single step: a fresh :class:`~visgen.nn.MLP` (``width``, ``depth``), or for a
+    convolutional (:class:`~visgen.nn.UNet`) teacher a copy of the teacher network, whose
+    one-step prediction starts as the teacher's E[x0 | noise] (the paper trains its
+    convolutional generator from scratch; the copy is the course's common start for
+    students of a network teacher).
     """
     check_steps(steps)
     with seeded_init(generator):
-        net = MLP(task.shape, width, depth, num_classes=task.num_classes or 0)
-    student = Denoiser(net, task.teacher.schedule, "x0")
+        if isinstance(task.teacher.model, UNet):
+            student = student_from_teacher(task)
+        else:
+            net = MLP(task.shape, width, depth, num_classes=task.num_classes or 0)
+            student = Denoiser(net, task.teacher.schedule, "x0")
+    net = student.model
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     watch = Stopwatch(batch_size=batch_size, temperatures=list(temperatures), lr=lr)
     for _ in range(steps):

@@ -22,7 +22,7 @@ from torch import nn
 
 from visgen.nn import MLP, UNet
 
-__all__ = ["Discriminator", "FeatureTap", "default_feature_layers"]
+__all__ = ["Discriminator", "FeatureTap", "default_feature_layers", "multi_level_layers"]
 
 
 def default_feature_layers(net: nn.Module) -> list[tuple[str, bool]]:
@@ -34,6 +34,22 @@ def default_feature_layers(net: nn.Module) -> list[tuple[str, bool]]:
     raise TypeError(
         f"no default feature layers for {type(net).__name__}; pass layers=[(name, inputs), ...]"
     )
+
+
+def multi_level_layers(net: nn.Module) -> list[tuple[str, bool]]:
+    """Feature layers at every level of a network, for LADD's multi-level heads.
+
+    LADD (arXiv 2403.12015, §3) puts a head on the features of several teacher blocks, not
+    only the last one. For a :class:`~visgen.nn.UNet`: the output of the last residual block
+    of every encoder resolution and of the middle block (for ``fm_digits_unet``: 8×8×16,
+    4×4×32, 4×4×32); the decoder is never run. An MLP's default layers are already one per
+    hidden layer.
+    """
+    if not isinstance(net, UNet):
+        return default_feature_layers(net)
+    ends = [i - 1 for i, layer in enumerate(net.down) if isinstance(layer, nn.Conv2d)]
+    ends.append(len(net.down) - 1)  # a downsampling conv closes each level but the last
+    return [(f"down.{i}", False) for i in ends] + default_feature_layers(net)
 
 
 class _Seen(Exception):

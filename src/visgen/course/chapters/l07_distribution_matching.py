@@ -8,15 +8,17 @@ import torch
 from visgen import budget
 from visgen.course import chapter, helpers
 from visgen.data import get_dataset
-from visgen.fewstep import METHODS, UnsupportedTeacher, drift_field, get_task, trained
-from visgen.fewstep.swd import scale_schedule
+from visgen.fewstep import METHODS, UnsupportedTeacher, drift_field, get_task, recipe, trained
 from visgen.oracles import eight_gaussians
 from visgen.sampling import sample_euler, uniform
 from visgen.viz import figure, scatter
 
 NFES = (1, 2, 4)
 STEPS = 600  # generator updates per method (the benchmark: 1000); FAST: see _steps()
-UNET_METHODS = ("mmd", "swd")  # the methods shown on the convolutional digits teacher
+UNET_STUDENTS = {  # the students shown on the convolutional digits teacher: (full, FAST) updates
+    "drifting": (300, 40),  # the cheapest good one-step student of benchmarks/fewstep.py
+    "multiboundary_cd": (100, 20),  # the best four-step one, at a third of its benchmark budget
+}  # ≈ 60 + 37 CPU-s: the cost of the 600-update MMD + SwD students they replace (BENCHMARKS.md)
 TITLES = {
     "dmd": "DMD (regression + distribution matching)",
     "dmd2": "DMD2 (TTUR, GAN term, backward simulation)",
@@ -33,30 +35,35 @@ def _steps() -> int:
     return budget(full=STEPS, fast=100)
 
 
+def _unet_steps(method: str) -> int:
+    full, fast = UNET_STUDENTS[method]
+    return budget(full=full, fast=fast)
+
+
 def _methods(lecture: int | None = None) -> list[str]:
     names = sorted(METHODS, key=lambda m: (METHODS[m][0], m))
     return [m for m in names if lecture is None or METHODS[m][0] == lecture]
 
 
-def _student(method: str, task):
+def _student(method: str, task, steps: int | None = None):
     try:
-        return trained(method, task, _steps())
+        return trained(method, task, steps or _steps(), **recipe(method, task.name))
     except UnsupportedTeacher:  # e.g. SwD needs a convolutional teacher: not in this table
         return None
 
 
 def trained_students() -> list[tuple[str, str, object]]:
     """(method, teacher label, student) for every student this chapter trains: every method on
-    the digits MLP, :data:`UNET_METHODS` on the digits U-Net (lecture 10 compares them all)."""
+    the digits MLP, :data:`UNET_STUDENTS` on the digits U-Net (lecture 10 compares them all)."""
     students = []
-    for task_name, teacher in (("digits", "MLP"), ("digits_unet", "U-Net")):
-        task = get_task(task_name)
-        for method in _methods():
-            if task_name == "digits_unet" and method not in UNET_METHODS:
-                continue
-            student = _student(method, task)
-            if student is not None:
-                students.append((method, teacher, student))
+    task = get_task("digits")
+    for method in _methods():
+        student = _student(method, task)
+        if student is not None:
+            students.append((method, "MLP", student))
+    task = get_task("digits_unet")
+    for method in UNET_STUDENTS:
+        students.append((method, "U-Net", _student(method, task, _unet_steps(method))))
     return students
 
 
@@ -121,7 +128,8 @@ def _points_section(ctx) -> None:
               ["method", "samples", "NFE", "energy distance", "in a mode", "smallest mode"])  # fmt: skip
 
 
-def _digits_section(ctx, task_name: str, methods: list[str], caption: str) -> None:
+def _digits_section(ctx, task_name: str, methods: list[str], caption: str, steps=None) -> None:
+    """``steps(method)``: the generator updates of each student (default: the chapter's)."""
     task = get_task(task_name)
     test = get_dataset("digits", "test")
     cond = test.labels
@@ -133,7 +141,7 @@ def _digits_section(ctx, task_name: str, methods: list[str], caption: str) -> No
     ]
     first = torch.cat([torch.nonzero(cond == k)[0] for k in range(10)])  # one of each class
     for method in methods:
-        gen = _student(method, task)
+        gen = _student(method, task, None if steps is None else steps(method))
         if gen is None:
             continue
         grids = [teacher[first]]
@@ -151,15 +159,6 @@ def _digits_section(ctx, task_name: str, methods: list[str], caption: str) -> No
                    nrow=10)  # fmt: skip
     ctx.table(rows, caption, ["method", "samples", "NFE", "FD (classifier)", "FD (PCA-16)",
                               "confidence", "right class"])  # fmt: skip
-
-
-def _swd_sizes() -> str:
-    parts = []
-    for nfe in (2, 4):
-        sizes = scale_schedule(nfe, 8)
-        share = sum(s * s for s in sizes) / (nfe * 64)
-        parts.append(f"{' → '.join(map(str, sizes))} at {nfe} NFE ({share:.0%} of the pixels)")
-    return "; ".join(parts)
 
 
 @chapter(
@@ -205,7 +204,10 @@ def run(ctx) -> None:
         "the teacher at 50 NFE.",
     )  # fmt: skip
     _digits_section(
-        ctx, "digits_unet", [m for m in _methods() if m in UNET_METHODS],
-        "Digits with a convolutional teacher: patch-level MMD on the teacher's 4×4 middle-block "
-        "features, and SwD, whose steps run at sizes " + _swd_sizes() + ".",
+        ctx, "digits_unet", list(UNET_STUDENTS),
+        "Digits with a convolutional teacher (U-Net), students copied from it: a Drifting "
+        f"generator after {_unet_steps('drifting')} updates and multi-boundary CD (4 segments, 4 "
+        f"deterministic jumps) after {_unet_steps('multiboundary_cd')}. Every lecture 6–7 method "
+        "on this teacher, with its training cost: BENCHMARKS.md (`benchmarks/fewstep.py`).",
+        _unet_steps,
     )  # fmt: skip
