@@ -41,7 +41,7 @@ import torch
 from visgen import budget, set_threads
 from visgen.course import helpers
 from visgen.data import get_dataset
-from visgen.fewstep import METHODS, get_task, recipe
+from visgen.fewstep import METHODS, UnsupportedTeacher, get_task, recipe
 from visgen.oracles import eight_gaussians
 from visgen.sampling import sample_euler, uniform
 from visgen.timing import load_average, machine
@@ -117,7 +117,7 @@ def run(tasks, methods, steps: int, n_points: int, seeds=(0,), options=None) -> 
             for seed in seeds:
                 try:
                     runs.append(_train(method, task, steps, seed, noise, cond, ref, options))
-                except TypeError as err:  # the method cannot use this teacher
+                except UnsupportedTeacher as err:  # not a bug: a teacher it cannot use
                     out["methods"][method] = {"lecture": METHODS[method][0], "n/a": str(err)}
                     print(f"[{name}] {method}: n/a ({err})", flush=True)
                     break

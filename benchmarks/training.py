@@ -167,28 +167,23 @@ def main(argv=None) -> None:
     p.add_argument("--l06-fraction", type=float, help="L06's 2D students at this budget share")
     args = p.parse_args(argv)
     set_threads(1)
+    print(f"{machine()}; load average {load_average()} (start)")
     if args.l06_fraction:
-        print(f"{machine()}; load average {load_average()} (start)")
         for row in l06_points(args.l06_fraction):
             print(json.dumps(row), flush=True)
-        print(f"load average {load_average()} (end)")
-        return
-    if args.curve:
-        print(f"{machine()}; load average {load_average()} (start)")
+    elif args.curve:
         for point in args.curve[1:]:
             steps, seed = (int(v) for v in point.split(":"))
             print(json.dumps(curve_point(args.curve[0], steps, seed)), flush=True)
-        print(f"load average {load_average()} (end)")
-        return
-    print(f"{machine()}; load average {load_average()} (start)")
-    print("| asset | tensors | reference CPU ms/update | current | saved | weights after |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name in args.assets:
-        row = compare(name, args.steps, args.rounds)
-        print(f"| `{name}` | {row['params']} | {row['reference_ms']:.2f} | "
-              f"{row['current_ms']:.2f} | {row['saved']:.0%} | "
-              f"{'identical' if row['identical'] else 'DIFFERENT'} ({row['updates']} updates) |",
-              flush=True)  # fmt: skip
+    else:
+        print("| asset | tensors | reference CPU ms/update | current | saved | weights after |")
+        print("|---|---:|---:|---:|---:|---|")
+        for name in args.assets:
+            row = compare(name, args.steps, args.rounds)
+            print(f"| `{name}` | {row['params']} | {row['reference_ms']:.2f} | "
+                  f"{row['current_ms']:.2f} | {row['saved']:.0%} | "
+                  f"{'identical' if row['identical'] else 'DIFFERENT'} ({row['updates']} "
+                  "updates) |", flush=True)  # fmt: skip
     print(f"load average {load_average()} (end)")
 
 
