@@ -18,6 +18,7 @@ from visgen.fewstep import (
     average_velocity_derivative,
     consistency_distillation_loss,
     consistency_levels,
+    consistency_loss,
     consistency_training_loss,
     get_task,
     ict_num_intervals,
@@ -29,7 +30,9 @@ from visgen.fewstep import (
     segment_start,
     teacher_step,
     train_cd,
+    trained,
 )
+from visgen.fewstep.base import REVISIONS
 from visgen.nn import MLP
 from visgen.oracles import GaussianMixture, gaussian_pfode, reference_pfode
 from visgen.sampling import sample_euler, sample_heun
@@ -145,6 +148,37 @@ def test_consistency_training_pairs_share_the_noise(gen):
         mean_x_r = (1 - r)[:, None] * pred.x0 + r[:, None] * pred.eps
         bias.append((fm(mean_x_r, r, zero) - fm(x_t, t, zero)).abs().max().item())
     assert 3.6 < bias[0] / bias[1] < 4.4
+
+
+def test_consistency_training_weight_is_icts_sigma_gap(gen):
+    # iCT's λ = 1/(σ_t − σ_r) in EDM's σ = t/(1 − t) (linear path), the top level t = 1
+    # counting as σ_max = 80: the loss is the unweighted distance times exactly that weight
+    fm = FlowMap(ExactAverageVelocity())
+    x0 = MU + STD * torch.randn(64, 2, generator=gen, dtype=torch.float64)
+    noise = torch.randn(64, 2, generator=gen, dtype=torch.float64)
+    t = 0.05 + 0.95 * torch.rand(64, generator=gen, dtype=torch.float64)
+    t[:8] = 1.0
+    r = t * torch.rand(64, generator=gen, dtype=torch.float64)
+    x_t, x_r = (
+        (1 - t)[:, None] * x0 + t[:, None] * noise,
+        (1 - r)[:, None] * x0 + r[:, None] * noise,
+    )
+    d = consistency_loss(fm, x_t, t, x_r, r, metric="l2")
+    sigma = torch.where(t < 1, t / (1 - t), torch.full_like(t, 80.0))
+    expected = d / (sigma - r / (1 - r))
+    loss = consistency_training_loss(fm, x0, t, r, noise, metric="l2")
+    assert torch.allclose(loss, expected, rtol=1e-12, atol=0)
+    assert (d > 0).all()  # Gaussian data: the pairs are off one trajectory, the weight matters
+
+
+def test_a_new_method_revision_retrains_its_cached_students(tmp_path, monkeypatch):
+    cached = lambda: sorted(p.name for p in (tmp_path / "fewstep").glob("*.safetensors"))
+    trained("consistency_training", "8gauss", 0, cache=tmp_path)
+    trained("consistency_training", "8gauss", 0, cache=tmp_path)
+    assert len(cached()) == 1
+    monkeypatch.setitem(REVISIONS, "consistency_training", REVISIONS["consistency_training"] + 1)
+    trained("consistency_training", "8gauss", 0, cache=tmp_path)
+    assert len(cached()) == 2
 
 
 def test_jvp_of_a_network_matches_central_differences(gen):

@@ -26,7 +26,7 @@ import torch
 from visgen._checks import check_choice
 from visgen.param import Denoiser
 
-__all__ = ["METHODS", "FewStepGenerator", "Task", "UnsupportedTeacher", "register_method"]
+__all__ = ["METHODS", "REVISIONS", "FewStepGenerator", "Task", "UnsupportedTeacher", "register_method"]
 
 
 class UnsupportedTeacher(TypeError):
@@ -80,14 +80,25 @@ class FewStepGenerator:
 METHODS: dict[str, tuple[int, Callable[..., FewStepGenerator]]] = {}
 
 
-def register_method(name: str, lecture: int):
-    """Register a training function ``fn(task, steps, generator) -> FewStepGenerator``."""
+REVISIONS: dict[str, int] = {}
+
+
+def register_method(name: str, lecture: int, revision: int = 1):
+    """Register a training function ``fn(task, steps, generator) -> FewStepGenerator``.
+
+    ``revision``: raise it when the method's objective changes, so that students cached by
+    :func:`visgen.fewstep.trained` under the old one are trained again (revision 1 adds
+    nothing to the cache key).
+    """
     check_choice(lecture, "lecture", (6, 7))
+    if not isinstance(revision, int) or revision < 1:
+        raise ValueError(f"revision must be an int >= 1, got {revision!r}")
 
     def deco(fn):
         if name in METHODS:
             raise ValueError(f"few-step method {name!r} is already registered")
         METHODS[name] = (lecture, fn)
+        REVISIONS[name] = revision
         return fn
 
     return deco

@@ -5,8 +5,9 @@ The tour and the benchmark ask :func:`trained` instead of training: the first ca
 ``info`` as a checkpoint (:mod:`visgen.train.checkpoint`, atomic, safetensors + JSON) under
 ``<cache_dir>/fewstep``; later calls rebuild the untrained generator (``steps = 0``) and
 load the weights. The key hashes the method, ``task.key`` (which names the teacher's own
-cache entry), steps, seed, options and :data:`visgen.train.CACHE_VERSION`. A file lock makes
-parallel processes train each entry once.
+cache entry), steps, seed, options, the method's revision (see
+:func:`~visgen.fewstep.base.register_method`) and :data:`visgen.train.CACHE_VERSION`. A file
+lock makes parallel processes train each entry once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from visgen._checks import check_choice
-from visgen.fewstep.base import METHODS, FewStepGenerator, Task
+from visgen.fewstep.base import METHODS, REVISIONS, FewStepGenerator, Task
 from visgen.fewstep.tasks import get_task
 from visgen.train.assets import CACHE_VERSION, cache_dir, cache_entry
 from visgen.train.checkpoint import load_checkpoint, save_checkpoint
@@ -47,6 +48,7 @@ def trained(
             "steps": steps,
             "seed": seed,
             "options": options,
+            **({"revision": REVISIONS[method]} if REVISIONS[method] > 1 else {}),
         },
         sort_keys=True,
     )

@@ -21,15 +21,20 @@ c = 0.00054 √dim) and
 * **CT** (Alg. 3 with iCT's recipe): \hat x_r = α_r x0 + σ_r ε with the *same* ε (no
   teacher), θ⁻ = sg(θ) (no EMA target, iCT §3.2), levels t_0 < … < t_N whose number N
   doubles from s0 = 10 to s1 = 1280 over training (iCT eq. 6), the interval drawn with
-  lognormal weights on σ (P_mean = −1.1, P_std = 2, iCT eq. 7) and λ = 1/(t_{i+1} − t_i)
-  (iCT's 1/(σ_{i+1} − σ_i) with the course's time in place of σ);
+  lognormal weights on σ (P_mean = −1.1, P_std = 2, iCT eq. 7) and iCT's weight
+  λ = 1/(σ_{i+1} − σ_i) in EDM's σ = σ_t/α_t (x_t/α_t = x0 + σ ε: the pair and f are
+  the same in both parametrisations, so only the weight is carried over). Weighting by
+  1/(t − r) instead over-weights high noise by dσ/dt = 1/(1 − t)² on the linear path, and
+  trains far slower: digits FD 150 instead of 57 at 4 NFE after 3000 updates
+  (BENCHMARKS.md);
 * **ECT** (``train_ct(schedule="ect")``, Easy Consistency Tuning, Geng et al. 2024, arXiv
   2406.14548, §3–4): CT started from the pretrained diffusion model (here the teacher's
   weights, ``init_from_teacher=True``) with a continuous interval that shrinks in stages:
   log σ_t ~ N(P_mean, P_std), σ_r = max(0, σ_t (1 − n(σ_t)/q^a)), n(σ) = 1 + k·sigmoid(−b σ)
   (k = 8, b = 1, q = 2), a the stage (``stages`` equal stages over training). Stage 0 has
   r = 0, i.e. the loss is plain denoising (the diffusion model it starts from); the interval
-  then halves each stage towards the consistency condition. λ = 1/(t − r) as in CT;
+  then halves each stage towards the consistency condition. λ = 1/(σ_t − σ_r) as in CT
+  (ECT's 1/(t − r) with EDM's t = σ);
 * **multi-boundary CD** (multistep consistency models, Heek et al. 2024, arXiv 2403.06807;
   homework 4): K segments [k/K, (k+1)/K]; a point maps to the start s of the segment of r,
   f(x, t) = Ψ_{t→s}(x), trained by the CD loss (at r = s the target is \hat x_r itself) and
@@ -37,7 +42,8 @@ c = 0.00054 √dim) and
 
 The CT levels are Karras et al.'s ρ = 7 spacing of σ = σ_t/α_t between σ_min = 0.002 and
 σ_max = 80 mapped to the schedule's t, with the top level moved to t = 1 (pure noise, where
-one-step sampling starts; σ_max stands for "pure noise" in the VE parametrisation).
+one-step sampling starts; σ_max stands for "pure noise" in the VE parametrisation, and is
+the σ the weight λ uses there).
 CPU-sized simplification: small MLP / U-Net students, no dropout (iCT uses 0.3 on CIFAR-10).
 """
 
@@ -96,12 +102,15 @@ def pseudo_huber(a: torch.Tensor, b: torch.Tensor, c: float | None = None) -> to
     return d2 / (torch.sqrt(d2 + c * c) + c)  # = sqrt(d² + c²) − c without cancellation
 
 
+SIGMA_MAX = 80.0  # Karras et al.'s σ_max: the σ of the top CT level t = 1 (pure noise)
+
+
 def consistency_levels(
     n: int,
     schedule: Schedule | str = "linear",
     *,
     sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
+    sigma_max: float = SIGMA_MAX,
     rho: float = 7.0,
 ) -> torch.Tensor:
     """n + 1 increasing times t_0 < … < t_n = 1: Karras' ρ-spacing of σ = σ_t/α_t (float64).
@@ -273,11 +282,19 @@ def consistency_training_loss(
     c: float | None = None,
 ) -> torch.Tensor:
     """CT (Song et al. 2023, Alg. 3; iCT) per sample: the pair x_t, x_r shares ONE noise ε,
-    no teacher, stop-gradient target, weight λ = 1/(t − r)."""
+    no teacher, stop-gradient target, weight λ = 1/(σ_t − σ_r) with σ = σ_t/α_t (iCT's
+    1/(σ_{i+1} − σ_i); the top level t = 1 counts as σ_max = 80, see the module docstring)."""
     schedule = student.schedule
     x_t, x_r = noisy_sample(x0, t, schedule, noise), noisy_sample(x0, r, schedule, noise)
     d = consistency_loss(student, x_t, t, x_r, r, cond, metric=metric, c=c)
-    return d / (t - r)
+    gap = _sigma(batch_time(t, x0), schedule) - _sigma(batch_time(r, x0, "r"), schedule)
+    return d / gap.to(d.dtype)
+
+
+def _sigma(t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """σ = e^{−λ(t)} = σ_t/α_t in float64; pure noise (σ = ∞) counts as :data:`SIGMA_MAX`."""
+    sigma = torch.exp(-schedule.logsnr(t.to(torch.float64)))
+    return torch.where(torch.isfinite(sigma), sigma, torch.full_like(sigma, SIGMA_MAX))
 
 
 # --- training --------------------------------------------------------------------------------
@@ -472,4 +489,4 @@ def train_ct(
 
 register_method("consistency_distillation", lecture=6)(train_cd)
 register_method("multiboundary_cd", lecture=6)(train_multiboundary_cd)
-register_method("consistency_training", lecture=6)(train_ct)
+register_method("consistency_training", lecture=6, revision=2)(train_ct)
