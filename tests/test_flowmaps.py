@@ -169,6 +169,10 @@ def test_consistency_training_weight_is_icts_sigma_gap(gen):
     loss = consistency_training_loss(fm, x0, t, r, noise, metric="l2")
     assert torch.allclose(loss, expected, rtol=1e-12, atol=0)
     assert (d > 0).all()  # Gaussian data: the pairs are off one trajectory, the weight matters
+    naive = consistency_training_loss(fm, x0, t, r, noise, metric="l2", weighting="time")
+    assert torch.allclose(naive, d / (t - r), rtol=1e-12, atol=0)  # the ablation
+    with pytest.raises(ValueError, match="weighting"):
+        consistency_training_loss(fm, x0, t, r, noise, weighting="snr")
 
 
 def test_a_new_method_revision_retrains_its_cached_students(tmp_path, monkeypatch):
