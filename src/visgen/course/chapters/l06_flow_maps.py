@@ -8,6 +8,7 @@ import torch
 
 from visgen import budget
 from visgen.course import chapter, helpers
+from visgen.course.chapters import l07_distribution_matching as l07
 from visgen.data import get_dataset
 from visgen.fewstep import (
     FlowMap,
@@ -15,6 +16,7 @@ from visgen.fewstep import (
     consistency_distillation_loss,
     get_task,
     meanflow_loss,
+    recipe,
     trained,
 )
 from visgen.oracles import GaussianMixture, eight_gaussians, gaussian_pfode
@@ -33,6 +35,7 @@ METHODS_2D = {
 TEACHER_NFE = 50
 DIGITS_GUIDANCE = 2.0
 DIGITS_STEPS = (2000, 800)  # CD starts from the teacher's weights
+UNET_ECT_STEPS = (300, 40)  # ECT on the U-Net teacher: benchmarks/fewstep.py's 300 updates
 
 
 def _steps(pair) -> int:
@@ -183,11 +186,62 @@ def _digits_section(ctx) -> None:
     )
 
 
+def _unet_section(ctx) -> None:
+    task = get_task("digits_unet")
+    cond = get_dataset("digits", "test").labels
+    z = torch.randn((len(cond), *task.shape), generator=ctx.generator(3))
+    first = torch.cat([torch.nonzero(cond == k)[0] for k in range(10)])  # one of each class
+    rows = [helpers.digits_floor_row(NFE="")]
+    for nfe in (TEACHER_NFE, 4):
+        x = sample_euler(task.teacher, z, uniform(nfe), cond)
+        rows.append({**helpers.digits_row("teacher, Euler", x, cond, NFE=nfe), "_floor": True})
+    mb_steps = l07.unet_steps("multiboundary_cd")  # L07's student: one cache entry for both
+    ect_steps = _steps(UNET_ECT_STEPS)
+    students = [
+        ("ECT start (0 updates: the teacher's weights)", "ect_start",
+         trained("consistency_training", task, 0, **recipe("consistency_training", task.name))),
+        (f"ECT, {ect_steps} updates", "ect",
+         trained("consistency_training", task, ect_steps,
+                 **recipe("consistency_training", task.name))),
+        (f"multi-boundary CD, {mb_steps} updates", "multiboundary_cd",
+         trained("multiboundary_cd", task, mb_steps, **recipe("multiboundary_cd", task.name))),
+    ]  # fmt: skip
+    shown = []
+    for label, key, student in students:
+        for nfe in student.nfes:
+            x = student.sample(z, nfe, cond, ctx.generator(20 + nfe)).clamp(-1, 1)
+            rows.append(helpers.digits_row(label, x, cond, NFE=nfe))
+            ctx.metric(f"digits_unet.{key}.nfe{nfe}.fd", rows[-1]["FD (classifier)"])
+            if key == "ect":
+                shown.append(x[first])
+    ctx.text(
+        "**Consistency training on a convolutional teacher.** ECT (Geng et al. 2024) starts "
+        "consistency *training* from a pretrained diffusion model — here the U-Net teacher's "
+        "weights — and shrinks the interval r < t in stages; the teacher never enters the "
+        "loss. What made it work is iCT's weight λ = 1/(σ_t − σ_r) in EDM's σ = t/(1 − t): "
+        "written as 1/(t − r) on the flow-matching path it over-weights high noise by "
+        "1/(1 − t)², and the same 300 updates end at 4-NFE FD 22–30 instead of 14 "
+        "(BENCHMARKS.md). The first student row is the untrained start: "
+        "credit training only with what it adds to that. Multi-boundary CD (4 segments, 4 "
+        "deterministic jumps) is the distilled comparison, the student of chapter L07.",
+    )
+    ctx.images(torch.cat(shown), f"ECT after {ect_steps} updates at 1, 2, 4 NFE; classes 0–9.",
+               nrow=10)  # fmt: skip
+    ctx.table(
+        rows,
+        f"Digits with the U-Net teacher, the {len(cond)} labels of the test split (shaded: "
+        "held-out real digits and the teacher at 50 and 4 Euler steps, what a 4-NFE student "
+        "must beat). Every U-Net method with its training cost: BENCHMARKS.md "
+        "(`benchmarks/fewstep.py --tasks digits_unet`).",
+    )
+
+
 @chapter(
     "L06",
     "Flow maps: consistency models and MeanFlow",
     lecture=6,
-    summary="Consistency distillation and training, multi-boundary CD and MeanFlow at 1, 2, 4 NFE.",
+    summary="Consistency distillation and training (iCT, ECT), multi-boundary CD and MeanFlow at "
+    "1, 2, 4 NFE, on MLP and U-Net teachers.",
     slides="lectures/06-flow-maps/slides.pdf",
     code=[
         "visgen.fewstep.flowmap.FlowMap",
@@ -202,3 +256,4 @@ def run(ctx) -> None:
     _oracle_section(ctx)
     _gmm_section(ctx)
     _digits_section(ctx)
+    _unet_section(ctx)

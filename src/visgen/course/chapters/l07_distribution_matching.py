@@ -35,7 +35,7 @@ def _steps() -> int:
     return budget(full=STEPS, fast=100)
 
 
-def _unet_steps(method: str) -> int:
+def unet_steps(method: str) -> int:
     full, fast = UNET_STUDENTS[method]
     return budget(full=full, fast=fast)
 
@@ -63,7 +63,7 @@ def trained_students() -> list[tuple[str, str, object]]:
             students.append((method, "MLP", student))
     task = get_task("digits_unet")
     for method in UNET_STUDENTS:
-        students.append((method, "U-Net", _student(method, task, _unet_steps(method))))
+        students.append((method, "U-Net", _student(method, task, unet_steps(method))))
     return students
 
 
@@ -208,10 +208,10 @@ def run(ctx) -> None:
     _digits_section(
         ctx, "digits_unet", list(UNET_STUDENTS),
         "Digits with a convolutional teacher (U-Net), students copied from it: a Drifting "
-        f"generator after {_unet_steps('drifting')} updates and multi-boundary CD (4 segments, 4 "
-        f"deterministic jumps) after {_unet_steps('multiboundary_cd')}. The multi-boundary "
+        f"generator after {unet_steps('drifting')} updates and multi-boundary CD (4 segments, 4 "
+        f"deterministic jumps) after {unet_steps('multiboundary_cd')}. The multi-boundary "
         "student starts as the teacher's 4 Euler steps (shaded row) and has barely left them "
         "at this budget (FD 11.1 after 300 updates). Every lecture 6–7 method on this "
         "teacher, with its training cost: BENCHMARKS.md (`benchmarks/fewstep.py`).",
-        _unet_steps,
+        unet_steps,
     )  # fmt: skip
