@@ -26,7 +26,14 @@ import torch
 from visgen._checks import check_choice
 from visgen.param import Denoiser
 
-__all__ = ["METHODS", "REVISIONS", "FewStepGenerator", "Task", "UnsupportedTeacher", "register_method"]
+__all__ = [
+    "METHODS",
+    "REVISIONS",
+    "FewStepGenerator",
+    "Task",
+    "UnsupportedTeacher",
+    "register_method",
+]
 
 
 class UnsupportedTeacher(TypeError):
