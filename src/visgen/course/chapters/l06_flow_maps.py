@@ -198,7 +198,7 @@ def _unet_section(ctx) -> None:
     mb_steps = l07.unet_steps("multiboundary_cd")  # L07's student: one cache entry for both
     ect_steps = _steps(UNET_ECT_STEPS)
     students = [
-        ("ECT start (0 updates: the teacher's weights)", "ect_start",
+        ("ECT start (0 updates)", "ect_start",
          trained("consistency_training", task, 0, **recipe("consistency_training", task.name))),
         (f"ECT, {ect_steps} updates", "ect",
          trained("consistency_training", task, ect_steps,
@@ -221,7 +221,7 @@ def _unet_section(ctx) -> None:
         "loss. What made it work is iCT's weight λ = 1/(σ_t − σ_r) in EDM's σ = t/(1 − t): "
         "written as 1/(t − r) on the flow-matching path it over-weights high noise by "
         "1/(1 − t)², and the same 300 updates end at 4-NFE FD 22–30 instead of 14 "
-        "(BENCHMARKS.md). The first student row is the untrained start: "
+        "(BENCHMARKS.md). The first student rows are the untrained start (the teacher's weights): "
         "credit training only with what it adds to that. Multi-boundary CD (4 segments, 4 "
         "deterministic jumps) is the distilled comparison, the student of chapter L07.",
     )
