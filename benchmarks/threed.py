@@ -12,9 +12,15 @@ with ``--seva``) or, with ``--vary-training``, with the assets retrained at ``tr
 * novel views from one input view: PSNR of the model and of copying the input view;
 * generate-then-reconstruct vs SDS at equal NFE (60) and at 800 NFE: held-out PSNR.
 
+``--samplers`` prints instead the joint / independent 4-view generation of ``mvdream16`` under
+the ODE and the stochastic samplers of :func:`visgen.threed.tasks.joint_generation`, with the
+consistency over the orbits whose every view shows at least 2 and 3 colours (BENCHMARKS.md,
+"Lecture 12" (d)).
+
     python benchmarks/threed.py                      # full budgets (BENCHMARKS.md)
     VISGEN_FAST=1 python benchmarks/threed.py        # the test budgets
     python benchmarks/threed.py --vary-training          # the spread over trained networks too
+    python benchmarks/threed.py --samplers --seeds 1,2,3  # joint generation per sampler
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import os
 import time
 
 from visgen import budget, set_threads
+from visgen.threed.cameras import Cameras
+from visgen.threed.metrics import cross_view_consistency, orbit_colors
 from visgen.threed.tasks import (
     distill_canonical_cube,
     joint_generation,
@@ -79,16 +87,72 @@ def run_seed(seed: int, seva: bool, vary_training: bool) -> dict:
     return row
 
 
+SAMPLERS = {  # label: joint_generation's sampler options
+    "Euler, 20 steps (the tests)": {"sampler": "euler", "steps": 20},
+    "Euler, 100 steps": {"sampler": "euler", "steps": 100},
+    "ancestral, 100 steps": {"sampler": "ancestral", "steps": 100},
+    "predictor-corrector, 100 steps, snr 0.16": {"sampler": "pc", "steps": 100, "snr": 0.16},
+    "predictor-corrector, 100 steps, snr 0.3": {"sampler": "pc", "steps": 100, "snr": 0.3},
+}
+
+
+def _at_least(images, cams, colors: int) -> str:
+    """Consistency over the orbits whose every view shows ``colors``+ colours, and their count."""
+    flat = Cameras.from_vector(cams.reshape(-1, 16), 16, 16)
+    try:
+        value = f"{cross_view_consistency(images, flat, min_colors=colors):.3f}"
+    except ValueError:  # no such orbit
+        value = "—"
+    count = int((orbit_colors(images, flat) >= colors).all(1).sum())
+    return f"{value} ({count})"
+
+
+def run_samplers(seed: int, vary_training: bool) -> dict:
+    """Rows label → cells of the sampler table for one evaluation seed (100 orbits)."""
+    model = _trained("mvdream16", seed if vary_training else 0)
+    rows = {}
+    for label, options in SAMPLERS.items():
+        res = joint_generation(model, 100, seed=seed, **options)
+        cams = res["cameras"]
+        for kind in ("joint", "independent"):
+            rows[f"{label}, {kind}"] = [
+                f"{res[f'{kind} consistency']:.3f}",
+                _at_least(res[kind], cams, 2),
+                _at_least(res[kind], cams, 3),
+                f"{res[f'{kind} colours']:.2f}",
+            ]
+    rows["data"] = [
+        f"{res['data consistency']:.3f}",
+        _at_least(res["data"], res["cameras"], 2),
+        _at_least(res["data"], res["cameras"], 3),
+        f"{res['data colours']:.2f}",
+    ]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--seva", action="store_true", help="also the SEVA-style model")
     parser.add_argument("--vary-training", action="store_true", help="retrain per seed")
+    parser.add_argument("--samplers", action="store_true", help="joint generation per sampler")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     set_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    if args.samplers:
+        print(
+            "| 100 orbits, seed | sampler, views | consistency | orbits with 2+ colours "
+            "in every view: consistency (count) | 3+ colours | colours per view |"
+        )
+        print("|---|---|---|---|---|---|")
+        for s in seeds:
+            for label, cells in run_samplers(s, args.vary_training).items():
+                print(f"| {s} | {label} | {' | '.join(cells)} |")
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        print(f"\nCPU {cpu:.0f} s, wall {wall:.0f} s (load {os.getloadavg()[0]:.1f}), {machine()}")
+        return
     rows = {s: run_seed(s, args.seva, args.vary_training) for s in seeds}
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     keys = list(rows[seeds[0]])

@@ -10,9 +10,11 @@ from visgen.threed import (
     SplatField,
     Splats,
     colors_per_view,
+    cross_view_consistency,
     cube_face_index,
     cube_splats,
     orbit,
+    orbit_colors,
     random_blobs,
     render,
 )
@@ -99,6 +101,33 @@ def test_colours_per_view_count_the_palette_colours_each_view_shows():
     assert colors_per_view(one, flat[:4]) == 1.0
     with pytest.raises(ValueError, match="cams"):
         colors_per_view(one, flat[:3])
+
+
+def test_consistency_over_multicoloured_orbits_leaves_out_one_colour_cubes():
+    # 8 orbits of one-colour cubes (consistent for free) and 8 palette orbits whose views 1 and
+    # 3 come from other cubes (inconsistent): min_colors=2 scores the second group alone
+    g = torch.Generator().manual_seed(1)
+    images, cams, idx = palette_views(8, g, spacing=90.0, jitter=15.0)
+    flat = Cameras.from_vector(cams.reshape(-1, 16), 16, 16)
+    distinct = torch.tensor([len(set(row.tolist())) for row in idx])
+    assert orbit_colors(images, flat).equal(distinct[:, None].expand(8, 4))
+    for k in (1, 2, 3):
+        assert cross_view_consistency(images, flat, min_colors=k) == 1.0
+    mixed = images.clone()
+    mixed[:, 1::2] = images.roll(1, 0)[:, 1::2]
+    one = render_views(PALETTE[torch.arange(8)[:, None].expand(8, 6) % 6], flat)
+    one = one.reshape(images.shape)
+    both = torch.cat([one, mixed])
+    both_cams = Cameras.from_vector(torch.cat([cams, cams]).reshape(-1, 16), 16, 16)
+    assert orbit_colors(one, flat).eq(1).all()
+    alone = cross_view_consistency(mixed, flat, min_colors=2)
+    assert alone < 0.9
+    assert cross_view_consistency(both, both_cams, min_colors=2) == pytest.approx(alone)
+    assert cross_view_consistency(both, both_cams) > alone + 0.2
+    with pytest.raises(ValueError, match="2\\+ colours"):
+        cross_view_consistency(one, flat, min_colors=2)
+    with pytest.raises(ValueError, match="min_colors"):
+        cross_view_consistency(images, flat, min_colors=0)
 
 
 def test_bad_splats_raise_naming_the_argument():

@@ -29,6 +29,7 @@ from visgen.threed.metrics import (
     face_colors,
     face_labels,
     janus_score,
+    orbit_colors,
     psnr,
     saturation,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "fit_splats",
     "intrinsics",
     "janus_score",
+    "orbit_colors",
     "look_at",
     "lora_fake",
     "novel_views",

@@ -6,7 +6,7 @@ r"""Measuring 3D generation: cross-view consistency, the Janus score, colour sat
   it in the same palette colour? The share of agreeing view pairs, averaged over faces.
   Independent per-view samples of palette cubes agree by chance (1/6 per face); a consistent
   3D object agrees always.
-* :func:`colors_per_view`: the number of different palette colours among the faces a view
+* :func:`colors_per_view` (:func:`orbit_colors` per view of each cube): the number of different palette colours among the faces a view
   shows (≈ 2.5 for the data: three faces, colours drawn from six). Read beside the
   consistency: a generator that paints every cube in one colour is perfectly consistent, so
   consistency counts only where the samples keep the data's colours.
@@ -37,6 +37,7 @@ __all__ = [
     "face_colors",
     "face_labels",
     "janus_score",
+    "orbit_colors",
     "psnr",
     "saturation",
 ]
@@ -82,26 +83,62 @@ def _nearest(colors: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
     )
 
 
-def cross_view_consistency(images: torch.Tensor, cams: Cameras, palette=PALETTE) -> float:
+def _view_colors(images: torch.Tensor, cams: Cameras, palette) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest palette index (B, 6) of each face in each image (B, 3, H, W) and whether the
+    face is seen (B, 6)."""
+    colors, seen = face_colors(images, cams)
+    return _nearest(colors, palette), seen
+
+
+def _count_colors(idx: torch.Tensor, seen: torch.Tensor, palette) -> torch.Tensor:
+    """(B,) the number of different palette colours among the seen faces."""
+    onehot = F.one_hot(idx, len(palette)) * seen[..., None]  # (B, 6, P): colours of seen faces
+    return (onehot.sum(1) > 0).sum(1)
+
+
+def cross_view_consistency(
+    images: torch.Tensor, cams: Cameras, palette=PALETTE, *, min_colors: int = 1
+) -> float:
     """For every face of every cube seen by at least two views: the share of those view pairs
     that show it in the same nearest palette colour; averaged over (cube, face), so the top
     face (seen by every view) and a side face (seen by two) weigh the same. ``images`` (B, V,
-    3, H, W), ``cams`` the B·V cameras (sample-major)."""
+    3, H, W), ``cams`` the B·V cameras (sample-major).
+
+    ``min_colors`` > 1 counts only the cubes whose every view shows at least that many
+    different colours: a cube painted in one colour agrees across views for free, so the
+    number over multi-coloured cubes says whether a generator's agreement is bought by
+    dropping colours."""
     images = check_tensor(images, "images", min_dim=5)
     B, V = images.shape[:2]
     if len(cams) != B * V:
         raise ValueError(f"cams must hold {B * V} cameras for {B}×{V} views, got {len(cams)}")
-    colors, seen = face_colors(images.flatten(0, 1), cams)
-    idx = _nearest(colors, palette).reshape(B, V, 6)
-    seen = seen.reshape(B, V, 6)
+    if not isinstance(min_colors, int) or min_colors < 1:
+        raise ValueError(f"min_colors must be a positive int, got {min_colors!r}")
+    idx, seen = _view_colors(images.flatten(0, 1), cams, palette)
+    counted = (_count_colors(idx, seen, palette).reshape(B, V) >= min_colors).all(1)
+    idx, seen = idx.reshape(B, V, 6)[counted], seen.reshape(B, V, 6)[counted]
     pairs = torch.triu(torch.ones(V, V, dtype=torch.bool), 1)[None, :, :, None]
-    both = seen[:, :, None] & seen[:, None, :] & pairs  # (B, V, V, 6)
+    both = seen[:, :, None] & seen[:, None, :] & pairs  # (B', V, V, 6)
     same = both & (idx[:, :, None] == idx[:, None, :])
-    cases = both.sum((1, 2))  # (B, 6) view pairs that see each face
+    cases = both.sum((1, 2))  # (B', 6) view pairs that see each face
     if not (cases > 0).any():
-        raise ValueError("no face is seen by two views: cannot measure consistency")
+        raise ValueError(
+            "no face is seen by two views"
+            + (f" of a cube whose views show {min_colors}+ colours" if min_colors > 1 else "")
+            + ": cannot measure consistency"
+        )
     share = same.sum((1, 2)) / cases.clamp_min(1)
     return float(share[cases > 0].mean())
+
+
+def orbit_colors(images: torch.Tensor, cams: Cameras, palette=PALETTE) -> torch.Tensor:
+    """(B, V) the number of different palette colours each view of each cube shows; ``images``
+    (B, V, 3, H, W), ``cams`` the B·V cameras (sample-major)."""
+    images = check_tensor(images, "images", min_dim=5)
+    B, V = images.shape[:2]
+    if len(cams) != B * V:
+        raise ValueError(f"cams must hold {B * V} cameras for {B}×{V} views, got {len(cams)}")
+    return _count_colors(*_view_colors(images.flatten(0, 1), cams, palette), palette).reshape(B, V)
 
 
 def colors_per_view(images: torch.Tensor, cams: Cameras, palette=PALETTE) -> float:
@@ -110,10 +147,7 @@ def colors_per_view(images: torch.Tensor, cams: Cameras, palette=PALETTE) -> flo
     images = check_tensor(images, "images", min_dim=4)
     if len(cams) != len(images):
         raise ValueError(f"cams must hold {len(images)} cameras, got {len(cams)}")
-    colors, seen = face_colors(images, cams)
-    idx = _nearest(colors, palette)
-    onehot = F.one_hot(idx, len(palette)) * seen[..., None]  # (B, 6, P): colours of seen faces
-    return float((onehot.sum(1) > 0).sum(1).float().mean())
+    return float(_count_colors(*_view_colors(images, cams, palette), palette).float().mean())
 
 
 def _foreground(images: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from visgen._checks import check_choice
 from visgen.param import Denoiser
-from visgen.sampling import sample_euler, uniform
+from visgen.sampling import sample_ancestral, sample_euler, sample_pc, uniform
 from visgen.sampling.guidance import classifier_free_guidance
 from visgen.threed.cameras import Cameras
 from visgen.threed.datasets import ELEVATION, azimuth_bin, cameras, palette_views
@@ -119,16 +120,41 @@ def canonical_truth_scores() -> dict:
 
 
 @torch.no_grad()
-def joint_generation(model: Denoiser, n: int, seed: int, *, steps: int = 20, jitter: float = 15.0):
+def joint_generation(
+    model: Denoiser,
+    n: int,
+    seed: int,
+    *,
+    steps: int = 20,
+    jitter: float = 15.0,
+    sampler: str = "euler",
+    snr: float = 0.16,
+):
     """n palette-cube orbits (4 views 90° apart) sampled jointly and view by view (mixing off)
     from the same noise: (joint, independent, data images, cameras), the three consistencies
-    and the three colours per view (a sampler that drops colours gains consistency cheaply)."""
+    and the three colours per view (a sampler that drops colours gains consistency cheaply).
+
+    ``sampler``: ``euler`` (the PF-ODE, ``steps`` Euler steps), ``ancestral`` (DDPM's
+    posterior, ``steps`` steps) or ``pc`` (predictor–corrector, Song et al. 2021, Alg. 2–3:
+    ``steps`` reverse-SDE steps, each followed by one Langevin step at signal-to-noise ``snr``).
+    The stochastic ones draw their noise from one generator per row, seeded alike, so both
+    rows see the same noise."""
+    check_choice(sampler, "sampler", ("euler", "ancestral", "pc"))
     g = torch.Generator().manual_seed(seed)
     images, cams, _ = palette_views(n, g, spacing=90.0, jitter=jitter)
     z = torch.randn(images.shape, generator=g)
-    joint = sample_euler(model, z, uniform(steps), {"cameras": cams})
-    off = {"cameras": cams, "joint": torch.zeros(n, dtype=torch.bool)}
-    independent = sample_euler(model, z, uniform(steps), off)
+
+    def sample(cond):
+        noise = torch.Generator().manual_seed(seed + 1)
+        if sampler == "euler":
+            return sample_euler(model, z, uniform(steps), cond)
+        ts = uniform(steps, 0.995)  # the SDE's g(t) is infinite at t = 1 on the linear schedule
+        if sampler == "ancestral":
+            return sample_ancestral(model, z, ts, cond, generator=noise)
+        return sample_pc(model, z, ts, cond, snr=snr, generator=noise)
+
+    joint = sample({"cameras": cams})
+    independent = sample({"cameras": cams, "joint": torch.zeros(n, dtype=torch.bool)})
     flat = Cameras.from_vector(cams.reshape(-1, 16), images.shape[-2], images.shape[-1])
     return {
         "joint": joint,
