@@ -51,12 +51,12 @@ from visgen.fewstep.student import (
     as_generator,
     check_steps,
     draw_levels,
-    ema_update,
     seeded_init,
     student_from_teacher,
 )
 from visgen.objectives import noisy_sample
 from visgen.param import Denoiser
+from visgen.train.trainer import ema_update, warmed_decay
 
 __all__ = ["discriminator_loss", "generator_loss", "train_adversarial"]
 
@@ -127,8 +127,8 @@ def train_adversarial(
             FeatureTap(teacher.model, layers), probe, task.num_classes or 0, len(STUDENT_LEVELS)
         )
     averaged = Denoiser(copy.deepcopy(student.model), student.schedule, student.prediction)
-    opt = torch.optim.Adam(student.model.parameters(), lr=lr, betas=(0.5, 0.999))
-    d_opt = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(student.model.parameters(), lr=lr, betas=(0.5, 0.999), foreach=True)
+    d_opt = torch.optim.Adam(disc.parameters(), lr=d_lr, betas=(0.5, 0.999), foreach=True)
     levels = torch.tensor(STUDENT_LEVELS)
     watch = Stopwatch(
         distill=distill, d_steps=d_steps, r1=r1, disc_t=list(disc_t), batch_size=batch_size,
@@ -174,7 +174,7 @@ def train_adversarial(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        ema_update(averaged.model, student.model, step, ema)
+        ema_update(averaged.model, student.model, warmed_decay(step, ema))
         watch.log(**logs)
     return as_generator(name, averaged, (1, 2, 4), watch.info())
 

@@ -138,7 +138,7 @@ def train_dmd(
     with seeded_init(generator):
         student = student_from_teacher(task)
         fake = None if sds else student_from_teacher(task)
-    opt = torch.optim.Adam(student.model.parameters(), lr=lr)
+    opt = torch.optim.Adam(student.model.parameters(), lr=lr, foreach=True)
     params = [] if fake is None else list(fake.model.parameters())
     disc = None
     if gan > 0:
@@ -150,7 +150,7 @@ def train_dmd(
                 FeatureTap(fake.model), probe, task.num_classes or 0, len(STUDENT_LEVELS)
             )
         params += list(disc.parameters())
-    fake_opt = torch.optim.Adam(params, lr=fake_lr) if params else None
+    fake_opt = torch.optim.Adam(params, lr=fake_lr, foreach=True) if params else None
     pairs = _regression_pairs(task, reference_pairs, generator) if regression and steps else None
     t_lo, t_hi = t_range
     levels = torch.tensor(STUDENT_LEVELS)

@@ -190,7 +190,7 @@ def train_drifting(
             net = MLP(task.shape, width, depth, num_classes=task.num_classes or 0)
             student = Denoiser(net, task.teacher.schedule, "x0")
     net = student.model
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, foreach=True)
     watch = Stopwatch(batch_size=batch_size, temperatures=list(temperatures), lr=lr)
     for _ in range(steps):
         positives, labels = task.data(batch_size, generator)

@@ -110,7 +110,7 @@ def train_mmd(
     tap = FeatureTap(teacher.model, layers)
     with seeded_init(generator):
         student = student_from_teacher(task)
-    opt = torch.optim.Adam(student.model.parameters(), lr=lr)
+    opt = torch.optim.Adam(student.model.parameters(), lr=lr, foreach=True)
     levels = torch.tensor(STUDENT_LEVELS)
     bandwidths = None
     if isinstance(bandwidth, (int, float)):

@@ -34,7 +34,6 @@ __all__ = [
     "as_generator",
     "check_steps",
     "draw_levels",
-    "ema_update",
     "seeded_init",
     "student_from_teacher",
     "student_grid",
@@ -73,14 +72,6 @@ def seeded_init(generator: torch.Generator):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         yield
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
-    """θ̄ ← d θ̄ + (1 − d) θ with the warm-up d = min(decay, (1 + s)/(10 + s)), as the trainer's EMA."""
-    d = min(decay, (1 + step) / (10 + step))
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1 - d)
 
 
 def student_from_teacher(task: Task, width: int = 128, depth: int = 3) -> Denoiser:

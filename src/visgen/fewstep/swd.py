@@ -107,7 +107,7 @@ def train_swd(
     tap = FeatureTap(teacher.model, layers)
     with seeded_init(generator):
         student = student_from_teacher(task)
-    opt = torch.optim.Adam(student.model.parameters(), lr=lr)
+    opt = torch.optim.Adam(student.model.parameters(), lr=lr, foreach=True)
     full = task.shape[-1]
     bandwidths: dict[int, list[float]] = {}  # median heuristic per scale
     watch = Stopwatch(kernel=kernel, feature_t=list(feature_t), batch_size=batch_size, lr=lr)

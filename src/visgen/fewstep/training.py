@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from visgen.fewstep.student import check_steps, ema_update
-from visgen.train.trainer import TrainConfig, learning_rate
+from visgen.fewstep.student import check_steps
+from visgen.train.trainer import TrainConfig, ema_update, learning_rate, warmed_decay
 
 __all__ = ["optimize"]
 
@@ -47,7 +47,7 @@ def optimize(
     if steps:
         cfg = TrainConfig(steps=steps, lr=lr, warmup=min(warmup, steps), grad_clip=grad_clip)
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, foreach=True)
         model.train()
         for step in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
             for group in opt.param_groups:
@@ -61,7 +61,7 @@ def optimize(
             if grad_clip > 0:
                 nn.utils.clip_grad_norm_(params, grad_clip)
             opt.step()
-            ema_update(ema, model, step, ema_decay)
+            ema_update(ema, model, warmed_decay(step, ema_decay))
             if after_step is not None:
                 after_step(step)
             history.append(value)

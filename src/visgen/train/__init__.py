@@ -20,7 +20,14 @@ from visgen.train.distributed import init_distributed, rank_and_world
 from visgen.train.latent import AutoencoderTraining, autoencoder, latent_dataset
 from visgen.train.methods import METHODS, Classification, Diffusion, make_method
 from visgen.train.repa import hidden_features
-from visgen.train.trainer import TrainConfig, Trainer, ema_update, learning_rate, step_generator
+from visgen.train.trainer import (
+    TrainConfig,
+    Trainer,
+    ema_update,
+    learning_rate,
+    step_generator,
+    warmed_decay,
+)
 from visgen.train.tuned_grids import calibration_set, tuned_grid
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "calibration_set",
     "cache_dir",
     "ema_update",
+    "warmed_decay",
     "hidden_features",
     "init_distributed",
     "latent_dataset",

@@ -39,7 +39,14 @@ from visgen.train.distributed import (
     init_distributed,
 )
 
-__all__ = ["TrainConfig", "Trainer", "ema_update", "learning_rate", "step_generator"]
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "ema_update",
+    "learning_rate",
+    "step_generator",
+    "warmed_decay",
+]
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,11 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(p, 1.0)))
+
+
+def warmed_decay(step: int, decay: float) -> float:
+    """The EMA decay at update ``step`` (0-based): d = min(decay, (1 + s)/(10 + s))."""
+    return min(decay, (1 + step) / (10 + step))
 
 
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
@@ -268,7 +280,7 @@ class Trainer:
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.optimizer.step()
-        _ema_step(self._ema_pairs, min(cfg.ema_decay, (1 + self.step) / (10 + self.step)))
+        _ema_step(self._ema_pairs, warmed_decay(self.step, cfg.ema_decay))
         self.step += 1
         self.history.append(loss)
         return loss
