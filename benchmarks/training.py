@@ -19,9 +19,9 @@ improving. Each point is its own run of the asset's recipe with ``steps`` and ``
 asset), EMA weights, scored by :func:`visgen.course.helpers.digits_row` on the labels of the
 digits test split from one noise (seed 7) at 50 and 10 Euler steps (digits assets only).
 
-``--l06-fraction F``: the same question for tour chapter L06's five 8-Gaussian students
-(``METHODS_2D``, exact teacher): each at its full budget and at F of it, seeds 0 and 1
-(:func:`visgen.fewstep.trained`, cached as usual), scored by
+``--l06-fraction F [--l06-methods NAME ...]``: the same question for tour chapter L06's five
+8-Gaussian students (``METHODS_2D``, exact teacher): each at its full budget and at F of it,
+seeds 0 and 1 (:func:`visgen.fewstep.trained`, cached as usual), scored by
 :func:`visgen.course.helpers.gaussians_row` on 2,000 points from one noise at every NFE the
 student samples with; also the data-vs-data floor over four seeds.
 """
@@ -132,7 +132,7 @@ def curve_point(name: str, steps: int, seed: int) -> dict:
     return row
 
 
-def l06_points(fraction: float):
+def l06_points(fraction: float, methods=None):
     """Rows of ``--l06-fraction``: (method, steps, seed, CPU-s, {nfe: ED / in a mode /
     smallest mode})."""
     from visgen.course.chapters.l06_flow_maps import METHODS_2D
@@ -146,6 +146,8 @@ def l06_points(fraction: float):
               for s in (2, 3, 4, 5)]  # fmt: skip
     yield {"floor energy distance": [f["energy distance"] for f in floors]}
     for name, (label, (full, _), options) in METHODS_2D.items():
+        if methods and name not in methods:
+            continue
         for steps, seed in ((full, 0), (int(full * fraction), 0), (full, 1),
                             (int(full * fraction), 1)):  # fmt: skip
             start = cpu_seconds()
@@ -165,11 +167,12 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--curve", nargs="+", metavar="ASSET STEPS:SEED", help="quality vs budget")
     p.add_argument("--l06-fraction", type=float, help="L06's 2D students at this budget share")
+    p.add_argument("--l06-methods", nargs="+", help="only these of L06's 2D students")
     args = p.parse_args(argv)
     set_threads(1)
     print(f"{machine()}; load average {load_average()} (start)")
     if args.l06_fraction:
-        for row in l06_points(args.l06_fraction):
+        for row in l06_points(args.l06_fraction, args.l06_methods):
             print(json.dumps(row), flush=True)
     elif args.curve:
         for point in args.curve[1:]:

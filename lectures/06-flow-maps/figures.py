@@ -47,7 +47,7 @@ TEACHER_NFE = 50
 # registry name: (label, key, training steps) — the tour chapter L06's full budgets
 METHODS = {
     "consistency_distillation": ("consistency distillation", "cd", 3000),
-    "consistency_training": ("consistency training (iCT)", "ct", 4000),
+    "consistency_training": ("consistency training (iCT)", "ct", 8000),
     "multiboundary_cd": ("multi-boundary CD, K = 4", "mb", 3000),
     "meanflow": ("MeanFlow (JVP, from data)", "mf", 3000),
     "meanflow_fd": ("MeanFlow (finite diff., distilled)", "mffd", 3000),
