@@ -41,9 +41,8 @@ from visgen import budget
 from visgen.course import helpers
 from visgen.course.homework import record_results, show_digits
 from visgen.data import get_dataset
-from visgen.fewstep.student import ema_update  # (visgen.fewstep registers fm_digits_unet)
 from visgen.sampling import sample_euler, uniform
-from visgen.train import ASSETS, train_cached
+from visgen.train import ASSETS, ema_update, train_cached, warmed_decay
 
 visgen.set_threads(1)
 if visgen.is_fast():
@@ -395,7 +394,7 @@ for _step in range(LADD_STEPS):
     ladd_log.append(
         ladd_step(ladd_student, head, teacher_net, MID_BLOCK, g_opt, d_opt, _x, _yb, _g)
     )
-    ema_update(ladd_ema, ladd_student, _step, 0.99)
+    ema_update(ladd_ema, ladd_student, warmed_decay(_step, 0.99))
     if (_step + 1) % max(1, LADD_STEPS // 5) == 0:
         print(f"step {_step + 1}: D loss {ladd_log[-1]['d']:.3f}, G loss {ladd_log[-1]['g']:.3f}")
 ladd_ema.eval()
