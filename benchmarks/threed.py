@@ -107,26 +107,25 @@ def _at_least(images, cams, colors: int) -> str:
     return f"{value} ({count})"
 
 
+def _cells(res: dict, kind: str) -> list[str]:
+    """The table's cells of one row (``joint``, ``independent`` or ``data``) of a run."""
+    return [
+        f"{res[f'{kind} consistency']:.3f}",
+        _at_least(res[kind], res["cameras"], 2),
+        _at_least(res[kind], res["cameras"], 3),
+        f"{res[f'{kind} colours']:.2f}",
+    ]
+
+
 def run_samplers(seed: int, vary_training: bool) -> dict:
     """Rows label → cells of the sampler table for one evaluation seed (100 orbits)."""
     model = _trained("mvdream16", seed if vary_training else 0)
     rows = {}
     for label, options in SAMPLERS.items():
         res = joint_generation(model, 100, seed=seed, **options)
-        cams = res["cameras"]
         for kind in ("joint", "independent"):
-            rows[f"{label}, {kind}"] = [
-                f"{res[f'{kind} consistency']:.3f}",
-                _at_least(res[kind], cams, 2),
-                _at_least(res[kind], cams, 3),
-                f"{res[f'{kind} colours']:.2f}",
-            ]
-    rows["data"] = [
-        f"{res['data consistency']:.3f}",
-        _at_least(res["data"], res["cameras"], 2),
-        _at_least(res["data"], res["cameras"], 3),
-        f"{res['data colours']:.2f}",
-    ]
+            rows[f"{label}, {kind}"] = _cells(res, kind)
+    rows["data"] = _cells(res, "data")  # the same orbits under every sampler
     return rows
 
 

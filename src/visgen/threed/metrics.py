@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from visgen._checks import check_tensor
+from visgen._checks import check_positive, check_tensor
 from visgen.threed.cameras import Cameras
 from visgen.threed.render import render
 from visgen.threed.scenes import CANONICAL, PALETTE, cube_splats
@@ -90,10 +90,21 @@ def _view_colors(images: torch.Tensor, cams: Cameras, palette) -> tuple[torch.Te
     return _nearest(colors, palette), seen
 
 
+def _orbit_faces(images: torch.Tensor, cams: Cameras, palette) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_view_colors` of view stacks ``images`` (B, V, 3, H, W) seen by the B·V cameras
+    ``cams`` (sample-major), as (B, V, 6) each."""
+    images = check_tensor(images, "images", min_dim=5)
+    B, V = images.shape[:2]
+    if len(cams) != B * V:
+        raise ValueError(f"cams must hold {B * V} cameras for {B}×{V} views, got {len(cams)}")
+    idx, seen = _view_colors(images.flatten(0, 1), cams, palette)
+    return idx.reshape(B, V, 6), seen.reshape(B, V, 6)
+
+
 def _count_colors(idx: torch.Tensor, seen: torch.Tensor, palette) -> torch.Tensor:
-    """(B,) the number of different palette colours among the seen faces."""
-    onehot = F.one_hot(idx, len(palette)) * seen[..., None]  # (B, 6, P): colours of seen faces
-    return (onehot.sum(1) > 0).sum(1)
+    """(...) the number of different palette colours among the seen faces of (..., 6) faces."""
+    onehot = F.one_hot(idx, len(palette)) * seen[..., None]  # (..., 6, P): seen faces' colours
+    return (onehot.sum(-2) > 0).sum(-1)
 
 
 def cross_view_consistency(
@@ -108,15 +119,11 @@ def cross_view_consistency(
     different colours: a cube painted in one colour agrees across views for free, so the
     number over multi-coloured cubes says whether a generator's agreement is bought by
     dropping colours."""
-    images = check_tensor(images, "images", min_dim=5)
-    B, V = images.shape[:2]
-    if len(cams) != B * V:
-        raise ValueError(f"cams must hold {B * V} cameras for {B}×{V} views, got {len(cams)}")
-    if not isinstance(min_colors, int) or min_colors < 1:
-        raise ValueError(f"min_colors must be a positive int, got {min_colors!r}")
-    idx, seen = _view_colors(images.flatten(0, 1), cams, palette)
-    counted = (_count_colors(idx, seen, palette).reshape(B, V) >= min_colors).all(1)
-    idx, seen = idx.reshape(B, V, 6)[counted], seen.reshape(B, V, 6)[counted]
+    check_positive(min_colors, "min_colors", integer=True)
+    idx, seen = _orbit_faces(images, cams, palette)
+    counted = (_count_colors(idx, seen, palette) >= min_colors).all(1)
+    idx, seen = idx[counted], seen[counted]
+    V = idx.shape[1]
     pairs = torch.triu(torch.ones(V, V, dtype=torch.bool), 1)[None, :, :, None]
     both = seen[:, :, None] & seen[:, None, :] & pairs  # (B', V, V, 6)
     same = both & (idx[:, :, None] == idx[:, None, :])
@@ -134,11 +141,7 @@ def cross_view_consistency(
 def orbit_colors(images: torch.Tensor, cams: Cameras, palette=PALETTE) -> torch.Tensor:
     """(B, V) the number of different palette colours each view of each cube shows; ``images``
     (B, V, 3, H, W), ``cams`` the B·V cameras (sample-major)."""
-    images = check_tensor(images, "images", min_dim=5)
-    B, V = images.shape[:2]
-    if len(cams) != B * V:
-        raise ValueError(f"cams must hold {B * V} cameras for {B}×{V} views, got {len(cams)}")
-    return _count_colors(*_view_colors(images.flatten(0, 1), cams, palette), palette).reshape(B, V)
+    return _count_colors(*_orbit_faces(images, cams, palette), palette)
 
 
 def colors_per_view(images: torch.Tensor, cams: Cameras, palette=PALETTE) -> float:

@@ -145,9 +145,9 @@ def joint_generation(
     z = torch.randn(images.shape, generator=g)
 
     def sample(cond):
-        noise = torch.Generator().manual_seed(seed + 1)
         if sampler == "euler":
             return sample_euler(model, z, uniform(steps), cond)
+        noise = torch.Generator().manual_seed(seed + 1)
         ts = uniform(steps, 0.995)  # the SDE's g(t) is infinite at t = 1 on the linear schedule
         if sampler == "ancestral":
             return sample_ancestral(model, z, ts, cond, generator=noise)
